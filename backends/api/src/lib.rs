@@ -1,0 +1,31 @@
+//! The contract between kobo-exporter and its data sources.
+//!
+//! Every source (SQLite, PostgreSQL, MySQL/MariaDB, XML-RPC) implements [`DataSource`] and normalises what
+//! it reads into the records of [`records`]; the exporter renders only those records, so it never needs to
+//! know which source produced them.
+
+pub mod error;
+pub mod options;
+pub mod records;
+pub mod worker_dir;
+
+pub use error::SourceError;
+pub use options::{redact_url, DatabaseOptions};
+pub use records::{HubSnapshot, LastSeen, WorkerRecord};
+pub use worker_dir::WorkerDir;
+
+use async_trait::async_trait;
+
+/// A kobo hub data source: one [`collect`](DataSource::collect) call per scrape.
+#[async_trait]
+pub trait DataSource: Send + Sync {
+    /// A short name of the kind of source (`sqlite`, `postgres`, `mysql`, `xmlrpc`), shown on the landing
+    /// page and in logs. Never the URL: it may hold credentials.
+    fn kind(&self) -> &'static str;
+
+    /// A description of where the data comes from that is safe to show (no password, no secret).
+    fn describe(&self) -> String;
+
+    /// Reads one consistent snapshot of the hub.
+    async fn collect(&self) -> Result<HubSnapshot, SourceError>;
+}

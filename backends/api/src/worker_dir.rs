@@ -1,0 +1,156 @@
+//! Last seen from kobo's `WORKER_DIR`.
+//!
+//! kobo touches `WORKER_DIR/<urlsafe-base64(name)>` (with `=` padding) on every authenticated `worker.*`
+//! call; the file's mtime is the worker's last seen. A missing file means the worker was never seen. A
+//! missing or unreadable directory is an error of its own: it must not look like "nobody was ever seen".
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use base64::engine::general_purpose::URL_SAFE;
+use base64::Engine as _;
+
+use crate::records::{LastSeen, WorkerRecord};
+use crate::SourceError;
+
+/// kobo's worker directory, read for last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerDir {
+    path: PathBuf,
+}
+
+/// The file name kobo uses for a worker: the URL-safe base64 of its UTF-8 name, with padding.
+pub fn file_name(worker_name: &str) -> String {
+    URL_SAFE.encode(worker_name.as_bytes())
+}
+
+impl WorkerDir {
+    /// A worker directory at `path`. Checked at every read, not here.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        WorkerDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks that the directory exists and can be listed: for a clear error at start-up.
+    pub fn check(&self) -> Result<(), SourceError> {
+        self.read_mtimes().map(|_| ())
+    }
+
+    /// Reads the mtimes (whole Unix seconds) of every file in the directory, keyed by file name.
+    ///
+    /// One directory listing per scrape instead of one `stat` per worker by name; names that are not
+    /// valid UTF-8 cannot be kobo's base64 names and are skipped.
+    pub fn read_mtimes(&self) -> Result<HashMap<String, i64>, SourceError> {
+        let error = |e: io::Error| SourceError::WorkerDir {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
+        let mut mtimes = HashMap::new();
+        for entry in std::fs::read_dir(&self.path).map_err(error)? {
+            let entry = entry.map_err(error)?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            // A file removed between the listing and the stat is simply not seen.
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(error(e)),
+            };
+            let Ok(modified) = meta.modified() else {
+                continue;
+            };
+            let seconds = match modified.duration_since(UNIX_EPOCH) {
+                Ok(after) => after.as_secs() as i64,
+                // Before 1970: whole seconds towards minus infinity, like Python's int(st_mtime).
+                Err(before) => {
+                    let d = before.duration();
+                    -(d.as_secs() as i64) - i64::from(d.subsec_nanos() > 0)
+                }
+            };
+            mtimes.insert(name, seconds);
+        }
+        Ok(mtimes)
+    }
+
+    /// Sets every worker's last seen from the directory: `At(mtime)` where its file exists, `Never` where
+    /// it does not. On error the workers are left untouched and the error is returned.
+    pub fn apply(&self, workers: &mut [WorkerRecord]) -> Result<(), SourceError> {
+        let mtimes = self.read_mtimes()?;
+        for worker in workers {
+            worker.last_seen = match mtimes.get(&file_name(&worker.name)) {
+                Some(&t) => LastSeen::At(t),
+                None => LastSeen::Never,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Fills last seen from an optional worker directory, the way every database source does: without a
+/// directory last seen stays unavailable; an unreadable one leaves it unavailable and adds a warning.
+pub fn apply_optional(dir: Option<&WorkerDir>, workers: &mut [WorkerRecord], warnings: &mut Vec<String>) {
+    if let Some(dir) = dir {
+        if let Err(e) = dir.apply(workers) {
+            warnings.push(format!("last seen unavailable: {e}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_urlsafe_base64_with_padding() {
+        assert_eq!(file_name("worker-0001.example.com"), "d29ya2VyLTAwMDEuZXhhbXBsZS5jb20=");
+        // '?' and '>' give '/' and '+' in the standard alphabet: kobo uses '_' and '-'.
+        assert_eq!(file_name("a?>"), "YT8-");
+        assert_eq!(file_name("??"), "Pz8=");
+        assert_eq!(file_name("\u{fb}\u{ff}"), "w7vDvw==");
+    }
+
+    #[test]
+    fn present_file_gives_its_mtime_and_absent_file_never() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(file_name("seen"));
+        std::fs::write(&path, b"").expect("write");
+        let when = UNIX_EPOCH + std::time::Duration::from_millis(1_749_999_887_900);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(when))
+            .expect("set mtime");
+        let mut workers = vec![WorkerRecord::new("seen"), WorkerRecord::new("unseen")];
+        WorkerDir::new(dir.path()).apply(&mut workers).expect("apply");
+        assert_eq!(workers[0].last_seen, LastSeen::At(1_749_999_887));
+        assert_eq!(workers[1].last_seen, LastSeen::Never);
+    }
+
+    #[test]
+    fn missing_directory_is_an_error_naming_it_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("nope");
+        let mut workers = vec![WorkerRecord::new("w")];
+        let mut warnings = Vec::new();
+        apply_optional(Some(&WorkerDir::new(&missing)), &mut workers, &mut warnings);
+        assert_eq!(workers[0].last_seen, LastSeen::Unavailable);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains(&missing.display().to_string()), "{warnings:?}");
+        assert!(WorkerDir::new(&missing).check().is_err());
+    }
+
+    #[test]
+    fn no_directory_leaves_last_seen_unavailable_without_warning() {
+        let mut workers = vec![WorkerRecord::new("w")];
+        let mut warnings = Vec::new();
+        apply_optional(None, &mut workers, &mut warnings);
+        assert_eq!(workers[0].last_seen, LastSeen::Unavailable);
+        assert!(warnings.is_empty());
+    }
+}

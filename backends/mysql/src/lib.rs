@@ -1,0 +1,1 @@
+//! The MySQL/MariaDB source (to be written).

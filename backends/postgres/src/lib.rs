@@ -1,0 +1,1 @@
+//! The PostgreSQL source (to be written).
