@@ -1,0 +1,217 @@
+//! The exporter's configuration: the `kobo` table of Rocket's figment.
+//!
+//! Sources, later ones winning: Rocket's defaults, the exporter's defaults (port [`DEFAULT_PORT`]),
+//! `Rocket.toml` (or the file named by `ROCKET_CONFIG`) with its profiles, `ROCKET_*` environment variables,
+//! and `KOBO_URL`, `KOBO_WORKER_DIR`, ... for the keys of the `kobo` table. The profile is chosen with
+//! `ROCKET_PROFILE` (default: `debug` in debug builds, `release` in release builds).
+//!
+//! Every error names the key and where its value came from.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, Profile};
+use kobo_backend_api::{DatabaseOptions, WorkerDir};
+use serde::Deserialize;
+
+/// The default port: outside the 9100-9999 range that Prometheus' exporters have used up, and clear of
+/// well-known services.
+pub const DEFAULT_PORT: u16 = 10120;
+
+/// The keys of the `kobo` table that `KOBO_<KEY>` environment variables can set.
+const ENV_KEYS: [&str; 7] = [
+    "url",
+    "worker_dir",
+    "password_file",
+    "ca_file",
+    "max_connections",
+    "connect_timeout",
+    "query_timeout",
+];
+
+/// The `kobo` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KoboTable {
+    url: Option<String>,
+    worker_dir: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    max_connections: Option<u32>,
+    /// Seconds.
+    connect_timeout: Option<f64>,
+    /// Seconds.
+    query_timeout: Option<f64>,
+}
+
+/// The kind of data source, from the scheme of `kobo.url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Sqlite,
+    Postgres,
+    Mysql,
+    XmlRpc,
+}
+
+impl SourceKind {
+    /// The source kind for a URL scheme (case-insensitive), if any.
+    pub fn from_scheme(scheme: &str) -> Option<Self> {
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Some(SourceKind::Sqlite),
+            "postgres" | "postgresql" => Some(SourceKind::Postgres),
+            "mysql" | "mariadb" => Some(SourceKind::Mysql),
+            "http" | "https" => Some(SourceKind::XmlRpc),
+            _ => None,
+        }
+    }
+}
+
+/// The validated exporter settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub kind: SourceKind,
+    /// Connection settings; the URL may hold a password (its `Debug` redacts it).
+    pub database: DatabaseOptions,
+    /// Where `kobo.url` came from, for error messages.
+    pub url_origin: String,
+    /// Where `kobo.worker_dir` came from, for error messages.
+    pub worker_dir_origin: String,
+}
+
+/// A configuration error: names the key and where its value came from (or where to set it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The config file that Rocket reads: `ROCKET_CONFIG`, else `Rocket.toml`.
+pub fn config_file() -> String {
+    Env::var_or("ROCKET_CONFIG", "Rocket.toml")
+}
+
+/// Rocket's figment with the exporter's defaults and its `KOBO_*` environment variables.
+pub fn figment() -> Figment {
+    Figment::from(rocket::Config::default())
+        .merge(Serialized::default("port", DEFAULT_PORT))
+        .merge(Serialized::default("ident", "kobo-exporter"))
+        .merge(Toml::file(config_file()).nested())
+        .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
+        .merge(kobo_env())
+        .select(Profile::from_env_or("ROCKET_PROFILE", rocket::Config::DEFAULT_PROFILE))
+}
+
+/// `KOBO_URL`, `KOBO_WORKER_DIR`, ... as the keys of the `kobo` table, in every profile.
+fn kobo_env() -> Env {
+    Env::prefixed("KOBO_")
+        .only(&ENV_KEYS)
+        .map(|key| format!("kobo.{key}").into())
+        .global()
+}
+
+/// Where the value of `key` (e.g. `kobo.url`) came from, in words: `TOML file Rocket.toml, key
+/// release.kobo.url` or `environment variable KOBO_URL`.
+pub fn origin(figment: &Figment, key: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(meta) => {
+            let keys: Vec<&str> = key.split('.').collect();
+            if meta.name.contains("environment") {
+                format!("environment variable {}", env_var_name(key))
+            } else {
+                let place = match &meta.source {
+                    Some(source) => format!("{} {source}", meta.name),
+                    None => meta.name.to_string(),
+                };
+                format!("{place}, key {}", meta.interpolate(figment.profile(), &keys))
+            }
+        }
+        None => format!(
+            "not set: set `{}` in the [{}.kobo] table of {} or the environment variable {}",
+            key.trim_start_matches("kobo."),
+            figment.profile(),
+            config_file(),
+            env_var_name(key)
+        ),
+    }
+}
+
+fn env_var_name(key: &str) -> String {
+    format!("KOBO_{}", key.trim_start_matches("kobo.").to_ascii_uppercase())
+}
+
+impl Settings {
+    /// Reads and validates the `kobo` table.
+    pub fn from_figment(figment: &Figment) -> Result<Settings, ConfigError> {
+        let table: KoboTable = if figment.contains("kobo") {
+            figment
+                .extract_inner("kobo")
+                .map_err(|e| ConfigError(format_figment_error(e)))?
+        } else {
+            KoboTable::default()
+        };
+        let key_error = |key: &str, message: &str| ConfigError(format!("`{key}` ({}): {message}", origin(figment, key)));
+
+        let url = table
+            .url
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| ConfigError(format!("missing key `kobo.url` ({})", origin(figment, "kobo.url"))))?;
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        let kind = SourceKind::from_scheme(scheme).ok_or_else(|| {
+            key_error(
+                "kobo.url",
+                &format!(
+                    "unknown URL scheme `{scheme}`: use sqlite:, postgres:, postgresql:, mysql:, mariadb:, http: or https:"
+                ),
+            )
+        })?;
+
+        let mut database = DatabaseOptions::new(url);
+        database.worker_dir = table.worker_dir.map(WorkerDir::new);
+        database.ca_file = table.ca_file;
+        if let Some(path) = table.password_file {
+            let password = std::fs::read_to_string(&path).map_err(|e| {
+                key_error("kobo.password_file", &format!("cannot read {}: {e}", path.display()))
+            })?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(key_error("kobo.password_file", &format!("{} is empty", path.display())));
+            }
+            database.password = Some(password.to_string());
+        }
+        if let Some(n) = table.max_connections {
+            if n == 0 {
+                return Err(key_error("kobo.max_connections", "must be at least 1"));
+            }
+            database.max_connections = n;
+        }
+        for (key, value, slot) in [
+            ("kobo.connect_timeout", table.connect_timeout, &mut database.connect_timeout),
+            ("kobo.query_timeout", table.query_timeout, &mut database.query_timeout),
+        ] {
+            if let Some(seconds) = value {
+                *slot = Duration::try_from_secs_f64(seconds)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| key_error(key, &format!("{seconds} is not a positive number of seconds")))?;
+            }
+        }
+        Ok(Settings {
+            kind,
+            database,
+            url_origin: origin(figment, "kobo.url"),
+            worker_dir_origin: origin(figment, "kobo.worker_dir"),
+        })
+    }
+}
+
+/// A figment error in one line per problem, each naming the key and its source (figment's own wording).
+fn format_figment_error(error: figment::Error) -> String {
+    error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}

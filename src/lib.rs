@@ -1,0 +1,21 @@
+//! kobo-exporter: a Prometheus exporter for kobo hubs.
+//!
+//! - [`config`]: the `kobo` table of the figment config (Rocket.toml, `KOBO_*` environment variables).
+//! - [`source`]: picks and opens the data source from `kobo.url`.
+//! - [`metrics`]: turns a [`HubSnapshot`](kobo_backend_api::HubSnapshot) into metric families, one module
+//!   per group of metrics.
+//! - [`exposition`]: writes metric families as Prometheus text.
+//! - [`routes`]: the HTTP endpoints and the Rocket instance.
+
+pub mod config;
+pub mod exposition;
+pub mod metrics;
+pub mod routes;
+pub mod source;
+
+pub use kobo_backend_api as api;
+
+/// Renders a hub snapshot as Prometheus text exposition format 0.0.4.
+pub fn render(snapshot: &api::HubSnapshot) -> Result<String, prometheus::Error> {
+    exposition::encode(&metrics::families(snapshot))
+}
