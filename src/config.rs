@@ -46,6 +46,12 @@ struct KoboTable {
     query_timeout: Option<f64>,
 }
 
+/// The part of the figment the exporter reads (Rocket reads the rest).
+#[derive(Debug, Deserialize)]
+struct Root {
+    kobo: Option<KoboTable>,
+}
+
 /// The kind of data source, from the scheme of `kobo.url`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
@@ -129,7 +135,13 @@ pub fn origin(figment: &Figment, key: &str) -> String {
                     Some(source) => format!("{} {source}", meta.name),
                     None => meta.name.to_string(),
                 };
-                format!("{place}, key {}", meta.interpolate(figment.profile(), &keys))
+                // The profile the value was set in (`default`, `release`, ...), not the selected one.
+                let profile = figment
+                    .find_value(key)
+                    .ok()
+                    .and_then(|value| value.tag().profile())
+                    .unwrap_or_else(|| figment.profile().clone());
+                format!("{place}, key {}", meta.interpolate(&profile, &keys))
             }
         }
         None => format!(
@@ -149,13 +161,12 @@ fn env_var_name(key: &str) -> String {
 impl Settings {
     /// Reads and validates the `kobo` table.
     pub fn from_figment(figment: &Figment) -> Result<Settings, ConfigError> {
-        let table: KoboTable = if figment.contains("kobo") {
-            figment
-                .extract_inner("kobo")
-                .map_err(|e| ConfigError(format_figment_error(e)))?
-        } else {
-            KoboTable::default()
-        };
+        // Extracted through the whole figment (not `extract_inner`) so that errors give the key's full path.
+        let table = figment
+            .extract::<Root>()
+            .map_err(|e| ConfigError(format_figment_error(e)))?
+            .kobo
+            .unwrap_or_default();
         let key_error = |key: &str, message: &str| ConfigError(format!("`{key}` ({}): {message}", origin(figment, key)));
 
         let url = table

@@ -5,8 +5,10 @@
 //! know which source produced them.
 
 pub mod error;
+pub mod normalise;
 pub mod options;
 pub mod records;
+pub mod secrets;
 pub mod worker_dir;
 
 pub use error::SourceError;

@@ -1,0 +1,231 @@
+//! What every SQL source (SQLite, PostgreSQL, MySQL/MariaDB) shares: the tables and columns a hub must
+//! have, the `hub_worker` part of the worker query, and the mapping of one worker row, already decoded into
+//! primitive values by the source's driver, to a [`WorkerRecord`].
+//!
+//! Keeping this in one place makes the three sources give the same records for the same hub: sorting and
+//! de-duplicating names here (never by the database's collation), the same NULL handling, the same error
+//! messages.
+
+use crate::records::WorkerRecord;
+
+/// Tables the worker query reads. A database without one of them is not a kobo hub.
+pub const REQUIRED_TABLES: [&str; 5] = [
+    "hub_worker",
+    "hub_worker_arches",
+    "hub_arch",
+    "hub_worker_channels",
+    "hub_channel",
+];
+
+/// `hub_worker` columns every kobo hub has. `min_priority` (a 2016 migration) is optional.
+pub const REQUIRED_WORKER_COLUMNS: [&str; 8] = [
+    "id",
+    "name",
+    "enabled",
+    "ready",
+    "current_load",
+    "max_load",
+    "task_count",
+    "max_tasks",
+];
+
+/// What a source found out about a hub's schema: enough to build its worker query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubSchema {
+    /// Whether `hub_worker.min_priority` exists (hubs older than 2016 lack it).
+    pub min_priority: bool,
+}
+
+impl HubSchema {
+    /// Checks the schema a source read from its catalog: `tables` are the names of the
+    /// [`REQUIRED_TABLES`] that exist (others may be included), `worker_columns` the columns of
+    /// `hub_worker`. The error names the first missing table or column, e.g. `table hub_arch is missing`.
+    pub fn check<T: AsRef<str>, C: AsRef<str>>(
+        tables: &[T],
+        worker_columns: &[C],
+    ) -> Result<Self, String> {
+        let has = |names: &[T], wanted: &str| {
+            names
+                .iter()
+                .any(|n| n.as_ref().eq_ignore_ascii_case(wanted))
+        };
+        if let Some(missing) = REQUIRED_TABLES.iter().find(|t| !has(tables, t)) {
+            return Err(format!("table {missing} is missing"));
+        }
+        let has_column = |wanted: &str| {
+            worker_columns
+                .iter()
+                .any(|c| c.as_ref().eq_ignore_ascii_case(wanted))
+        };
+        if let Some(missing) = REQUIRED_WORKER_COLUMNS.iter().find(|c| !has_column(c)) {
+            return Err(format!("column hub_worker.{missing} is missing"));
+        }
+        Ok(HubSchema {
+            min_priority: has_column("min_priority"),
+        })
+    }
+
+    /// The `hub_worker` columns of the worker query, for the table aliased `w`, in the order
+    /// [`WorkerRow`] lists them: name, enabled, ready, current_load, max_load, task_count, max_tasks,
+    /// min_priority (`NULL` where the column does not exist). Never `worker_key`: it is the worker's secret.
+    pub fn worker_columns_sql(&self) -> String {
+        let min_priority = if self.min_priority {
+            "w.min_priority"
+        } else {
+            "NULL"
+        };
+        format!("w.name, w.enabled, w.ready, w.current_load, w.max_load, w.task_count, w.max_tasks, {min_priority}")
+    }
+}
+
+/// One row of the worker query, decoded by a source into primitive values. `None` is SQL `NULL`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerRow {
+    pub name: String,
+    pub enabled: Option<bool>,
+    pub ready: Option<bool>,
+    pub current_load: Option<i64>,
+    pub max_load: Option<i64>,
+    pub task_count: Option<i64>,
+    pub max_tasks: Option<i64>,
+    pub min_priority: Option<i64>,
+    /// Arch names in any order, possibly repeated; `None` entries (a `NULL` name) are dropped.
+    pub arches: Vec<Option<String>>,
+    /// Channel names in any order, possibly repeated (channel names are not unique in kobo).
+    pub channels: Vec<Option<String>>,
+}
+
+impl WorkerRow {
+    /// The record for this row: arches and channels sorted (byte order, not a collation) and
+    /// de-duplicated; every column but `min_priority` must be non-NULL. The error names the column and the
+    /// worker.
+    pub fn into_record(self) -> Result<WorkerRecord, String> {
+        let name = self.name;
+        let null = |column: &str| format!("hub_worker.{column} of worker {name:?} is NULL");
+        let mut worker = WorkerRecord::new(name.clone());
+        worker.enabled = self.enabled.ok_or_else(|| null("enabled"))?;
+        worker.ready = self.ready.ok_or_else(|| null("ready"))?;
+        worker.current_load = self.current_load.ok_or_else(|| null("current_load"))?;
+        worker.max_load = self.max_load.ok_or_else(|| null("max_load"))?;
+        worker.task_count = self.task_count.ok_or_else(|| null("task_count"))?;
+        worker.max_tasks = Some(self.max_tasks.ok_or_else(|| null("max_tasks"))?);
+        worker.min_priority = self.min_priority;
+        worker.arches = sorted_names(self.arches);
+        worker.channels = sorted_names(self.channels);
+        Ok(worker)
+    }
+}
+
+/// Names sorted in byte order and de-duplicated, `None` entries dropped.
+pub fn sorted_names(names: impl IntoIterator<Item = Option<String>>) -> Vec<String> {
+    let mut names: Vec<String> = names.into_iter().flatten().collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Parses a JSON array of names (strings or `null`), as `json_group_array` / `JSON_ARRAYAGG` give them; SQL
+/// `NULL` (an aggregate over no rows) is an empty list. Not sorted: see [`WorkerRow::into_record`].
+pub fn names_from_json(json: Option<&str>) -> Result<Vec<Option<String>>, String> {
+    match json {
+        None => Ok(Vec::new()),
+        Some(json) => {
+            serde_json::from_str(json).map_err(|e| format!("not a JSON array of names: {e}"))
+        }
+    }
+}
+
+/// An integer column as `i64`, from an unsigned value (MySQL `int unsigned`, `bigint unsigned`): an error
+/// naming the column if it does not fit.
+pub fn int_from_unsigned(value: u64, column: &str) -> Result<i64, String> {
+    i64::try_from(value)
+        .map_err(|_| format!("{column} = {value} does not fit in a signed 64-bit integer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_check_names_the_first_missing_table_or_column() {
+        let all_tables = REQUIRED_TABLES.to_vec();
+        let mut columns = REQUIRED_WORKER_COLUMNS.to_vec();
+        assert_eq!(
+            HubSchema::check(&all_tables, &columns),
+            Ok(HubSchema {
+                min_priority: false
+            })
+        );
+        columns.push("min_priority");
+        assert_eq!(
+            HubSchema::check(&all_tables, &columns),
+            Ok(HubSchema { min_priority: true })
+        );
+        let tables = ["hub_worker", "hub_arch"];
+        assert_eq!(
+            HubSchema::check(&tables, &columns),
+            Err("table hub_worker_arches is missing".to_string())
+        );
+        assert_eq!(
+            HubSchema::check(&all_tables, &["id", "name"]),
+            Err("column hub_worker.enabled is missing".to_string())
+        );
+        assert!(HubSchema {
+            min_priority: false
+        }
+        .worker_columns_sql()
+        .ends_with(", NULL"));
+        assert!(!HubSchema { min_priority: true }
+            .worker_columns_sql()
+            .contains("worker_key"));
+    }
+
+    #[test]
+    fn rows_become_records_with_sorted_unique_names() {
+        let row = WorkerRow {
+            name: "w".into(),
+            enabled: Some(true),
+            ready: Some(false),
+            current_load: Some(2),
+            max_load: Some(3),
+            task_count: Some(1),
+            max_tasks: Some(0),
+            min_priority: None,
+            arches: vec![Some("x86_64".into()), None, Some("aarch64".into())],
+            channels: vec![
+                Some("b".into()),
+                Some("a".into()),
+                Some("b".into()),
+                Some("B".into()),
+            ],
+        };
+        let record = row.clone().into_record().expect("complete row");
+        assert_eq!(record.arches, ["aarch64", "x86_64"]);
+        assert_eq!(record.channels, ["B", "a", "b"]);
+        assert_eq!(
+            (record.current_load, record.max_tasks, record.min_priority),
+            (2, Some(0), None)
+        );
+        let error = WorkerRow {
+            max_load: None,
+            ..row
+        }
+        .into_record()
+        .expect_err("NULL max_load");
+        assert_eq!(error, "hub_worker.max_load of worker \"w\" is NULL");
+    }
+
+    #[test]
+    fn json_names_and_unsigned_integers() {
+        assert_eq!(names_from_json(None), Ok(vec![]));
+        assert_eq!(
+            names_from_json(Some(r#"["a\"b", null, "\\"]"#)),
+            Ok(vec![Some("a\"b".into()), None, Some("\\".into())])
+        );
+        assert!(names_from_json(Some("[1]")).is_err());
+        assert_eq!(int_from_unsigned(7, "hub_worker.max_load"), Ok(7));
+        assert!(int_from_unsigned(u64::MAX, "hub_worker.max_load")
+            .unwrap_err()
+            .contains("max_load"));
+    }
+}

@@ -1,0 +1,36 @@
+//! One conformance suite for every source: the same hubs, loaded into each database on kobo's real schema,
+//! must render to the same insta snapshot (`snapshots/conformance__<hub>.snap`).
+
+#[path = "../common/mod.rs"]
+mod common;
+mod hubs;
+
+mod sqlite;
+
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+
+use kobo_exporter::api::DataSource;
+
+/// Collects from the source and checks the rendering against the hub's shared snapshot.
+pub async fn assert_conforms(hub: &hubs::Hub, source: &dyn DataSource) {
+    let snapshot = source
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{} source, hub {}: {e}", source.kind(), hub.snapshot));
+    let text = kobo_exporter::render(&snapshot).expect("render");
+    assert!(
+        !text.contains("secret-key") && !text.contains("aa8d8edacf2beb496dab21a54e9e6fb97dc8500f98aa922388f9a5a87cde565b"),
+        "worker_key leaked into the output"
+    );
+    insta::with_settings!({
+        snapshot_path => "../../snapshots",
+        prepend_module_to_snapshot => false,
+        description => format!("hub {} rendered from every source", hub.snapshot),
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(format!("conformance__{}", hub.snapshot), text);
+    });
+}

@@ -1,0 +1,140 @@
+//! The SQLite source against real files: read-only files and directories, files that do not exist, the
+//! worker secret, and the bundled demo hub.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use kobo_backend_sqlite::SqliteSource;
+use kobo_exporter::api::{DataSource, LastSeen, WorkerDir};
+
+/// The fixture hub in a new SQLite file.
+fn fixture_hub(dir: &Path) -> PathBuf {
+    let path = dir.join("hub.sqlite3");
+    let conn = rusqlite::Connection::open(&path).expect("create");
+    conn.execute_batch(&common::read_shared("schema-sqlite.sql")).expect("schema");
+    conn.execute_batch(&common::read_shared("fixture.sql")).expect("fixture");
+    path
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn dir_listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn reads_a_read_only_file_in_a_read_only_directory_and_changes_nothing() {
+    let outer = tempfile::tempdir().expect("temp dir");
+    let dir = outer.path().join("ro");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let path = fixture_hub(&dir);
+    let before = std::fs::read(&path).expect("read");
+    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
+    set_mode(&path, 0o444);
+    set_mode(&dir, 0o555);
+
+    let source = SqliteSource::open(&path, None).expect("open read-only");
+    for _ in 0..3 {
+        let snapshot = source.collect().await.expect("collect");
+        assert_eq!(snapshot.workers.len(), 5);
+    }
+    drop(source);
+
+    set_mode(&dir, 0o755);
+    assert_eq!(std::fs::read(&path).expect("read"), before, "the database file changed");
+    assert_eq!(std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime"), modified);
+    assert_eq!(dir_listing(&dir), vec!["hub.sqlite3".to_string()], "journal or WAL files were created");
+}
+
+#[test]
+fn a_missing_file_is_an_error_and_is_never_created() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nope.sqlite3");
+    let error = SqliteSource::open(&path, None).err().expect("must fail").to_string();
+    assert!(error.contains("nope.sqlite3"), "{error}");
+    assert!(!path.exists());
+    assert!(dir_listing(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn the_worker_secret_is_never_in_the_records_or_the_output() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = fixture_hub(dir.path());
+    let keys: Vec<String> = rusqlite::Connection::open(&path)
+        .expect("open")
+        .prepare("SELECT worker_key FROM hub_worker")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("keys");
+    assert_eq!(keys.len(), 5);
+    let workers = common::fixture_worker_dir();
+    let source = SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
+    let snapshot = source.collect().await.expect("collect");
+    let text = kobo_exporter::render(&snapshot).expect("render");
+    let debug = format!("{snapshot:?}");
+    for key in &keys {
+        assert!(!text.contains(key.as_str()), "worker_key in the output");
+        assert!(!debug.contains(key.as_str()), "worker_key in the records");
+    }
+}
+
+#[tokio::test]
+async fn records_carry_arches_channels_and_last_seen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = fixture_hub(dir.path());
+    let workers = common::fixture_worker_dir();
+    let source = SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
+    let mut snapshot = source.collect().await.expect("collect");
+    snapshot.workers.sort_by(|a, b| a.name.cmp(&b.name));
+    let first = &snapshot.workers[0];
+    assert_eq!(first.name, "worker-0001.example.com");
+    assert_eq!(first.arches, ["aarch64", "noarch", "s390x", "x86_64"]);
+    assert_eq!(first.channels, ["compose", "default", "scratch"]);
+    assert_eq!(first.max_tasks, Some(0));
+    assert_eq!(first.min_priority, Some(0));
+    assert_eq!(first.last_seen, LastSeen::At(1_749_999_887));
+    assert_eq!(snapshot.workers[3].last_seen, LastSeen::Never);
+    assert_eq!(snapshot.workers[2].max_tasks, Some(5));
+    assert!(snapshot.warnings.is_empty());
+}
+
+#[tokio::test]
+async fn a_worker_dir_that_disappears_is_a_warning_not_zeros() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = fixture_hub(dir.path());
+    let workers = common::fixture_worker_dir();
+    let worker_path = workers.path().to_path_buf();
+    let source = SqliteSource::open(&path, Some(WorkerDir::new(&worker_path))).expect("open");
+    drop(workers);
+    let snapshot = source.collect().await.expect("collect");
+    assert!(snapshot.workers.iter().all(|w| w.last_seen == LastSeen::Unavailable));
+    assert_eq!(snapshot.warnings.len(), 1);
+    assert!(snapshot.warnings[0].contains(&worker_path.display().to_string()), "{:?}", snapshot.warnings);
+}
+
+#[tokio::test]
+async fn the_demo_hub_holds_what_its_sql_describes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rebuilt = dir.path().join("hub.sqlite3");
+    let conn = rusqlite::Connection::open(&rebuilt).expect("create");
+    for file in ["schema-sqlite.sql", "hub.sql"] {
+        conn.execute_batch(&std::fs::read_to_string(root.join(file)).expect("demo sql")).expect(file);
+    }
+    drop(conn);
+    let demo = SqliteSource::open(root.join("hub.sqlite3"), None).expect("demo");
+    let rebuilt = SqliteSource::open(&rebuilt, None).expect("rebuilt");
+    let (mut a, mut b) = (demo.collect().await.expect("demo"), rebuilt.collect().await.expect("rebuilt"));
+    a.workers.sort_by(|x, y| x.name.cmp(&y.name));
+    b.workers.sort_by(|x, y| x.name.cmp(&y.name));
+    assert_eq!(a, b);
+    assert_eq!(a.workers.len(), 5);
+}
