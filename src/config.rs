@@ -111,7 +111,10 @@ pub fn figment() -> Figment {
         .merge(Toml::file(config_file()).nested())
         .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
         .merge(kobo_env())
-        .select(Profile::from_env_or("ROCKET_PROFILE", rocket::Config::DEFAULT_PROFILE))
+        .select(Profile::from_env_or(
+            "ROCKET_PROFILE",
+            rocket::Config::DEFAULT_PROFILE,
+        ))
 }
 
 /// `KOBO_URL`, `KOBO_WORKER_DIR`, ... as the keys of the `kobo` table, in every profile.
@@ -155,7 +158,10 @@ pub fn origin(figment: &Figment, key: &str) -> String {
 }
 
 fn env_var_name(key: &str) -> String {
-    format!("KOBO_{}", key.trim_start_matches("kobo.").to_ascii_uppercase())
+    format!(
+        "KOBO_{}",
+        key.trim_start_matches("kobo.").to_ascii_uppercase()
+    )
 }
 
 impl Settings {
@@ -167,12 +173,16 @@ impl Settings {
             .map_err(|e| ConfigError(format_figment_error(e)))?
             .kobo
             .unwrap_or_default();
-        let key_error = |key: &str, message: &str| ConfigError(format!("`{key}` ({}): {message}", origin(figment, key)));
+        let key_error = |key: &str, message: &str| {
+            ConfigError(format!("`{key}` ({}): {message}", origin(figment, key)))
+        };
 
-        let url = table
-            .url
-            .filter(|u| !u.trim().is_empty())
-            .ok_or_else(|| ConfigError(format!("missing key `kobo.url` ({})", origin(figment, "kobo.url"))))?;
+        let url = table.url.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
+            ConfigError(format!(
+                "missing key `kobo.url` ({})",
+                origin(figment, "kobo.url")
+            ))
+        })?;
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
         let kind = SourceKind::from_scheme(scheme).ok_or_else(|| {
             key_error(
@@ -188,11 +198,17 @@ impl Settings {
         database.ca_file = table.ca_file;
         if let Some(path) = table.password_file {
             let password = std::fs::read_to_string(&path).map_err(|e| {
-                key_error("kobo.password_file", &format!("cannot read {}: {e}", path.display()))
+                key_error(
+                    "kobo.password_file",
+                    &format!("cannot read {}: {e}", path.display()),
+                )
             })?;
             let password = password.trim_end_matches(['\r', '\n']);
             if password.is_empty() {
-                return Err(key_error("kobo.password_file", &format!("{} is empty", path.display())));
+                return Err(key_error(
+                    "kobo.password_file",
+                    &format!("{} is empty", path.display()),
+                ));
             }
             database.password = Some(password.to_string());
         }
@@ -203,14 +219,27 @@ impl Settings {
             database.max_connections = n;
         }
         for (key, value, slot) in [
-            ("kobo.connect_timeout", table.connect_timeout, &mut database.connect_timeout),
-            ("kobo.query_timeout", table.query_timeout, &mut database.query_timeout),
+            (
+                "kobo.connect_timeout",
+                table.connect_timeout,
+                &mut database.connect_timeout,
+            ),
+            (
+                "kobo.query_timeout",
+                table.query_timeout,
+                &mut database.query_timeout,
+            ),
         ] {
             if let Some(seconds) = value {
                 *slot = Duration::try_from_secs_f64(seconds)
                     .ok()
                     .filter(|d| !d.is_zero())
-                    .ok_or_else(|| key_error(key, &format!("{seconds} is not a positive number of seconds")))?;
+                    .ok_or_else(|| {
+                        key_error(
+                            key,
+                            &format!("{seconds} is not a positive number of seconds"),
+                        )
+                    })?;
             }
         }
         Ok(Settings {
@@ -224,5 +253,9 @@ impl Settings {
 
 /// A figment error in one line per problem, each naming the key and its source (figment's own wording).
 fn format_figment_error(error: figment::Error) -> String {
-    error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -10,7 +10,12 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// `# TYPE` lines only (the encoder refuses empty families, the reference exporter serves their headers).
 pub fn encode(families: &[MetricFamily]) -> Result<String, prometheus::Error> {
     let encoder = TextEncoder::new();
-    let mut out = String::with_capacity(families.iter().map(|f| 64 + 96 * f.get_metric().len()).sum());
+    let mut out = String::with_capacity(
+        families
+            .iter()
+            .map(|f| 64 + 96 * f.get_metric().len())
+            .sum(),
+    );
     for family in families {
         if family.get_metric().is_empty() {
             write_headers(family, &mut out);

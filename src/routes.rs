@@ -11,7 +11,6 @@ use rocket::http::{ContentType, Status};
 use rocket::response::content::RawHtml;
 use rocket::{get, routes, Build, Rocket, State};
 
-
 /// What the routes share: the data source.
 pub struct Exporter {
     pub source: Arc<dyn DataSource>,
@@ -34,18 +33,32 @@ fn content_type() -> ContentType {
 async fn scrape(exporter: &Exporter) -> (Status, (ContentType, String)) {
     let error = |status: Status, message: String| {
         log::error!("scrape failed: {message}");
-        (status, (ContentType::Plain, format!("kobo-exporter: {message}\n")))
+        (
+            status,
+            (ContentType::Plain, format!("kobo-exporter: {message}\n")),
+        )
     };
     let snapshot = match exporter.source.collect().await {
         Ok(snapshot) => snapshot,
-        Err(e) => return error(Status::ServiceUnavailable, format!("collecting from the {} source failed: {e}", exporter.source.kind())),
+        Err(e) => {
+            return error(
+                Status::ServiceUnavailable,
+                format!(
+                    "collecting from the {} source failed: {e}",
+                    exporter.source.kind()
+                ),
+            )
+        }
     };
     for warning in &snapshot.warnings {
         log::warn!("{warning}");
     }
     match crate::render(&snapshot) {
         Ok(text) => (Status::Ok, (content_type(), text)),
-        Err(e) => error(Status::InternalServerError, format!("rendering the metrics failed: {e}")),
+        Err(e) => error(
+            Status::InternalServerError,
+            format!("rendering the metrics failed: {e}"),
+        ),
     }
 }
 

@@ -10,10 +10,16 @@ use crate::config::{ConfigError, Settings, SourceKind};
 /// Opens the configured source. Errors name the config key at fault and where it was set. The worker
 /// directory, when given, must exist and be readable.
 pub fn open(settings: &Settings) -> Result<Arc<dyn DataSource>, ConfigError> {
-    let url_error = |e: &dyn std::fmt::Display| ConfigError(format!("`kobo.url` ({}): {e}", settings.url_origin));
+    let url_error = |e: &dyn std::fmt::Display| {
+        ConfigError(format!("`kobo.url` ({}): {e}", settings.url_origin))
+    };
     if let Some(dir) = &settings.database.worker_dir {
-        dir.check()
-            .map_err(|e| ConfigError(format!("`kobo.worker_dir` ({}): {e}", settings.worker_dir_origin)))?;
+        dir.check().map_err(|e| {
+            ConfigError(format!(
+                "`kobo.worker_dir` ({}): {e}",
+                settings.worker_dir_origin
+            ))
+        })?;
     }
     let options = settings.database.clone();
     match settings.kind {

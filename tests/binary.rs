@@ -62,13 +62,23 @@ fn start(envs: &[(&str, &str)]) -> Server {
 /// A plain HTTP/1.1 GET; returns the status line, the headers and the body.
 fn get(port: u16, path: &str) -> (String, String, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("send");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
     let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    (status.to_string(), headers.to_ascii_lowercase(), body.to_string())
+    (
+        status.to_string(),
+        headers.to_ascii_lowercase(),
+        body.to_string(),
+    )
 }
 
 #[test]
@@ -76,7 +86,10 @@ fn serves_the_demo_hub_with_no_configuration() {
     let server = start(&[]);
     let (status, headers, body) = get(server.port, "/kobo_exporter/metrics");
     assert!(status.contains("200"), "{status}");
-    assert!(headers.contains("content-type: text/plain; version=0.0.4; charset=utf-8"), "{headers}");
+    assert!(
+        headers.contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{headers}"
+    );
     let parsed = common::exposition::parse(&body).expect("parses");
     assert_eq!(parsed.families["kobo_worker_enabled"].samples.len(), 5);
     // The demo carries last-seen files for four of its five workers.
@@ -89,16 +102,23 @@ fn serves_any_hub_from_kobo_url_equal_to_the_reference() {
     let dir = tempfile::tempdir().expect("temp dir");
     let hub = dir.path().join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&hub).expect("create");
-    conn.execute_batch(&common::read_shared("schema-sqlite.sql")).expect("schema");
-    conn.execute_batch(&common::read_shared("fixture.sql")).expect("fixture");
+    conn.execute_batch(&common::read_shared("schema-sqlite.sql"))
+        .expect("schema");
+    conn.execute_batch(&common::read_shared("fixture.sql"))
+        .expect("fixture");
     drop(conn);
     let workers = common::fixture_worker_dir();
     let url = format!("sqlite://{}", hub.display());
-    let server = start(&[("KOBO_URL", &url), ("KOBO_WORKER_DIR", &workers.path().display().to_string())]);
+    let server = start(&[
+        ("KOBO_URL", &url),
+        ("KOBO_WORKER_DIR", &workers.path().display().to_string()),
+    ]);
     let (status, _, body) = get(server.port, "/kobo_exporter/metrics/");
     assert!(status.contains("200"), "{status}");
     let ours = common::exposition::parse(&body).expect("parses");
-    let reference = common::exposition::parse(&common::read_shared("fixture-reference-metrics.txt")).expect("reference");
+    let reference =
+        common::exposition::parse(&common::read_shared("fixture-reference-metrics.txt"))
+            .expect("reference");
     assert_eq!(ours, reference);
 }
 
@@ -127,7 +147,12 @@ fn run_expecting_exit(config: &str, envs: &[(&str, &str)]) -> (std::process::Exi
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
             let mut stderr = String::new();
-            child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("stderr");
+            child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut stderr)
+                .expect("stderr");
             return (status, stderr);
         }
         if started.elapsed() > Duration::from_secs(20) {
@@ -140,10 +165,20 @@ fn run_expecting_exit(config: &str, envs: &[(&str, &str)]) -> (std::process::Exi
 
 #[test]
 fn bad_configuration_stops_start_up_with_one_message_naming_the_key() {
-    let cases: [(&str, &[(&str, &str)], &[&str]); 4] = [
+    /// A config file, environment variables, and what the message must name.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 4] = [
         ("[default]\n", &[], &["kobo.url", "KOBO_URL"]),
-        ("[default.kobo]\nurl = \"gopher://hub\"\n", &[], &["kobo.url", "kobo.toml", "gopher"]),
-        ("[default.kobo]\nurl = \"sqlite:///nonexistent/hub.sqlite3\"\n", &[], &["kobo.url", "/nonexistent/hub.sqlite3"]),
+        (
+            "[default.kobo]\nurl = \"gopher://hub\"\n",
+            &[],
+            &["kobo.url", "kobo.toml", "gopher"],
+        ),
+        (
+            "[default.kobo]\nurl = \"sqlite:///nonexistent/hub.sqlite3\"\n",
+            &[],
+            &["kobo.url", "/nonexistent/hub.sqlite3"],
+        ),
         (
             "[default.kobo]\nurl = \"sqlite:///nonexistent/hub.sqlite3\"\n",
             &[("KOBO_WORKER_DIR", "/nonexistent/worker")],

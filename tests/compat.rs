@@ -13,8 +13,10 @@ async fn render_fixture() -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&path).expect("create");
-    conn.execute_batch(&common::read_shared("schema-sqlite.sql")).expect("schema");
-    conn.execute_batch(&common::read_shared("fixture.sql")).expect("fixture");
+    conn.execute_batch(&common::read_shared("schema-sqlite.sql"))
+        .expect("schema");
+    conn.execute_batch(&common::read_shared("fixture.sql"))
+        .expect("fixture");
     drop(conn);
     let workers = common::fixture_worker_dir();
     let source = SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
@@ -24,26 +26,44 @@ async fn render_fixture() -> String {
 
 #[tokio::test]
 async fn fixture_output_parses_equal_to_the_reference_exporter() {
-    let reference = parse(&common::read_shared("fixture-reference-metrics.txt")).expect("reference parses");
+    let reference =
+        parse(&common::read_shared("fixture-reference-metrics.txt")).expect("reference parses");
     let ours = parse(&render_fixture().await).expect("our output parses");
     assert_eq!(reference.order.len(), 6, "the reference has six families");
     // Every reference family: same HELP, TYPE, label sets and values.
     for name in &reference.order {
-        assert_eq!(ours.families.get(name), reference.families.get(name), "family {name}");
+        assert_eq!(
+            ours.families.get(name),
+            reference.families.get(name),
+            "family {name}"
+        );
     }
     // In the same order, and no other kobo_worker_* family with the reference's prefix.
-    let ours_worker: Vec<&String> = ours.order.iter().filter(|n| n.starts_with("kobo_worker_")).collect();
+    let ours_worker: Vec<&String> = ours
+        .order
+        .iter()
+        .filter(|n| n.starts_with("kobo_worker_"))
+        .collect();
     assert_eq!(ours_worker, reference.order.iter().collect::<Vec<_>>());
 }
 
 #[test]
 fn parser_compares_by_meaning() {
-    let a = parse("# HELP m h\\\\x\n# TYPE m gauge\nm{b=\"q\\\"\\n\\\\\",a=\"1\"} 1.749999887e+09\n").expect("a");
-    let b = parse("# HELP m h\\\\x\n# TYPE m gauge\nm{a=\"1\",b=\"q\\\"\\n\\\\\"} 1749999887\n").expect("b");
+    let a =
+        parse("# HELP m h\\\\x\n# TYPE m gauge\nm{b=\"q\\\"\\n\\\\\",a=\"1\"} 1.749999887e+09\n")
+            .expect("a");
+    let b = parse("# HELP m h\\\\x\n# TYPE m gauge\nm{a=\"1\",b=\"q\\\"\\n\\\\\"} 1749999887\n")
+        .expect("b");
     assert_eq!(a, b);
     assert_eq!(a.families["m"].help.as_deref(), Some("h\\x"));
-    let labels = vec![("a".to_string(), "1".to_string()), ("b".to_string(), "q\"\n\\".to_string())];
-    assert_eq!(a.families["m"].samples[&("m".to_string(), labels)], 1_749_999_887.0);
+    let labels = vec![
+        ("a".to_string(), "1".to_string()),
+        ("b".to_string(), "q\"\n\\".to_string()),
+    ];
+    assert_eq!(
+        a.families["m"].samples[&("m".to_string(), labels)],
+        1_749_999_887.0
+    );
     assert_eq!(parse("m 1.0\n"), parse("m 1\n"));
     assert_ne!(parse("m 1\n"), parse("m 1.5\n"));
     assert!(parse("m{a=\"1\"} x\n").is_err());

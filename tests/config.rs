@@ -1,6 +1,8 @@
 //! Configuration: Rocket.toml profiles, `KOBO_*` overrides, and start-up failing cleanly on bad config, with
 //! a message that names the key and where its value came from.
 
+#![allow(clippy::result_large_err)] // figment::Jail closures return figment::Error, as figment defines them.
+
 use figment::Jail;
 use kobo_exporter::config::{Settings, SourceKind, DEFAULT_PORT};
 use kobo_exporter::source;
@@ -27,8 +29,14 @@ fn assert_mentions(message: &str, needles: &[&str]) {
 fn make_hub(jail: &Jail, name: &str) -> std::path::PathBuf {
     let path = jail.directory().join(name);
     let conn = rusqlite::Connection::open(&path).expect("create");
-    conn.execute_batch(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/kobo/schema-sqlite.sql")).expect("schema"))
-        .expect("schema");
+    conn.execute_batch(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/kobo/schema-sqlite.sql"
+        ))
+        .expect("schema"),
+    )
+    .expect("schema");
     path
 }
 
@@ -59,7 +67,10 @@ fn profiles_and_environment_overrides() {
         jail.set_env("ROCKET_PROFILE", "staging");
         let settings = Settings::from_figment(&kobo_exporter::config::figment()).expect("staging");
         assert_eq!(settings.database.url, "sqlite://b.sqlite3");
-        assert_eq!(settings.database.query_timeout, std::time::Duration::from_millis(2500));
+        assert_eq!(
+            settings.database.query_timeout,
+            std::time::Duration::from_millis(2500)
+        );
 
         jail.set_env("KOBO_URL", "sqlite://a.sqlite3");
         jail.set_env("KOBO_WORKER_DIR", "workers");
@@ -69,7 +80,10 @@ fn profiles_and_environment_overrides() {
         assert_eq!(settings.database.url, "sqlite://a.sqlite3");
         assert_eq!(settings.url_origin, "environment variable KOBO_URL");
         assert!(settings.database.worker_dir.is_some());
-        assert_eq!(figment.extract::<rocket::Config>().expect("rocket").port, 9999);
+        assert_eq!(
+            figment.extract::<rocket::Config>().expect("rocket").port,
+            9999
+        );
         source::open(&settings).expect("opens");
         Ok(())
     });
@@ -88,7 +102,10 @@ fn a_missing_url_names_the_key_the_profile_and_the_variable() {
 fn an_unknown_scheme_names_the_key_and_the_file() {
     Jail::expect_with(|jail| {
         jail.create_file("Rocket.toml", "[default.kobo]\nurl = \"oracle://db/hub\"\n")?;
-        assert_mentions(&startup_error(), &["kobo.url", "Rocket.toml", "default.kobo.url", "oracle"]);
+        assert_mentions(
+            &startup_error(),
+            &["kobo.url", "Rocket.toml", "default.kobo.url", "oracle"],
+        );
         Ok(())
     });
 }
@@ -106,9 +123,18 @@ fn an_unknown_scheme_from_the_environment_names_the_variable() {
 #[test]
 fn a_missing_database_file_is_named_and_not_created() {
     Jail::expect_with(|jail| {
-        jail.create_file("Rocket.toml", "[default.kobo]\nurl = \"sqlite://missing.sqlite3\"\n")?;
-        assert_mentions(&startup_error(), &["kobo.url", "Rocket.toml", "missing.sqlite3"]);
-        assert!(!jail.directory().join("missing.sqlite3").exists(), "the file was created");
+        jail.create_file(
+            "Rocket.toml",
+            "[default.kobo]\nurl = \"sqlite://missing.sqlite3\"\n",
+        )?;
+        assert_mentions(
+            &startup_error(),
+            &["kobo.url", "Rocket.toml", "missing.sqlite3"],
+        );
+        assert!(
+            !jail.directory().join("missing.sqlite3").exists(),
+            "the file was created"
+        );
         Ok(())
     });
 }
@@ -119,8 +145,14 @@ fn a_database_that_is_not_a_hub_names_the_missing_table() {
         rusqlite::Connection::open(jail.directory().join("other.db"))
             .and_then(|c| c.execute_batch("CREATE TABLE hub_worker (id integer)"))
             .expect("create");
-        jail.create_file("Rocket.toml", "[default.kobo]\nurl = \"sqlite://other.db\"\n")?;
-        assert_mentions(&startup_error(), &["kobo.url", "hub_worker_arches", "kobo hub"]);
+        jail.create_file(
+            "Rocket.toml",
+            "[default.kobo]\nurl = \"sqlite://other.db\"\n",
+        )?;
+        assert_mentions(
+            &startup_error(),
+            &["kobo.url", "hub_worker_arches", "kobo hub"],
+        );
         Ok(())
     });
 }
@@ -133,7 +165,10 @@ fn a_missing_worker_dir_names_the_key_and_the_directory() {
             "Rocket.toml",
             "[default.kobo]\nurl = \"sqlite://hub.sqlite3\"\nworker_dir = \"/nonexistent/kobo/worker\"\n",
         )?;
-        assert_mentions(&startup_error(), &["kobo.worker_dir", "Rocket.toml", "/nonexistent/kobo/worker"]);
+        assert_mentions(
+            &startup_error(),
+            &["kobo.worker_dir", "Rocket.toml", "/nonexistent/kobo/worker"],
+        );
         Ok(())
     });
 }
@@ -146,15 +181,24 @@ fn wrong_values_name_the_key() {
         ("query_timeout = -1", "kobo.query_timeout"),
         ("connect_timeout = 0", "kobo.connect_timeout"),
         ("worker_dri = \"/tmp\"", "worker_dri"),
-        ("password_file = \"/nonexistent/secret\"", "kobo.password_file"),
+        (
+            "password_file = \"/nonexistent/secret\"",
+            "kobo.password_file",
+        ),
     ];
     for (line, key) in cases {
         Jail::expect_with(|jail| {
             make_hub(jail, "hub.sqlite3");
-            jail.create_file("Rocket.toml", &format!("[default.kobo]\nurl = \"sqlite://hub.sqlite3\"\n{line}\n"))?;
+            jail.create_file(
+                "Rocket.toml",
+                &format!("[default.kobo]\nurl = \"sqlite://hub.sqlite3\"\n{line}\n"),
+            )?;
             let message = startup_error();
             assert_mentions(&message, &[key]);
-            assert!(message.contains("Rocket.toml"), "no file in {message:?} for {line}");
+            assert!(
+                message.contains("Rocket.toml"),
+                "no file in {message:?} for {line}"
+            );
             Ok(())
         });
     }
@@ -171,7 +215,10 @@ fn a_password_file_is_read_and_never_shown() {
         let settings = Settings::from_figment(&kobo_exporter::config::figment()).expect("settings");
         assert_eq!(settings.database.password.as_deref(), Some("hunter2"));
         let debug = format!("{settings:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("s3cret"), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("s3cret"),
+            "{debug}"
+        );
         Ok(())
     });
 }

@@ -12,7 +12,11 @@ use kobo_exporter::exposition::CONTENT_TYPE;
 use rocket::http::Status;
 use rocket::local::asynchronous::Client;
 
-const METRIC_PATHS: [&str; 3] = ["/kobo_exporter/metrics", "/kobo_exporter/metrics/", "/metrics"];
+const METRIC_PATHS: [&str; 3] = [
+    "/kobo_exporter/metrics",
+    "/kobo_exporter/metrics/",
+    "/metrics",
+];
 
 /// A client for the app on the demo hub (the SQLite file the repository carries).
 async fn demo_client() -> Client {
@@ -27,7 +31,9 @@ async fn demo_client() -> Client {
 
 async fn client(source: Arc<dyn DataSource>) -> Client {
     let figment = rocket::Config::figment().merge(("log_level", "off"));
-    Client::tracked(kobo_exporter::routes::build(figment, source)).await.expect("rocket")
+    Client::tracked(kobo_exporter::routes::build(figment, source))
+        .await
+        .expect("rocket")
 }
 
 #[rocket::async_test]
@@ -37,14 +43,24 @@ async fn every_metrics_path_serves_the_exposition_on_get() {
     for path in METRIC_PATHS {
         let response = client.get(path).dispatch().await;
         assert_eq!(response.status(), Status::Ok, "{path}");
-        let content_type = response.headers().get_one("Content-Type").map(str::to_string);
+        let content_type = response
+            .headers()
+            .get_one("Content-Type")
+            .map(str::to_string);
         assert_eq!(content_type.as_deref(), Some(CONTENT_TYPE), "{path}");
         let body = response.into_string().await.expect("body");
         let parsed = common::exposition::parse(&body).expect("parses");
-        assert_eq!(parsed.families["kobo_worker_enabled"].samples.len(), 5, "{path}");
+        assert_eq!(
+            parsed.families["kobo_worker_enabled"].samples.len(),
+            5,
+            "{path}"
+        );
         bodies.push(body);
     }
-    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "all paths serve the same");
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "all paths serve the same"
+    );
 }
 
 #[rocket::async_test]
@@ -53,8 +69,16 @@ async fn head_gives_the_headers_without_a_body() {
     for path in METRIC_PATHS {
         let response = client.head(path).dispatch().await;
         assert_eq!(response.status(), Status::Ok, "{path}");
-        assert_eq!(response.headers().get_one("Content-Type"), Some(CONTENT_TYPE), "{path}");
-        assert_eq!(response.into_string().await.unwrap_or_default(), "", "{path}");
+        assert_eq!(
+            response.headers().get_one("Content-Type"),
+            Some(CONTENT_TYPE),
+            "{path}"
+        );
+        assert_eq!(
+            response.into_string().await.unwrap_or_default(),
+            "",
+            "{path}"
+        );
     }
 }
 
@@ -63,7 +87,10 @@ async fn landing_page_names_the_source_and_links_the_metrics() {
     let client = demo_client().await;
     let response = client.get("/").dispatch().await;
     assert_eq!(response.status(), Status::Ok);
-    assert_eq!(response.content_type(), Some(rocket::http::ContentType::HTML));
+    assert_eq!(
+        response.content_type(),
+        Some(rocket::http::ContentType::HTML)
+    );
     let body = response.into_string().await.expect("body");
     assert!(body.contains("<b>sqlite</b>"), "{body}");
     assert!(body.contains("href=\"metrics\""), "{body}");
@@ -73,10 +100,22 @@ async fn landing_page_names_the_source_and_links_the_metrics() {
 #[rocket::async_test]
 async fn unknown_paths_and_methods_are_refused() {
     let client = demo_client().await;
-    for path in ["/nope", "/kobo_exporter", "/kobo_exporter/metrics/x", "/metrics/x"] {
-        assert_eq!(client.get(path).dispatch().await.status(), Status::NotFound, "{path}");
+    for path in [
+        "/nope",
+        "/kobo_exporter",
+        "/kobo_exporter/metrics/x",
+        "/metrics/x",
+    ] {
+        assert_eq!(
+            client.get(path).dispatch().await.status(),
+            Status::NotFound,
+            "{path}"
+        );
     }
-    assert_eq!(client.post("/metrics").dispatch().await.status(), Status::NotFound);
+    assert_eq!(
+        client.post("/metrics").dispatch().await.status(),
+        Status::NotFound
+    );
 }
 
 /// A source that always fails, with a message that must reach the body but never a credential.
@@ -106,6 +145,15 @@ async fn a_failing_source_gives_503_with_the_cause_and_no_numbers() {
     let body = response.into_string().await.expect("body");
     assert!(body.contains("connection refused"), "{body}");
     assert!(!body.contains("kobo_worker_"), "{body}");
-    let landing = client.get("/").dispatch().await.into_string().await.expect("body");
-    assert!(landing.contains("<b>postgres</b>") && landing.contains("***"), "{landing}");
+    let landing = client
+        .get("/")
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .expect("body");
+    assert!(
+        landing.contains("<b>postgres</b>") && landing.contains("***"),
+        "{landing}"
+    );
 }

@@ -13,8 +13,10 @@ use kobo_exporter::api::{DataSource, LastSeen, WorkerDir};
 fn fixture_hub(dir: &Path) -> PathBuf {
     let path = dir.join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&path).expect("create");
-    conn.execute_batch(&common::read_shared("schema-sqlite.sql")).expect("schema");
-    conn.execute_batch(&common::read_shared("fixture.sql")).expect("fixture");
+    conn.execute_batch(&common::read_shared("schema-sqlite.sql"))
+        .expect("schema");
+    conn.execute_batch(&common::read_shared("fixture.sql"))
+        .expect("fixture");
     path
 }
 
@@ -38,7 +40,9 @@ async fn reads_a_read_only_file_in_a_read_only_directory_and_changes_nothing() {
     std::fs::create_dir(&dir).expect("mkdir");
     let path = fixture_hub(&dir);
     let before = std::fs::read(&path).expect("read");
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
+    let modified = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     set_mode(&path, 0o444);
     set_mode(&dir, 0o555);
 
@@ -50,16 +54,32 @@ async fn reads_a_read_only_file_in_a_read_only_directory_and_changes_nothing() {
     drop(source);
 
     set_mode(&dir, 0o755);
-    assert_eq!(std::fs::read(&path).expect("read"), before, "the database file changed");
-    assert_eq!(std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime"), modified);
-    assert_eq!(dir_listing(&dir), vec!["hub.sqlite3".to_string()], "journal or WAL files were created");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "the database file changed"
+    );
+    assert_eq!(
+        std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime"),
+        modified
+    );
+    assert_eq!(
+        dir_listing(&dir),
+        vec!["hub.sqlite3".to_string()],
+        "journal or WAL files were created"
+    );
 }
 
 #[test]
 fn a_missing_file_is_an_error_and_is_never_created() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("nope.sqlite3");
-    let error = SqliteSource::open(&path, None).err().expect("must fail").to_string();
+    let error = SqliteSource::open(&path, None)
+        .err()
+        .expect("must fail")
+        .to_string();
     assert!(error.contains("nope.sqlite3"), "{error}");
     assert!(!path.exists());
     assert!(dir_listing(dir.path()).is_empty());
@@ -115,9 +135,16 @@ async fn a_worker_dir_that_disappears_is_a_warning_not_zeros() {
     let source = SqliteSource::open(&path, Some(WorkerDir::new(&worker_path))).expect("open");
     drop(workers);
     let snapshot = source.collect().await.expect("collect");
-    assert!(snapshot.workers.iter().all(|w| w.last_seen == LastSeen::Unavailable));
+    assert!(snapshot
+        .workers
+        .iter()
+        .all(|w| w.last_seen == LastSeen::Unavailable));
     assert_eq!(snapshot.warnings.len(), 1);
-    assert!(snapshot.warnings[0].contains(&worker_path.display().to_string()), "{:?}", snapshot.warnings);
+    assert!(
+        snapshot.warnings[0].contains(&worker_path.display().to_string()),
+        "{:?}",
+        snapshot.warnings
+    );
 }
 
 #[tokio::test]
@@ -127,12 +154,16 @@ async fn the_demo_hub_holds_what_its_sql_describes() {
     let rebuilt = dir.path().join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&rebuilt).expect("create");
     for file in ["schema-sqlite.sql", "hub.sql"] {
-        conn.execute_batch(&std::fs::read_to_string(root.join(file)).expect("demo sql")).expect(file);
+        conn.execute_batch(&std::fs::read_to_string(root.join(file)).expect("demo sql"))
+            .expect(file);
     }
     drop(conn);
     let demo = SqliteSource::open(root.join("hub.sqlite3"), None).expect("demo");
     let rebuilt = SqliteSource::open(&rebuilt, None).expect("rebuilt");
-    let (mut a, mut b) = (demo.collect().await.expect("demo"), rebuilt.collect().await.expect("rebuilt"));
+    let (mut a, mut b) = (
+        demo.collect().await.expect("demo"),
+        rebuilt.collect().await.expect("rebuilt"),
+    );
     a.workers.sort_by(|x, y| x.name.cmp(&y.name));
     b.workers.sort_by(|x, y| x.name.cmp(&y.name));
     assert_eq!(a, b);

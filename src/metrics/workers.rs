@@ -11,14 +11,22 @@ type WorkerGauge = (&'static str, &'static str, fn(&WorkerRecord) -> Option<f64>
 
 /// The six reference gauges, in the reference's order.
 pub const REFERENCE_GAUGES: [WorkerGauge; 6] = [
-    ("kobo_worker_enabled", "1 if worker is enabled", |w| Some(bool_value(w.enabled))),
-    ("kobo_worker_ready", "1 if worker is ready", |w| Some(bool_value(w.ready))),
+    ("kobo_worker_enabled", "1 if worker is enabled", |w| {
+        Some(bool_value(w.enabled))
+    }),
+    ("kobo_worker_ready", "1 if worker is ready", |w| {
+        Some(bool_value(w.ready))
+    }),
     (
         "kobo_worker_load",
         "Current load of worker (sum of task weights)",
         |w| Some(w.current_load as f64),
     ),
-    ("kobo_worker_max_load", "Maximum permitted load of worker", |w| Some(w.max_load as f64)),
+    (
+        "kobo_worker_max_load",
+        "Maximum permitted load of worker",
+        |w| Some(w.max_load as f64),
+    ),
     (
         "kobo_worker_open_tasks",
         "Current number of OPEN tasks for worker",

@@ -46,7 +46,9 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             }
             family.help = Some(unescape(help, false).map_err(|e| bad(&e))?);
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').ok_or_else(|| bad("TYPE without type"))?;
+            let (name, kind) = rest
+                .split_once(' ')
+                .ok_or_else(|| bad("TYPE without type"))?;
             if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
                 return Err(bad("unknown type"));
             }
@@ -83,7 +85,12 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
 fn family_of(out: &Exposition, sample: &str) -> String {
     for suffix in ["_bucket", "_sum", "_count"] {
         if let Some(base) = sample.strip_suffix(suffix) {
-            if out.families.get(base).and_then(|f| f.kind.as_deref()).is_some_and(|k| k == "histogram" || k == "summary") {
+            if out
+                .families
+                .get(base)
+                .and_then(|f| f.kind.as_deref())
+                .is_some_and(|k| k == "histogram" || k == "summary")
+            {
                 return base.to_string();
             }
         }
@@ -135,7 +142,9 @@ fn parse_sample(line: &str) -> Result<(String, Labels, &str), String> {
                 label.push(c);
                 chars.next();
             }
-            if chars.next().map(|(_, c)| c) != Some('=') || chars.next().map(|(_, c)| c) != Some('"') {
+            if chars.next().map(|(_, c)| c) != Some('=')
+                || chars.next().map(|(_, c)| c) != Some('"')
+            {
                 return Err("label without =\"".into());
             }
             let mut value = String::new();

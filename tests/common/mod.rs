@@ -13,7 +13,9 @@ use kobo_exporter::api::worker_dir::file_name;
 
 /// A file of the shared reference material (`../shared/kobo/<name>` from the workspace root).
 pub fn shared(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/kobo").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/kobo")
+        .join(name)
 }
 
 /// The text of a shared file; panics with its path when it is missing (the tests need it).
@@ -34,7 +36,12 @@ pub fn statements(sql: &str) -> Vec<String> {
         current.push_str(line);
         current.push('\n');
         if line.trim_end().ends_with(';') {
-            out.push(std::mem::take(&mut current).trim_end().trim_end_matches(';').to_string());
+            out.push(
+                std::mem::take(&mut current)
+                    .trim_end()
+                    .trim_end_matches(';')
+                    .to_string(),
+            );
         }
     }
     if !current.trim().is_empty() {
@@ -61,10 +68,18 @@ pub fn worker_dir(entries: &[(&str, i64)]) -> tempfile::TempDir {
 pub fn fixture_worker_dir() -> tempfile::TempDir {
     let tsv = read_shared("fixture-last-seen.tsv");
     let mut entries = Vec::new();
-    for line in tsv.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in tsv
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let fields: Vec<&str> = line.split('\t').collect();
         assert_eq!(fields.len(), 3, "bad TSV line {line:?}");
-        assert_eq!(file_name(fields[0]), fields[1], "file name of {}", fields[0]);
+        assert_eq!(
+            file_name(fields[0]),
+            fields[1],
+            "file name of {}",
+            fields[0]
+        );
         if fields[2] != "-" {
             entries.push((fields[0], fields[2].parse::<i64>().expect("mtime")));
         }
@@ -82,5 +97,7 @@ pub fn skip_or_fail(what: &str, error: &dyn std::fmt::Display) {
     if in_ci() {
         panic!("{what} is unreachable and CI=true: {error}");
     }
-    eprintln!("\n*** SKIPPED: {what} is unreachable: {error} (set CI=true to make this a failure) ***\n");
+    eprintln!(
+        "\n*** SKIPPED: {what} is unreachable: {error} (set CI=true to make this a failure) ***\n"
+    );
 }

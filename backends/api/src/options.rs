@@ -97,15 +97,33 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://kobo:s3cret@db:5432/hub"), "postgres://kobo:***@db:5432/hub");
-        assert_eq!(redact_url("mysql://kobo:p%40ss@db/hub?ssl-mode=required"), "mysql://kobo:***@db/hub?ssl-mode=required");
-        assert_eq!(redact_url("postgres://db/hub?user=k&password=s3cret"), "postgres://db/hub?user=k&password=***");
-        assert_eq!(redact_url("postgres://kobo@db/hub"), "postgres://kobo@db/hub");
+        assert_eq!(
+            redact_url("postgres://kobo:s3cret@db:5432/hub"),
+            "postgres://kobo:***@db:5432/hub"
+        );
+        assert_eq!(
+            redact_url("mysql://kobo:p%40ss@db/hub?ssl-mode=required"),
+            "mysql://kobo:***@db/hub?ssl-mode=required"
+        );
+        assert_eq!(
+            redact_url("postgres://db/hub?user=k&password=s3cret"),
+            "postgres://db/hub?user=k&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://kobo@db/hub"),
+            "postgres://kobo@db/hub"
+        );
         assert_eq!(redact_url("sqlite:///var/hub.db"), "sqlite:///var/hub.db");
-        let debug = format!("{:?}", DatabaseOptions {
-            password: Some("hunter2".into()),
-            ..DatabaseOptions::new("postgres://u:s3cret@h/d")
-        });
-        assert!(!debug.contains("s3cret") && !debug.contains("hunter2"), "{debug}");
+        let debug = format!(
+            "{:?}",
+            DatabaseOptions {
+                password: Some("hunter2".into()),
+                ..DatabaseOptions::new("postgres://u:s3cret@h/d")
+            }
+        );
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("hunter2"),
+            "{debug}"
+        );
     }
 }

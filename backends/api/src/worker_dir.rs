@@ -94,7 +94,11 @@ impl WorkerDir {
 
 /// Fills last seen from an optional worker directory, the way every database source does: without a
 /// directory last seen stays unavailable; an unreadable one leaves it unavailable and adds a warning.
-pub fn apply_optional(dir: Option<&WorkerDir>, workers: &mut [WorkerRecord], warnings: &mut Vec<String>) {
+pub fn apply_optional(
+    dir: Option<&WorkerDir>,
+    workers: &mut [WorkerRecord],
+    warnings: &mut Vec<String>,
+) {
     if let Some(dir) = dir {
         if let Err(e) = dir.apply(workers) {
             warnings.push(format!("last seen unavailable: {e}"));
@@ -108,7 +112,10 @@ mod tests {
 
     #[test]
     fn file_names_are_urlsafe_base64_with_padding() {
-        assert_eq!(file_name("worker-0001.example.com"), "d29ya2VyLTAwMDEuZXhhbXBsZS5jb20=");
+        assert_eq!(
+            file_name("worker-0001.example.com"),
+            "d29ya2VyLTAwMDEuZXhhbXBsZS5jb20="
+        );
         // '?' and '>' give '/' and '+' in the standard alphabet: kobo uses '_' and '-'.
         assert_eq!(file_name("a?>"), "YT8-");
         assert_eq!(file_name("??"), "Pz8=");
@@ -127,7 +134,9 @@ mod tests {
             .and_then(|f| f.set_modified(when))
             .expect("set mtime");
         let mut workers = vec![WorkerRecord::new("seen"), WorkerRecord::new("unseen")];
-        WorkerDir::new(dir.path()).apply(&mut workers).expect("apply");
+        WorkerDir::new(dir.path())
+            .apply(&mut workers)
+            .expect("apply");
         assert_eq!(workers[0].last_seen, LastSeen::At(1_749_999_887));
         assert_eq!(workers[1].last_seen, LastSeen::Never);
     }
@@ -141,7 +150,10 @@ mod tests {
         apply_optional(Some(&WorkerDir::new(&missing)), &mut workers, &mut warnings);
         assert_eq!(workers[0].last_seen, LastSeen::Unavailable);
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains(&missing.display().to_string()), "{warnings:?}");
+        assert!(
+            warnings[0].contains(&missing.display().to_string()),
+            "{warnings:?}"
+        );
         assert!(WorkerDir::new(&missing).check().is_err());
     }
 

@@ -38,7 +38,10 @@ struct HubConnection {
 impl SqliteSource {
     /// Opens the hub database at `path` read-only and checks that it is a kobo hub. Fails if the file does
     /// not exist (it is never created), cannot be opened, or lacks the hub tables.
-    pub fn open(path: impl Into<PathBuf>, worker_dir: Option<WorkerDir>) -> Result<Self, SourceError> {
+    pub fn open(
+        path: impl Into<PathBuf>,
+        worker_dir: Option<WorkerDir>,
+    ) -> Result<Self, SourceError> {
         let path = path.into();
         let conn = HubConnection::open(&path)?;
         Ok(SqliteSource {
@@ -72,7 +75,8 @@ impl HubConnection {
             Err(e) => return Err(connect_error(e.to_string())),
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| connect_error(e.to_string()))?;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|e| connect_error(e.to_string()))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .and_then(|()| conn.pragma_update(None, "query_only", true))
             .map_err(|e| connect_error(e.to_string()))?;
@@ -98,7 +102,9 @@ impl DataSource for SqliteSource {
         let join = tokio::task::spawn_blocking(move || {
             // A poisoned lock only means an earlier scrape panicked; the connection is dropped below on
             // any error anyway, so the data behind it is still usable.
-            let mut guard = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut guard = connection
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             if guard.is_none() {
                 *guard = Some(HubConnection::open(&path)?);
             }
@@ -114,7 +120,11 @@ impl DataSource for SqliteSource {
             }
             let mut snapshot = HubSnapshot::new(result?);
             drop(guard);
-            apply_optional(worker_dir.as_ref(), &mut snapshot.workers, &mut snapshot.warnings);
+            apply_optional(
+                worker_dir.as_ref(),
+                &mut snapshot.workers,
+                &mut snapshot.warnings,
+            );
             Ok(snapshot)
         });
         join.await.map_err(|e| SourceError::Query {

@@ -60,7 +60,9 @@ pub(crate) fn worker_query(conn: &Connection, target: &str) -> Result<String, So
         .iter()
         .find(|c| !columns.iter().any(|have| have == *c))
     {
-        return Err(schema_error(format!("column hub_worker.{missing} is missing")));
+        return Err(schema_error(format!(
+            "column hub_worker.{missing} is missing"
+        )));
     }
     let min_priority = if columns.iter().any(|c| c == "min_priority") {
         "w.min_priority"
@@ -79,7 +81,11 @@ pub(crate) fn worker_query(conn: &Connection, target: &str) -> Result<String, So
 }
 
 /// Runs the worker query.
-pub(crate) fn read_workers(conn: &Connection, sql: &str, target: &str) -> Result<Vec<WorkerRecord>, SourceError> {
+pub(crate) fn read_workers(
+    conn: &Connection,
+    sql: &str,
+    target: &str,
+) -> Result<Vec<WorkerRecord>, SourceError> {
     let query_error = |e: rusqlite::Error| SourceError::Query {
         target: target.to_string(),
         message: e.to_string(),
@@ -117,7 +123,8 @@ fn worker_from_row(row: &Row<'_>) -> Result<WorkerRecord, String> {
     let names = |idx: usize, what: &str| -> Result<Vec<String>, String> {
         let json: Option<String> = row.get(idx).map_err(|e| format!("{what}: {e}"))?;
         let mut names: Vec<Option<String>> = match json {
-            Some(json) => serde_json::from_str(&json).map_err(|e| format!("{what} of worker {name:?}: {e}"))?,
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| format!("{what} of worker {name:?}: {e}"))?,
             None => Vec::new(),
         };
         let mut names: Vec<String> = names.drain(..).flatten().collect();

@@ -18,10 +18,14 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, SourceError> {
         )));
     }
     let path = percent_decode(rest).ok_or_else(|| {
-        SourceError::Config(format!("sqlite URL {url}: invalid percent-escape or non-UTF-8 path"))
+        SourceError::Config(format!(
+            "sqlite URL {url}: invalid percent-escape or non-UTF-8 path"
+        ))
     })?;
     if path.is_empty() {
-        return Err(SourceError::Config(format!("sqlite URL {url} names no file")));
+        return Err(SourceError::Config(format!(
+            "sqlite URL {url} names no file"
+        )));
     }
     Ok(PathBuf::from(path))
 }
@@ -49,9 +53,19 @@ mod tests {
 
     #[test]
     fn absolute_relative_and_escaped_paths() {
-        let p = |u: &str| path_from_url(u).map(|p| p.display().to_string()).map_err(|e| e.to_string());
-        assert_eq!(p("sqlite:///var/lib/kobo/hub.sqlite3"), Ok("/var/lib/kobo/hub.sqlite3".into()));
-        assert_eq!(p("sqlite://demo/hub.sqlite3"), Ok("demo/hub.sqlite3".into()));
+        let p = |u: &str| {
+            path_from_url(u)
+                .map(|p| p.display().to_string())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            p("sqlite:///var/lib/kobo/hub.sqlite3"),
+            Ok("/var/lib/kobo/hub.sqlite3".into())
+        );
+        assert_eq!(
+            p("sqlite://demo/hub.sqlite3"),
+            Ok("demo/hub.sqlite3".into())
+        );
         assert_eq!(p("sqlite:hub.db"), Ok("hub.db".into()));
         assert_eq!(p("sqlite:///tmp/my%20hub.db"), Ok("/tmp/my hub.db".into()));
         assert!(p("sqlite:///tmp/hub.db?mode=rw").is_err());
