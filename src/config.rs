@@ -16,12 +16,15 @@ use figment::{Figment, Profile};
 use kobo_backend_api::{DatabaseOptions, WorkerDir};
 use serde::Deserialize;
 
+use crate::collector::CollectorOptions;
+use crate::metrics::MetricSet;
+
 /// The default port: outside the 9100-9999 range that Prometheus' exporters have used up, and clear of
 /// well-known services.
 pub const DEFAULT_PORT: u16 = 10120;
 
 /// The keys of the `kobo` table that `KOBO_<KEY>` environment variables can set.
-const ENV_KEYS: [&str; 7] = [
+const ENV_KEYS: [&str; 10] = [
     "url",
     "worker_dir",
     "password_file",
@@ -29,6 +32,9 @@ const ENV_KEYS: [&str; 7] = [
     "max_connections",
     "connect_timeout",
     "query_timeout",
+    "metrics",
+    "task_metrics",
+    "task_refresh_interval",
 ];
 
 /// The `kobo` table as written.
@@ -44,6 +50,10 @@ struct KoboTable {
     connect_timeout: Option<f64>,
     /// Seconds.
     query_timeout: Option<f64>,
+    metrics: Option<MetricSet>,
+    task_metrics: Option<bool>,
+    /// Seconds.
+    task_refresh_interval: Option<f64>,
 }
 
 /// The part of the figment the exporter reads (Rocket reads the rest).
@@ -80,6 +90,8 @@ pub struct Settings {
     pub kind: SourceKind,
     /// Connection settings; the URL may hold a password (its `Debug` redacts it).
     pub database: DatabaseOptions,
+    /// What to collect and how often.
+    pub collector: CollectorOptions,
     /// Where `kobo.url` came from, for error messages.
     pub url_origin: String,
     /// Where `kobo.worker_dir` came from, for error messages.
@@ -218,33 +230,38 @@ impl Settings {
             }
             database.max_connections = n;
         }
-        for (key, value, slot) in [
-            (
-                "kobo.connect_timeout",
-                table.connect_timeout,
-                &mut database.connect_timeout,
-            ),
-            (
-                "kobo.query_timeout",
-                table.query_timeout,
-                &mut database.query_timeout,
-            ),
-        ] {
-            if let Some(seconds) = value {
-                *slot = Duration::try_from_secs_f64(seconds)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        key_error(
-                            key,
-                            &format!("{seconds} is not a positive number of seconds"),
-                        )
-                    })?;
-            }
+        let seconds = |key: &str, seconds: f64, zero_allowed: bool| {
+            Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|d| zero_allowed || !d.is_zero())
+                .ok_or_else(|| {
+                    let what = if zero_allowed {
+                        "0 or more"
+                    } else {
+                        "a positive number of"
+                    };
+                    key_error(key, &format!("{seconds} is not {what} seconds"))
+                })
+        };
+        if let Some(s) = table.connect_timeout {
+            database.connect_timeout = seconds("kobo.connect_timeout", s, false)?;
+        }
+        if let Some(s) = table.query_timeout {
+            database.query_timeout = seconds("kobo.query_timeout", s, false)?;
+        }
+        let mut collector = CollectorOptions::default();
+        if let Some(set) = table.metrics {
+            collector.metrics = set;
+        }
+        // Task metrics from XML-RPC need the unpaginated client.get_tasks: off unless asked for.
+        collector.task_metrics = table.task_metrics.unwrap_or(kind != SourceKind::XmlRpc);
+        if let Some(s) = table.task_refresh_interval {
+            collector.task_refresh_interval = seconds("kobo.task_refresh_interval", s, true)?;
         }
         Ok(Settings {
             kind,
             database,
+            collector,
             url_origin: origin(figment, "kobo.url"),
             worker_dir_origin: origin(figment, "kobo.worker_dir"),
         })

@@ -2,11 +2,14 @@
 //!
 //! - [`config`]: the `kobo` table of the figment config (Rocket.toml, `KOBO_*` environment variables).
 //! - [`source`]: picks and opens the data source from `kobo.url`.
+//! - [`collector`]: one scrape: collects from the source, caches task data between refreshes, counts
+//!   failures.
 //! - [`metrics`]: turns a [`HubSnapshot`](kobo_backend_api::HubSnapshot) into metric families, one module
 //!   per group of metrics.
 //! - [`exposition`]: writes metric families as Prometheus text.
 //! - [`routes`]: the HTTP endpoints and the Rocket instance.
 
+pub mod collector;
 pub mod config;
 pub mod exposition;
 pub mod metrics;
@@ -15,7 +18,8 @@ pub mod source;
 
 pub use kobo_backend_api as api;
 
-/// Renders a hub snapshot as Prometheus text exposition format 0.0.4.
+/// Renders the hub metrics of a snapshot (the full set, without the exporter's own) as Prometheus text
+/// exposition format 0.0.4.
 pub fn render(snapshot: &api::HubSnapshot) -> Result<String, prometheus::Error> {
-    exposition::encode(&metrics::families(snapshot))
+    exposition::encode(&metrics::hub_families(snapshot, metrics::MetricSet::All))
 }

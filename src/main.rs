@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use kobo_exporter::collector::HubCollector;
 use kobo_exporter::{config, routes, source};
 
 #[rocket::main]
@@ -16,7 +17,8 @@ async fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     eprintln!("kobo-exporter: serving metrics from {}", source.describe());
-    match routes::build(figment, source).launch().await {
+    let collector = HubCollector::new(source, settings.collector.clone());
+    match routes::build(figment, collector).launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kobo-exporter: cannot serve: {e}");

@@ -3,23 +3,17 @@
 //! `GET` (and, by Rocket's automatic handling, `HEAD`) on `/kobo_exporter/metrics`,
 //! `/kobo_exporter/metrics/` (the reference exporter's paths) and `/metrics`; a landing page at `/`.
 
-use std::sync::Arc;
-
 use figment::Figment;
-use kobo_backend_api::DataSource;
 use rocket::http::{ContentType, Status};
 use rocket::response::content::RawHtml;
 use rocket::{get, routes, Build, Rocket, State};
 
-/// What the routes share: the data source.
-pub struct Exporter {
-    pub source: Arc<dyn DataSource>,
-}
+use crate::collector::HubCollector;
 
-/// The Rocket instance for this figment and source.
-pub fn build(figment: Figment, source: Arc<dyn DataSource>) -> Rocket<Build> {
+/// The Rocket instance for this figment and collector.
+pub fn build(figment: Figment, collector: HubCollector) -> Rocket<Build> {
     rocket::custom(figment)
-        .manage(Exporter { source })
+        .manage(collector)
         .mount("/", routes![index, metrics, reference_metrics])
 }
 
@@ -28,52 +22,30 @@ fn content_type() -> ContentType {
     ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")])
 }
 
-/// Collects from the source and renders. A failed collection is a 503 with the cause in the body and in
-/// the log (no stale or partial numbers are served).
-async fn scrape(exporter: &Exporter) -> (Status, (ContentType, String)) {
-    let error = |status: Status, message: String| {
-        log::error!("scrape failed: {message}");
-        (
-            status,
-            (ContentType::Plain, format!("kobo-exporter: {message}\n")),
-        )
-    };
-    let snapshot = match exporter.source.collect().await {
-        Ok(snapshot) => snapshot,
-        Err(e) => {
-            return error(
-                Status::ServiceUnavailable,
-                format!(
-                    "collecting from the {} source failed: {e}",
-                    exporter.source.kind()
-                ),
-            )
-        }
-    };
-    for warning in &snapshot.warnings {
-        log::warn!("{warning}");
-    }
-    match crate::render(&snapshot) {
+/// Collects and renders. A scrape that gives no metrics at all (a failed collection with the reference
+/// set) is a 503 with the cause in the body; the collector has logged it.
+async fn scrape(collector: &HubCollector) -> (Status, (ContentType, String)) {
+    match collector.scrape().await {
         Ok(text) => (Status::Ok, (content_type(), text)),
-        Err(e) => error(
-            Status::InternalServerError,
-            format!("rendering the metrics failed: {e}"),
+        Err(e) => (
+            Status::ServiceUnavailable,
+            (ContentType::Plain, format!("kobo-exporter: {}\n", e.0)),
         ),
     }
 }
 
 #[get("/metrics")]
-async fn metrics(exporter: &State<Exporter>) -> (Status, (ContentType, String)) {
-    scrape(exporter).await
+async fn metrics(collector: &State<HubCollector>) -> (Status, (ContentType, String)) {
+    scrape(collector).await
 }
 
 #[get("/kobo_exporter/metrics")]
-async fn reference_metrics(exporter: &State<Exporter>) -> (Status, (ContentType, String)) {
-    scrape(exporter).await
+async fn reference_metrics(collector: &State<HubCollector>) -> (Status, (ContentType, String)) {
+    scrape(collector).await
 }
 
 #[get("/")]
-fn index(exporter: &State<Exporter>) -> RawHtml<String> {
+fn index(collector: &State<HubCollector>) -> RawHtml<String> {
     RawHtml(format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>kobo-exporter</title></head>\n<body>\n\
          <h1>kobo-exporter {version}</h1>\n\
@@ -82,8 +54,8 @@ fn index(exporter: &State<Exporter>) -> RawHtml<String> {
          <li><a href=\"kobo_exporter/metrics\">kobo_exporter/metrics</a> (django-kobo-exporter's path)</li>\n</ul>\n\
          </body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
-        kind = exporter.source.kind(),
-        description = html_escape(&exporter.source.describe()),
+        kind = collector.source().kind(),
+        description = html_escape(&collector.source().describe()),
     ))
 }
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use kobo_backend_sqlite::SqliteSource;
 use kobo_exporter::api::{DataSource, HubSnapshot, SourceError, WorkerDir};
+use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_exporter::exposition::CONTENT_TYPE;
+use kobo_exporter::metrics::MetricSet;
 use rocket::http::Status;
 use rocket::local::asynchronous::Client;
 
@@ -30,8 +32,13 @@ async fn demo_client() -> Client {
 }
 
 async fn client(source: Arc<dyn DataSource>) -> Client {
+    client_with(source, CollectorOptions::default()).await
+}
+
+async fn client_with(source: Arc<dyn DataSource>, options: CollectorOptions) -> Client {
     let figment = rocket::Config::figment().merge(("log_level", "off"));
-    Client::tracked(kobo_exporter::routes::build(figment, source))
+    let collector = HubCollector::new(source, options);
+    Client::tracked(kobo_exporter::routes::build(figment, collector))
         .await
         .expect("rocket")
 }
@@ -55,11 +62,14 @@ async fn every_metrics_path_serves_the_exposition_on_get() {
             5,
             "{path}"
         );
-        bodies.push(body);
+        // The hub's metrics; the exporter's own (durations, process) change from scrape to scrape.
+        let mut hub = parsed.families;
+        hub.retain(|name, _| !name.starts_with("kobo_exporter_") && !name.starts_with("process_"));
+        bodies.push(hub);
     }
     assert!(
         bodies.windows(2).all(|w| w[0] == w[1]),
-        "all paths serve the same"
+        "all paths serve the same hub metrics"
     );
 }
 
@@ -138,13 +148,54 @@ impl DataSource for FailingSource {
 }
 
 #[rocket::async_test]
-async fn a_failing_source_gives_503_with_the_cause_and_no_numbers() {
+async fn a_failing_source_gives_kobo_up_0_and_no_hub_metrics() {
     let client = client(Arc::new(FailingSource)).await;
-    let response = client.get("/metrics").dispatch().await;
-    assert_eq!(response.status(), Status::ServiceUnavailable);
-    let body = response.into_string().await.expect("body");
-    assert!(body.contains("connection refused"), "{body}");
-    assert!(!body.contains("kobo_worker_"), "{body}");
+    for _ in 0..2 {
+        let response = client.get("/metrics").dispatch().await;
+        assert_eq!(response.status(), Status::Ok);
+        let body = response.into_string().await.expect("body");
+        let parsed = common::exposition::parse(&body).expect("parses");
+        let value = |family: &str, labels: &[(&str, &str)]| {
+            let labels = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            parsed.families[family]
+                .samples
+                .get(&(family.to_string(), labels))
+                .copied()
+        };
+        assert_eq!(value("kobo_up", &[]), Some(0.0), "{body}");
+        assert!(!body.contains("kobo_worker_"), "no hub metrics: {body}");
+        assert_eq!(
+            value(
+                "kobo_exporter_build_info",
+                &[
+                    ("source", "postgres"),
+                    ("version", env!("CARGO_PKG_VERSION"))
+                ]
+            ),
+            Some(1.0)
+        );
+        assert!(
+            parsed
+                .families
+                .contains_key("process_resident_memory_bytes"),
+            "{body}"
+        );
+    }
+    // Two failed scrapes, two errors.
+    let body = client
+        .get("/metrics")
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .expect("body");
+    assert!(
+        body.contains("kobo_exporter_collect_errors_total{collector=\"workers\"} 3"),
+        "{body}"
+    );
     let landing = client
         .get("/")
         .dispatch()
@@ -155,5 +206,43 @@ async fn a_failing_source_gives_503_with_the_cause_and_no_numbers() {
     assert!(
         landing.contains("<b>postgres</b>") && landing.contains("***"),
         "{landing}"
+    );
+}
+
+#[rocket::async_test]
+async fn with_the_reference_set_a_failing_source_gives_503_with_the_cause() {
+    let options = CollectorOptions {
+        metrics: MetricSet::Reference,
+        ..CollectorOptions::default()
+    };
+    let client = client_with(Arc::new(FailingSource), options).await;
+    let response = client.get("/kobo_exporter/metrics").dispatch().await;
+    assert_eq!(response.status(), Status::ServiceUnavailable);
+    let body = response.into_string().await.expect("body");
+    assert!(body.contains("connection refused"), "{body}");
+    assert!(!body.contains("kobo_"), "{body}");
+}
+
+#[rocket::async_test]
+async fn the_reference_set_serves_exactly_the_six_families() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = SqliteSource::open(root.join("demo/hub.sqlite3"), None).expect("demo hub");
+    let options = CollectorOptions {
+        metrics: MetricSet::Reference,
+        ..CollectorOptions::default()
+    };
+    let client = client_with(Arc::new(source), options).await;
+    let body = client
+        .get("/kobo_exporter/metrics")
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .expect("body");
+    let parsed = common::exposition::parse(&body).expect("parses");
+    let names: Vec<&str> = parsed.order.iter().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        kobo_exporter::metrics::workers::REFERENCE_GAUGES.map(|g| g.0)
     );
 }

@@ -1,18 +1,27 @@
 //! Building metric families with the `prometheus` crate's data model.
 
-use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
-/// A gauge family with no samples yet.
-pub fn gauge_family(name: &str, help: &str) -> MetricFamily {
+/// A family of this type with no samples yet.
+fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
     let mut family = MetricFamily::default();
     family.set_name(name.to_string());
     family.set_help(help.to_string());
-    family.set_field_type(MetricType::GAUGE);
+    family.set_field_type(kind);
     family
 }
 
-/// Adds a gauge sample with these `(label, value)` pairs, in this order.
-pub fn push_gauge(family: &mut MetricFamily, labels: &[(&str, &str)], value: f64) {
+/// A gauge family with no samples yet.
+pub fn gauge_family(name: &str, help: &str) -> MetricFamily {
+    family(name, help, MetricType::GAUGE)
+}
+
+/// A counter family with no samples yet.
+pub fn counter_family(name: &str, help: &str) -> MetricFamily {
+    family(name, help, MetricType::COUNTER)
+}
+
+fn metric(labels: &[(&str, &str)]) -> Metric {
     let labels = labels
         .iter()
         .map(|(name, value)| {
@@ -22,9 +31,30 @@ pub fn push_gauge(family: &mut MetricFamily, labels: &[(&str, &str)], value: f64
             pair
         })
         .collect();
+    Metric::from_label(labels)
+}
+
+/// Adds a gauge sample with these `(label, value)` pairs, in this order.
+pub fn push_gauge(family: &mut MetricFamily, labels: &[(&str, &str)], value: f64) {
     let mut gauge = Gauge::default();
     gauge.set_value(value);
-    let mut metric = Metric::from_label(labels);
+    let mut metric = metric(labels);
     metric.set_gauge(gauge);
     family.mut_metric().push(metric);
+}
+
+/// Adds a counter sample with these `(label, value)` pairs, in this order.
+pub fn push_counter(family: &mut MetricFamily, labels: &[(&str, &str)], value: f64) {
+    let mut counter = Counter::default();
+    counter.set_value(value);
+    let mut metric = metric(labels);
+    metric.set_counter(counter);
+    family.mut_metric().push(metric);
+}
+
+/// A gauge family with one unlabelled sample.
+pub fn single_gauge(name: &str, help: &str, value: f64) -> MetricFamily {
+    let mut family = gauge_family(name, help);
+    push_gauge(&mut family, &[], value);
+    family
 }

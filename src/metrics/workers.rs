@@ -1,7 +1,9 @@
-//! The per-worker gauges of django-kobo-exporter: the same names, HELP texts, `worker` label and family
-//! order, so existing dashboards and alerts keep working.
+//! Per-worker metrics: first the six gauges of django-kobo-exporter (the same names, HELP texts, `worker`
+//! label and family order, so existing dashboards and alerts keep working), then the exporter's own.
 
-use kobo_backend_api::{HubSnapshot, LastSeen, WorkerRecord};
+use std::collections::HashMap;
+
+use kobo_backend_api::{HubSnapshot, LastSeen, TaskState, WorkerRecord};
 use prometheus::proto::MetricFamily;
 
 use super::family::{gauge_family, push_gauge};
@@ -53,11 +55,17 @@ fn bool_value(b: bool) -> f64 {
     }
 }
 
-/// The reference families, samples ordered by worker name bytewise (so every source gives the same order,
-/// whatever its database's collation).
-pub fn families(snapshot: &HubSnapshot) -> Vec<MetricFamily> {
+/// The workers ordered by name bytewise (so every source gives the same order, whatever its database's
+/// collation).
+pub fn sorted(snapshot: &HubSnapshot) -> Vec<&WorkerRecord> {
     let mut workers: Vec<&WorkerRecord> = snapshot.workers.iter().collect();
     workers.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    workers
+}
+
+/// The reference families, samples ordered by worker name.
+pub fn reference_families(snapshot: &HubSnapshot) -> Vec<MetricFamily> {
+    let workers = sorted(snapshot);
     REFERENCE_GAUGES
         .iter()
         .map(|(name, help, value)| {
@@ -70,4 +78,67 @@ pub fn families(snapshot: &HubSnapshot) -> Vec<MetricFamily> {
             family
         })
         .collect()
+}
+
+/// The states `kobo_worker_tasks` counts per worker.
+const WORKER_TASK_STATES: [TaskState; 2] = [TaskState::Assigned, TaskState::Open];
+
+/// The per-worker families beyond the reference: `max_tasks` (sources that know it), the arches and channels
+/// a worker accepts (info metrics, value 1), and its ASSIGNED and OPEN tasks counted from the task table
+/// (when the snapshot has task data; 0 where it has none).
+pub fn extra_families(snapshot: &HubSnapshot) -> Vec<MetricFamily> {
+    let workers = sorted(snapshot);
+    let mut max_tasks = gauge_family(
+        "kobo_worker_max_tasks",
+        "Maximum number of tasks the worker takes at once (0 = no limit)",
+    );
+    let mut arch = gauge_family(
+        "kobo_worker_arch",
+        "1 for every arch the worker accepts tasks for",
+    );
+    let mut channel = gauge_family(
+        "kobo_worker_channel",
+        "1 for every channel the worker takes tasks from",
+    );
+    for worker in &workers {
+        if let Some(n) = worker.max_tasks {
+            push_gauge(&mut max_tasks, &[("worker", &worker.name)], n as f64);
+        }
+        for name in &worker.arches {
+            push_gauge(&mut arch, &[("worker", &worker.name), ("arch", name)], 1.0);
+        }
+        for name in &worker.channels {
+            push_gauge(
+                &mut channel,
+                &[("worker", &worker.name), ("channel", name)],
+                1.0,
+            );
+        }
+    }
+    let mut families = vec![max_tasks, arch, channel];
+    if let Some(tasks) = &snapshot.tasks {
+        let mut counted = gauge_family(
+            "kobo_worker_tasks",
+            "Non-archived tasks of the worker in state ASSIGNED or OPEN, counted from the task table",
+        );
+        let mut by_worker: HashMap<(&str, TaskState), i64> = HashMap::new();
+        for c in &tasks.per_worker {
+            *by_worker.entry((c.worker.as_str(), c.state)).or_default() += c.count;
+        }
+        for worker in &workers {
+            for state in WORKER_TASK_STATES {
+                let count = by_worker
+                    .get(&(worker.name.as_str(), state))
+                    .copied()
+                    .unwrap_or(0);
+                push_gauge(
+                    &mut counted,
+                    &[("worker", &worker.name), ("state", state.name())],
+                    count as f64,
+                );
+            }
+        }
+        families.push(counted);
+    }
+    families
 }

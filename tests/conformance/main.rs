@@ -14,10 +14,10 @@ mod postgres;
 
 use kobo_exporter::api::DataSource;
 
-/// Collects from the source and checks the rendering against the hub's shared snapshot.
+/// Collects workers and tasks from the source and checks the rendering against the hub's shared snapshot.
 pub async fn assert_conforms(hub: &hubs::Hub, source: &dyn DataSource) {
     let snapshot = source
-        .collect()
+        .collect_with_tasks()
         .await
         .unwrap_or_else(|e| panic!("{} source, hub {}: {e}", source.kind(), hub.snapshot));
     let text = kobo_exporter::render(&snapshot).expect("render");

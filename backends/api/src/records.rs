@@ -9,18 +9,117 @@
 pub struct HubSnapshot {
     /// Every worker of the hub, in no particular order (the renderer sorts).
     pub workers: Vec<WorkerRecord>,
+    /// Task aggregates, read in the same consistent snapshot as the workers; `None` where they were not
+    /// asked for ([`DataSource::collect`](crate::DataSource::collect)) or the source cannot give them.
+    pub tasks: Option<TaskSummary>,
     /// Problems that did not stop the collection but made part of it unavailable (for example an unreadable
     /// worker_dir: then no worker has a last seen). Each is a complete sentence.
     pub warnings: Vec<String>,
+    /// How long each part of the collection took, by collector name (`workers`, `tasks`), where the source
+    /// measured it.
+    pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl HubSnapshot {
-    /// A snapshot with these workers and no warnings.
+    /// A snapshot with these workers, no task data and no warnings.
     pub fn new(workers: Vec<WorkerRecord>) -> Self {
         HubSnapshot {
             workers,
-            warnings: Vec::new(),
+            ..HubSnapshot::default()
         }
+    }
+}
+
+/// A kobo task state (`kobo.client.constants.TASK_STATES`; the code is the position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskState {
+    Free = 0,
+    Assigned = 1,
+    Open = 2,
+    Closed = 3,
+    Canceled = 4,
+    Failed = 5,
+    Interrupted = 6,
+    Timeout = 7,
+    Created = 8,
+}
+
+impl TaskState {
+    /// The states of tasks that are not finished: the only ones the exporter counts.
+    pub const ACTIVE: [TaskState; 4] = [TaskState::Free, TaskState::Assigned, TaskState::Open, TaskState::Created];
+
+    /// Every state, in code order.
+    pub const ALL: [TaskState; 9] = [
+        TaskState::Free,
+        TaskState::Assigned,
+        TaskState::Open,
+        TaskState::Closed,
+        TaskState::Canceled,
+        TaskState::Failed,
+        TaskState::Interrupted,
+        TaskState::Timeout,
+        TaskState::Created,
+    ];
+
+    /// The state with this code, if any.
+    pub fn from_code(code: i64) -> Option<TaskState> {
+        usize::try_from(code).ok().and_then(|i| TaskState::ALL.get(i).copied())
+    }
+
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    /// kobo's name of the state, as used in label values: `FREE`, `ASSIGNED`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Free => "FREE",
+            TaskState::Assigned => "ASSIGNED",
+            TaskState::Open => "OPEN",
+            TaskState::Closed => "CLOSED",
+            TaskState::Canceled => "CANCELED",
+            TaskState::Failed => "FAILED",
+            TaskState::Interrupted => "INTERRUPTED",
+            TaskState::Timeout => "TIMEOUT",
+            TaskState::Created => "CREATED",
+        }
+    }
+}
+
+/// Non-archived tasks in one active state for one arch and channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskGroup {
+    pub state: TaskState,
+    /// The arch's `name`.
+    pub arch: String,
+    /// The channel's `name` (channel names are not unique: same-named channels are one group).
+    pub channel: String,
+    pub count: i64,
+    /// `dt_created` of the oldest task, Unix seconds (UTC).
+    pub oldest_created: Option<f64>,
+}
+
+/// Non-archived tasks of one worker in one state (ASSIGNED or OPEN), counted from the task table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerTaskCount {
+    pub worker: String,
+    pub state: TaskState,
+    pub count: i64,
+}
+
+/// Aggregates over the active, non-archived tasks.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TaskSummary {
+    /// One entry per (state, arch, channel) with at least one task; in no particular order.
+    pub groups: Vec<TaskGroup>,
+    /// One entry per (worker, state) with at least one ASSIGNED or OPEN task; in no particular order.
+    pub per_worker: Vec<WorkerTaskCount>,
+}
+
+impl TaskSummary {
+    pub fn new(groups: Vec<TaskGroup>, per_worker: Vec<WorkerTaskCount>) -> Self {
+        TaskSummary { groups, per_worker }
     }
 }
 

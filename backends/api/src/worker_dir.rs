@@ -92,6 +92,9 @@ impl WorkerDir {
     }
 }
 
+/// How the warnings of [`apply_optional`] begin.
+pub const WARNING_PREFIX: &str = "last seen unavailable";
+
 /// Fills last seen from an optional worker directory, the way every database source does: without a
 /// directory last seen stays unavailable; an unreadable one leaves it unavailable and adds a warning.
 pub fn apply_optional(
@@ -101,7 +104,7 @@ pub fn apply_optional(
 ) {
     if let Some(dir) = dir {
         if let Err(e) = dir.apply(workers) {
-            warnings.push(format!("last seen unavailable: {e}"));
+            warnings.push(format!("{WARNING_PREFIX}: {e}"));
         }
     }
 }

@@ -29,10 +29,10 @@ pub struct SqliteSource {
     connection: Arc<Mutex<Option<HubConnection>>>,
 }
 
-/// An open database with the worker query prepared for its schema.
+/// An open database with the queries built for its schema.
 struct HubConnection {
     conn: Connection,
-    worker_sql: String,
+    queries: queries::HubQueries,
 }
 
 impl SqliteSource {
@@ -80,8 +80,51 @@ impl HubConnection {
         conn.busy_timeout(BUSY_TIMEOUT)
             .and_then(|()| conn.pragma_update(None, "query_only", true))
             .map_err(|e| connect_error(e.to_string()))?;
-        let worker_sql = queries::worker_query(&conn, &target)?;
-        Ok(HubConnection { conn, worker_sql })
+        let queries = queries::hub_queries(&conn, &target)?;
+        Ok(HubConnection { conn, queries })
+    }
+}
+
+impl SqliteSource {
+    /// Reads the hub on tokio's blocking pool, then last seen.
+    async fn read(&self, with_tasks: bool) -> Result<HubSnapshot, SourceError> {
+        let connection = Arc::clone(&self.connection);
+        let path = self.path.clone();
+        let worker_dir = self.worker_dir.clone();
+        let join = tokio::task::spawn_blocking(move || {
+            // A poisoned lock only means an earlier scrape panicked; the connection is dropped below on
+            // any error anyway, so the data behind it is still usable.
+            let mut guard = connection
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let hub = match guard.take() {
+                Some(hub) => hub,
+                None => HubConnection::open(&path)?,
+            };
+            let target = path.display().to_string();
+            let read = queries::read(&hub.conn, &hub.queries, with_tasks, &target)?;
+            // Kept only after a successful read: after an error the next scrape reopens the file (it may
+            // have been replaced, or the schema migrated).
+            *guard = Some(hub);
+            drop(guard);
+            let mut snapshot = HubSnapshot::new(read.workers);
+            snapshot.tasks = read.tasks;
+            snapshot.timings = read.timings;
+            let started = std::time::Instant::now();
+            apply_optional(
+                worker_dir.as_ref(),
+                &mut snapshot.workers,
+                &mut snapshot.warnings,
+            );
+            if worker_dir.is_some() {
+                snapshot.timings.push(("last_seen", started.elapsed()));
+            }
+            Ok(snapshot)
+        });
+        join.await.map_err(|e| SourceError::Query {
+            target: self.path.display().to_string(),
+            message: format!("the query task failed: {e}"),
+        })?
     }
 }
 
@@ -96,40 +139,10 @@ impl DataSource for SqliteSource {
     }
 
     async fn collect(&self) -> Result<HubSnapshot, SourceError> {
-        let connection = Arc::clone(&self.connection);
-        let path = self.path.clone();
-        let worker_dir = self.worker_dir.clone();
-        let join = tokio::task::spawn_blocking(move || {
-            // A poisoned lock only means an earlier scrape panicked; the connection is dropped below on
-            // any error anyway, so the data behind it is still usable.
-            let mut guard = connection
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if guard.is_none() {
-                *guard = Some(HubConnection::open(&path)?);
-            }
-            let target = path.display().to_string();
-            let hub = guard.as_ref().ok_or_else(|| SourceError::Connect {
-                target: target.clone(),
-                message: "no connection".into(),
-            })?;
-            let result = queries::read_workers(&hub.conn, &hub.worker_sql, &target);
-            if result.is_err() {
-                // Reopen at the next scrape: the file may have been replaced or the schema migrated.
-                *guard = None;
-            }
-            let mut snapshot = HubSnapshot::new(result?);
-            drop(guard);
-            apply_optional(
-                worker_dir.as_ref(),
-                &mut snapshot.workers,
-                &mut snapshot.warnings,
-            );
-            Ok(snapshot)
-        });
-        join.await.map_err(|e| SourceError::Query {
-            target: self.path.display().to_string(),
-            message: format!("the query task failed: {e}"),
-        })?
+        self.read(false).await
+    }
+
+    async fn collect_with_tasks(&self) -> Result<HubSnapshot, SourceError> {
+        self.read(true).await
     }
 }

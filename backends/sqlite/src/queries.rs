@@ -1,146 +1,196 @@
-//! The SQL of the SQLite source, and the mapping of its rows to records.
+//! The SQL of the SQLite source, and the decoding of its rows. The schema check, the `hub_worker` columns,
+//! the task aggregates and the row-to-record mapping are shared with the other SQL sources
+//! ([`normalise`], [`tasks`]); what is here is SQLite's own: its catalog, `json_group_array`, its types.
 
-use kobo_backend_api::{SourceError, WorkerRecord};
+use std::time::{Duration, Instant};
+
+use kobo_backend_api::normalise::{names_from_json, HubSchema, WorkerRow};
+use kobo_backend_api::{tasks, SourceError, TaskSummary, WorkerRecord};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
-/// Tables the worker query reads.
-const REQUIRED_TABLES: [&str; 5] = [
-    "hub_worker",
-    "hub_worker_arches",
-    "hub_arch",
-    "hub_worker_channels",
-    "hub_channel",
-];
+/// The queries of one hub, built for its schema.
+pub(crate) struct HubQueries {
+    workers: String,
+    task_groups: String,
+    worker_tasks: String,
+}
 
-/// `hub_worker` columns every kobo hub has.
-const REQUIRED_WORKER_COLUMNS: [&str; 8] = [
-    "id",
-    "name",
-    "enabled",
-    "ready",
-    "current_load",
-    "max_load",
-    "task_count",
-    "max_tasks",
-];
-
-/// Checks the schema and builds the one query per scrape that reads every worker with its arches and
-/// channels. Explicit columns only: never `worker_key` (the worker's secret), never `SELECT *`.
-/// `min_priority` came with a 2016 migration that old hubs may lack.
-pub(crate) fn worker_query(conn: &Connection, target: &str) -> Result<String, SourceError> {
-    let schema_error = |message: String| SourceError::Schema {
-        target: target.to_string(),
-        message,
-    };
+/// Checks the schema and builds the queries: one that reads every worker with its arches and channels
+/// (explicit columns only: never `worker_key`, the worker's secret, never `SELECT *`) and the two task
+/// aggregates.
+pub(crate) fn hub_queries(conn: &Connection, target: &str) -> Result<HubQueries, SourceError> {
     let query_error = |e: rusqlite::Error| SourceError::Query {
         target: target.to_string(),
         message: e.to_string(),
     };
-    for table in REQUIRED_TABLES {
-        let exists: bool = conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1)",
-                [table],
-                |row| row.get(0),
-            )
+    let names = |sql: &str| -> Result<Vec<String>, SourceError> {
+        let mut stmt = conn.prepare(sql).map_err(query_error)?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))
             .map_err(query_error)?;
-        if !exists {
-            return Err(schema_error(format!("table {table} is missing")));
-        }
-    }
-    let mut stmt = conn
-        .prepare("SELECT name FROM pragma_table_info('hub_worker')")
-        .map_err(query_error)?;
-    let columns = stmt
-        .query_map([], |row| row.get::<_, String>(0))
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(query_error)?;
-    if let Some(missing) = REQUIRED_WORKER_COLUMNS
-        .iter()
-        .find(|c| !columns.iter().any(|have| have == *c))
-    {
-        return Err(schema_error(format!(
-            "column hub_worker.{missing} is missing"
-        )));
-    }
-    let min_priority = if columns.iter().any(|c| c == "min_priority") {
-        "w.min_priority"
-    } else {
-        "NULL"
+        rows.collect::<Result<Vec<_>, _>>().map_err(query_error)
     };
-    Ok(format!(
-        "SELECT w.name, w.enabled, w.ready, w.current_load, w.max_load, w.task_count, w.max_tasks, \
-         {min_priority}, \
+    let tables = names("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")?;
+    let columns = names("SELECT name FROM pragma_table_info('hub_worker')")?;
+    let schema = HubSchema::check(&tables, &columns).map_err(|message| SourceError::Schema {
+        target: target.to_string(),
+        message,
+    })?;
+    let workers = format!(
+        "SELECT {columns}, \
          (SELECT json_group_array(a.name) FROM hub_worker_arches wa JOIN hub_arch a ON a.id = wa.arch_id \
           WHERE wa.worker_id = w.id), \
          (SELECT json_group_array(c.name) FROM hub_worker_channels wc JOIN hub_channel c ON c.id = wc.channel_id \
           WHERE wc.worker_id = w.id) \
-         FROM hub_worker w"
-    ))
+         FROM hub_worker w",
+        columns = schema.worker_columns_sql()
+    );
+    Ok(HubQueries {
+        workers,
+        // Django writes dt_created as text `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC: min() of it is that text.
+        task_groups: tasks::groups_sql(|expr| expr.to_string()),
+        worker_tasks: tasks::per_worker_sql(),
+    })
 }
 
-/// Runs the worker query.
-pub(crate) fn read_workers(
+/// What a read gave, with how long each part took.
+pub(crate) struct Read {
+    pub workers: Vec<WorkerRecord>,
+    pub tasks: Option<TaskSummary>,
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+/// Reads the workers and, if asked, the task aggregates, in one read transaction (one consistent view).
+pub(crate) fn read(
     conn: &Connection,
-    sql: &str,
+    queries: &HubQueries,
+    with_tasks: bool,
     target: &str,
-) -> Result<Vec<WorkerRecord>, SourceError> {
+) -> Result<Read, SourceError> {
     let query_error = |e: rusqlite::Error| SourceError::Query {
         target: target.to_string(),
         message: e.to_string(),
     };
-    let mut stmt = conn.prepare_cached(sql).map_err(query_error)?;
-    let mut rows = stmt.query([]).map_err(query_error)?;
-    let mut workers = Vec::new();
-    while let Some(row) = rows.next().map_err(query_error)? {
-        workers.push(worker_from_row(row).map_err(|message| SourceError::Data {
-            target: target.to_string(),
-            message,
-        })?);
-    }
-    Ok(workers)
+    let data_error = |message: String| SourceError::Data {
+        target: target.to_string(),
+        message,
+    };
+    let transaction = conn.unchecked_transaction().map_err(query_error)?;
+    let started = Instant::now();
+    let workers = query_rows(&transaction, &queries.workers, worker_from_row)
+        .map_err(|e| e.into_source_error(target))?
+        .into_iter()
+        .map(|row| row.into_record().map_err(data_error))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut timings = vec![("workers", started.elapsed())];
+    let tasks = if with_tasks {
+        let started = Instant::now();
+        let groups = query_rows(&transaction, &queries.task_groups, |row| {
+            let oldest: Option<String> = row.get(4).map_err(|e| e.to_string())?;
+            tasks::group_from_row(
+                int(row, 0, "hub_task.state")?,
+                row.get(1).map_err(|e| e.to_string())?,
+                row.get(2).map_err(|e| e.to_string())?,
+                int(row, 3, "count")?,
+                oldest.as_deref(),
+            )
+        })
+        .map_err(|e| e.into_source_error(target))?;
+        let per_worker = query_rows(&transaction, &queries.worker_tasks, |row| {
+            tasks::worker_count_from_row(
+                row.get(0).map_err(|e| e.to_string())?,
+                int(row, 1, "hub_task.state")?,
+                int(row, 2, "count")?,
+            )
+        })
+        .map_err(|e| e.into_source_error(target))?;
+        timings.push(("tasks", started.elapsed()));
+        Some(TaskSummary::new(groups, per_worker))
+    } else {
+        None
+    };
+    transaction.finish().map_err(query_error)?;
+    Ok(Read {
+        workers,
+        tasks,
+        timings,
+    })
 }
 
-fn worker_from_row(row: &Row<'_>) -> Result<WorkerRecord, String> {
-    let name: String = row.get(0).map_err(|e| format!("hub_worker.name: {e}"))?;
-    let int = |idx: usize, column: &str| -> Result<Option<i64>, String> {
-        match row.get_ref(idx) {
-            Ok(ValueRef::Null) => Ok(None),
-            Ok(ValueRef::Integer(i)) => Ok(Some(i)),
-            // Django stores whole numbers; a REAL that is one (e.g. written by hand) is accepted.
-            Ok(ValueRef::Real(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
-            Ok(other) => Err(format!(
-                "hub_worker.{column} of worker {name:?} is {:?}, not an integer",
-                other.data_type()
-            )),
-            Err(e) => Err(format!("hub_worker.{column}: {e}")),
+/// Why reading rows failed: the query, or a value in a row.
+enum RowsError {
+    Query(rusqlite::Error),
+    Data(String),
+}
+
+impl RowsError {
+    fn into_source_error(self, target: &str) -> SourceError {
+        match self {
+            RowsError::Query(e) => SourceError::Query {
+                target: target.to_string(),
+                message: e.to_string(),
+            },
+            RowsError::Data(message) => SourceError::Data {
+                target: target.to_string(),
+                message,
+            },
         }
+    }
+}
+
+fn query_rows<T>(
+    conn: &Connection,
+    sql: &str,
+    decode: impl Fn(&Row<'_>) -> Result<T, String>,
+) -> Result<Vec<T>, RowsError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(RowsError::Query)?;
+    let mut rows = stmt.query([]).map_err(RowsError::Query)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(RowsError::Query)? {
+        out.push(decode(row).map_err(RowsError::Data)?);
+    }
+    Ok(out)
+}
+
+/// An integer column, `None` for NULL. SQLite stores Django's integers and booleans as INTEGER; a REAL that
+/// is a whole number (e.g. written by hand) is accepted.
+fn optional_int(row: &Row<'_>, idx: usize, column: &str) -> Result<Option<i64>, String> {
+    match row.get_ref(idx) {
+        Ok(ValueRef::Null) => Ok(None),
+        Ok(ValueRef::Integer(i)) => Ok(Some(i)),
+        Ok(ValueRef::Real(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+        Ok(other) => Err(format!(
+            "{column} is {:?}, not an integer",
+            other.data_type()
+        )),
+        Err(e) => Err(format!("{column}: {e}")),
+    }
+}
+
+fn int(row: &Row<'_>, idx: usize, column: &str) -> Result<i64, String> {
+    optional_int(row, idx, column)?.ok_or_else(|| format!("{column} is NULL"))
+}
+
+fn worker_from_row(row: &Row<'_>) -> Result<WorkerRow, String> {
+    let name: String = row.get(0).map_err(|e| format!("hub_worker.name: {e}"))?;
+    let column = |idx: usize, column: &str| {
+        optional_int(row, idx, &format!("hub_worker.{column} of worker {name:?}"))
     };
-    let required = |idx: usize, column: &str| -> Result<i64, String> {
-        int(idx, column)?.ok_or_else(|| format!("hub_worker.{column} of worker {name:?} is NULL"))
+    let json = |idx: usize, what: &str| -> Result<Vec<Option<String>>, String> {
+        let text: Option<String> = row.get(idx).map_err(|e| format!("{what}: {e}"))?;
+        names_from_json(text.as_deref()).map_err(|e| format!("{what} of worker {name:?}: {e}"))
     };
-    let names = |idx: usize, what: &str| -> Result<Vec<String>, String> {
-        let json: Option<String> = row.get(idx).map_err(|e| format!("{what}: {e}"))?;
-        let mut names: Vec<Option<String>> = match json {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| format!("{what} of worker {name:?}: {e}"))?,
-            None => Vec::new(),
-        };
-        let mut names: Vec<String> = names.drain(..).flatten().collect();
-        names.sort_unstable();
-        names.dedup();
-        Ok(names)
-    };
-    let mut worker = WorkerRecord::new(name.clone());
-    worker.enabled = required(1, "enabled")? != 0;
-    worker.ready = required(2, "ready")? != 0;
-    worker.current_load = required(3, "current_load")?;
-    worker.max_load = required(4, "max_load")?;
-    worker.task_count = required(5, "task_count")?;
-    worker.max_tasks = Some(required(6, "max_tasks")?);
-    worker.min_priority = int(7, "min_priority")?;
-    worker.arches = names(8, "arches")?;
-    worker.channels = names(9, "channels")?;
-    Ok(worker)
+    Ok(WorkerRow {
+        enabled: column(1, "enabled")?.map(|v| v != 0),
+        ready: column(2, "ready")?.map(|v| v != 0),
+        current_load: column(3, "current_load")?,
+        max_load: column(4, "max_load")?,
+        task_count: column(5, "task_count")?,
+        max_tasks: column(6, "max_tasks")?,
+        min_priority: column(7, "min_priority")?,
+        arches: json(8, "arches")?,
+        channels: json(9, "channels")?,
+        name,
+    })
 }

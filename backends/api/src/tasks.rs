@@ -1,0 +1,153 @@
+//! Task aggregates for the SQL sources: the two grouped queries over `hub_task` (never one per worker) and
+//! the mapping of their rows, shared so that every database counts the same way.
+//!
+//! Both count non-archived tasks in the active states only. `hub_task` has no index on `state`; on a large
+//! hub these are full scans unless the optional index
+//! `CREATE INDEX hub_task_archive_state ON hub_task (state, archive) WHERE archive = false` exists (a
+//! partial index on PostgreSQL and SQLite; `(state, archive)` on MySQL/MariaDB).
+
+use crate::records::{TaskGroup, TaskState, WorkerTaskCount};
+
+/// `IN (...)` list of the active state codes.
+fn active_codes() -> String {
+    TaskState::ACTIVE.iter().map(|s| s.code().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Active, non-archived tasks per (state, arch name, channel name): state, arch, channel, count, and the
+/// oldest `dt_created` as text `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC. `created_as_text` turns the SQL
+/// expression `min(t.dt_created)` into that text in the source's dialect.
+pub fn groups_sql(created_as_text: impl Fn(&str) -> String) -> String {
+    format!(
+        "SELECT t.state, a.name, c.name, count(*), {oldest} \
+         FROM hub_task t JOIN hub_arch a ON a.id = t.arch_id JOIN hub_channel c ON c.id = t.channel_id \
+         WHERE t.archive = FALSE AND t.state IN ({codes}) \
+         GROUP BY t.state, a.name, c.name",
+        oldest = created_as_text("min(t.dt_created)"),
+        codes = active_codes(),
+    )
+}
+
+/// ASSIGNED and OPEN non-archived tasks per (worker name, state): name, state, count.
+pub fn per_worker_sql() -> String {
+    format!(
+        "SELECT w.name, t.state, count(*) \
+         FROM hub_task t JOIN hub_worker w ON w.id = t.worker_id \
+         WHERE t.archive = FALSE AND t.state IN ({}, {}) \
+         GROUP BY w.name, t.state",
+        TaskState::Assigned.code(),
+        TaskState::Open.code()
+    )
+}
+
+/// A row of [`groups_sql`] as the record; the error names what is wrong.
+pub fn group_from_row(
+    state: i64,
+    arch: String,
+    channel: String,
+    count: i64,
+    oldest_created: Option<&str>,
+) -> Result<TaskGroup, String> {
+    let state = TaskState::from_code(state).ok_or_else(|| format!("hub_task.state {state} is not a kobo task state"))?;
+    let oldest_created = match oldest_created {
+        None => None,
+        Some(text) => Some(
+            parse_utc_datetime(text).ok_or_else(|| format!("hub_task.dt_created {text:?} is not a date and time"))?,
+        ),
+    };
+    Ok(TaskGroup {
+        state,
+        arch,
+        channel,
+        count,
+        oldest_created,
+    })
+}
+
+/// A row of [`per_worker_sql`] as the record.
+pub fn worker_count_from_row(worker: String, state: i64, count: i64) -> Result<WorkerTaskCount, String> {
+    let state = TaskState::from_code(state).ok_or_else(|| format!("hub_task.state {state} is not a kobo task state"))?;
+    Ok(WorkerTaskCount { worker, state, count })
+}
+
+/// Unix seconds of a UTC date and time written `YYYY-MM-DD HH:MM:SS` with optional fraction (up to
+/// microseconds are kept), `T` instead of the space, and a trailing `Z` or `+00:00` accepted.
+pub fn parse_utc_datetime(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let text = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))
+        .or_else(|| text.strip_suffix("+00"))
+        .unwrap_or(text);
+    let (date, time) = text.split_once([' ', 'T'])?;
+    let mut date_parts = date.splitn(3, '-');
+    let year: i64 = date_parts.next()?.parse().ok()?;
+    let month: u32 = date_parts.next()?.parse().ok()?;
+    let day: u32 = date_parts.next()?.parse().ok()?;
+    let (clock, fraction) = match time.split_once('.') {
+        Some((clock, fraction)) => (clock, fraction),
+        None => (time, ""),
+    };
+    let mut clock_parts = clock.splitn(3, ':');
+    let hour: u32 = clock_parts.next()?.parse().ok()?;
+    let minute: u32 = clock_parts.next()?.parse().ok()?;
+    let second: u32 = clock_parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    if !fraction.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let micros: u32 = format!("{:0<6}", &fraction[..fraction.len().min(6)]).parse().ok()?;
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    Some(seconds as f64 + f64::from(micros) / 1e6)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_in_every_database_spelling() {
+        assert_eq!(parse_utc_datetime("1970-01-01 00:00:00"), Some(0.0));
+        assert_eq!(parse_utc_datetime("2024-07-22 03:00:55"), Some(1_721_617_255.0));
+        assert_eq!(parse_utc_datetime("2024-07-22T03:00:55Z"), Some(1_721_617_255.0));
+        assert_eq!(parse_utc_datetime("2024-07-22 03:00:55+00:00"), Some(1_721_617_255.0));
+        assert_eq!(parse_utc_datetime("2026-11-25 18:17:10.274957"), Some(1_795_630_630.274_957));
+        assert_eq!(parse_utc_datetime("2026-11-25 18:17:10.5"), Some(1_795_630_630.5));
+        assert_eq!(parse_utc_datetime("2000-02-29 12:00:00"), Some(951_825_600.0));
+        assert_eq!(parse_utc_datetime("1969-12-31 23:59:59"), Some(-1.0));
+        for bad in ["", "2024-07-22", "2024-13-01 00:00:00", "2024-07-22 25:00:00", "yesterday", "2024-07-22 03:00:55.x"] {
+            assert_eq!(parse_utc_datetime(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rows_map_to_records_and_bad_states_are_errors() {
+        let group = group_from_row(0, "x86_64".into(), "default".into(), 3, Some("2024-07-22 03:00:55")).expect("row");
+        assert_eq!(group.state, TaskState::Free);
+        assert_eq!(group.oldest_created, Some(1_721_617_255.0));
+        assert!(group_from_row(9, "a".into(), "c".into(), 1, None).is_err());
+        assert!(group_from_row(0, "a".into(), "c".into(), 1, Some("soon")).is_err());
+        assert_eq!(worker_count_from_row("w".into(), 2, 4).map(|c| c.state), Ok(TaskState::Open));
+    }
+
+    #[test]
+    fn queries_count_only_active_unarchived_tasks_and_never_per_worker() {
+        let sql = groups_sql(|e| e.to_string());
+        assert!(sql.contains("t.archive = FALSE") && sql.contains("IN (0, 1, 2, 8)"), "{sql}");
+        assert!(per_worker_sql().contains("IN (1, 2)"));
+        assert!(!sql.contains('?') && !per_worker_sql().contains('?'), "no per-worker parameters");
+    }
+}

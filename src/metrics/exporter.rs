@@ -1,0 +1,76 @@
+//! The exporter's own metrics: whether the last collection worked, how long its parts took, how often they
+//! failed, which build and source this is, the age of the cached task data, and the process metrics.
+
+use std::collections::BTreeMap;
+
+use prometheus::core::Collector as _;
+use prometheus::proto::MetricFamily;
+
+use super::family::{counter_family, gauge_family, push_counter, push_gauge, single_gauge};
+
+/// What the collector knows about itself at the end of a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct ExporterStatus {
+    /// Whether the last collection from the source succeeded.
+    pub up: bool,
+    /// The source kind (`sqlite`, `postgres`, ...).
+    pub source: &'static str,
+    /// Duration of the last run of each collector, in seconds.
+    pub durations: BTreeMap<&'static str, f64>,
+    /// Failures of each collector since start-up.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Seconds since the task data was read, when there is task data.
+    pub task_data_age: Option<f64>,
+}
+
+/// The exporter's families, then the standard `process_*` ones (Linux).
+pub fn families(
+    status: &ExporterStatus,
+    process: Option<&prometheus::process_collector::ProcessCollector>,
+) -> Vec<MetricFamily> {
+    let mut families = vec![single_gauge(
+        "kobo_up",
+        "1 if the last collection from the kobo hub succeeded, 0 if it failed (then the hub metrics are absent)",
+        if status.up { 1.0 } else { 0.0 },
+    )];
+    let mut build = gauge_family(
+        "kobo_exporter_build_info",
+        "Version of kobo-exporter and the kind of source it reads, value 1",
+    );
+    push_gauge(
+        &mut build,
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("source", status.source),
+        ],
+        1.0,
+    );
+    families.push(build);
+    let mut durations = gauge_family(
+        "kobo_exporter_collect_duration_seconds",
+        "Duration of the last run of each collector (workers, tasks, last_seen), in seconds",
+    );
+    for (collector, seconds) in &status.durations {
+        push_gauge(&mut durations, &[("collector", collector)], *seconds);
+    }
+    families.push(durations);
+    let mut errors = counter_family(
+        "kobo_exporter_collect_errors_total",
+        "Failed runs of each collector (workers, tasks, last_seen) since the exporter started",
+    );
+    for (collector, count) in &status.errors {
+        push_counter(&mut errors, &[("collector", collector)], *count as f64);
+    }
+    families.push(errors);
+    if let Some(age) = status.task_data_age {
+        families.push(single_gauge(
+            "kobo_exporter_task_data_age_seconds",
+            "Seconds since the task and queue metrics were read from the hub (they are refreshed every task_refresh_interval)",
+            age,
+        ));
+    }
+    if let Some(process) = process {
+        families.extend(process.collect());
+    }
+    families
+}

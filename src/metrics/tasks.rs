@@ -1,0 +1,91 @@
+//! Task and queue metrics: active, non-archived tasks by state, arch and channel, the oldest of each, and
+//! for every arch/channel pair with active tasks, how many workers could take them.
+//!
+//! Label values are names (state, arch, channel), never ids; no task ids, owners, labels or methods, so the
+//! cardinality is bounded by states x arches x channels.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kobo_backend_api::{HubSnapshot, TaskGroup, TaskSummary};
+use prometheus::proto::MetricFamily;
+
+use super::family::{gauge_family, push_gauge};
+
+/// `kobo_tasks` and `kobo_tasks_oldest_created_timestamp_seconds`, one sample per (state, arch, channel)
+/// with tasks (a missing series means none), ordered by state code, then arch and channel bytewise.
+pub fn task_families(tasks: &TaskSummary) -> Vec<MetricFamily> {
+    let mut groups: Vec<&TaskGroup> = tasks.groups.iter().collect();
+    groups.sort_by(|a, b| {
+        (a.state, a.arch.as_bytes(), a.channel.as_bytes()).cmp(&(
+            b.state,
+            b.arch.as_bytes(),
+            b.channel.as_bytes(),
+        ))
+    });
+    let mut count = gauge_family(
+        "kobo_tasks",
+        "Non-archived tasks in an active state (FREE, ASSIGNED, OPEN, CREATED), by state, arch and channel",
+    );
+    let mut oldest = gauge_family(
+        "kobo_tasks_oldest_created_timestamp_seconds",
+        "Creation time of the oldest non-archived task, by active state, arch and channel",
+    );
+    for group in groups {
+        let labels = [
+            ("state", group.state.name()),
+            ("arch", group.arch.as_str()),
+            ("channel", group.channel.as_str()),
+        ];
+        push_gauge(&mut count, &labels, group.count as f64);
+        if let Some(created) = group.oldest_created {
+            push_gauge(&mut oldest, &labels, created);
+        }
+    }
+    vec![count, oldest]
+}
+
+/// `kobo_queue_workers` and `kobo_queue_workers_ready`: for every arch/channel pair that has active tasks,
+/// the enabled (and the ready) workers that accept both the arch and the channel. 0 means nobody can take
+/// those tasks: the queue is stranded. (kobo also requires a task's priority to reach the worker's
+/// `min_priority`; that is not taken into account here.)
+pub fn queue_families(snapshot: &HubSnapshot, tasks: &TaskSummary) -> Vec<MetricFamily> {
+    let pairs: BTreeSet<(&[u8], &str, &str)> = tasks
+        .groups
+        .iter()
+        .map(|g| (g.arch.as_bytes(), g.arch.as_str(), g.channel.as_str()))
+        .collect();
+    let mut workers = gauge_family(
+        "kobo_queue_workers",
+        "Enabled workers that accept both the arch and the channel, for every arch/channel pair with active tasks",
+    );
+    let mut ready = gauge_family(
+        "kobo_queue_workers_ready",
+        "Enabled and ready workers that accept both the arch and the channel, for every arch/channel pair with active tasks",
+    );
+    let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    for worker in snapshot.workers.iter().filter(|w| w.enabled) {
+        for (_, arch, channel) in &pairs {
+            // arches and channels are sorted and unique in every record.
+            if worker
+                .arches
+                .binary_search_by(|a| a.as_str().cmp(arch))
+                .is_ok()
+                && worker
+                    .channels
+                    .binary_search_by(|c| c.as_str().cmp(channel))
+                    .is_ok()
+            {
+                let entry = counts.entry((arch, channel)).or_default();
+                entry.0 += 1;
+                entry.1 += u64::from(worker.ready);
+            }
+        }
+    }
+    for (_, arch, channel) in &pairs {
+        let (enabled, ready_count) = counts.get(&(*arch, *channel)).copied().unwrap_or_default();
+        let labels = [("arch", *arch), ("channel", *channel)];
+        push_gauge(&mut workers, &labels, enabled as f64);
+        push_gauge(&mut ready, &labels, ready_count as f64);
+    }
+    vec![workers, ready]
+}
