@@ -13,6 +13,9 @@ fn active_codes() -> String {
     TaskState::ACTIVE.iter().map(|s| s.code().to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// The filter is written `t.archive = false` in lower case on purpose: SQLite uses a partial index only when
+/// the query repeats the index's `WHERE archive = false` term as written (`FALSE` does not match).
+///
 /// Active, non-archived tasks per (state, arch name, channel name): state, arch, channel, count, and the
 /// oldest `dt_created` as text `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC. `created_as_text` turns the SQL
 /// expression `min(t.dt_created)` into that text in the source's dialect.
@@ -20,20 +23,23 @@ pub fn groups_sql(created_as_text: impl Fn(&str) -> String) -> String {
     format!(
         "SELECT t.state, a.name, c.name, count(*), {oldest} \
          FROM hub_task t JOIN hub_arch a ON a.id = t.arch_id JOIN hub_channel c ON c.id = t.channel_id \
-         WHERE t.archive = FALSE AND t.state IN ({codes}) \
+         WHERE t.archive = false AND t.state IN ({codes}) \
          GROUP BY t.state, a.name, c.name",
         oldest = created_as_text("min(t.dt_created)"),
         codes = active_codes(),
     )
 }
 
-/// ASSIGNED and OPEN non-archived tasks per (worker name, state): name, state, count.
+/// ASSIGNED and OPEN non-archived tasks per (worker name, state): name, state, count. The tasks are
+/// grouped before the join, so that planners filter `hub_task` first (with the optional index) instead of
+/// walking it worker by worker.
 pub fn per_worker_sql() -> String {
     format!(
-        "SELECT w.name, t.state, count(*) \
-         FROM hub_task t JOIN hub_worker w ON w.id = t.worker_id \
-         WHERE t.archive = FALSE AND t.state IN ({}, {}) \
-         GROUP BY w.name, t.state",
+        "SELECT w.name, t.state, t.n \
+         FROM (SELECT worker_id, state, count(*) AS n FROM hub_task \
+               WHERE archive = false AND state IN ({}, {}) AND worker_id IS NOT NULL \
+               GROUP BY worker_id, state) t \
+         JOIN hub_worker w ON w.id = t.worker_id",
         TaskState::Assigned.code(),
         TaskState::Open.code()
     )
@@ -146,7 +152,7 @@ mod tests {
     #[test]
     fn queries_count_only_active_unarchived_tasks_and_never_per_worker() {
         let sql = groups_sql(|e| e.to_string());
-        assert!(sql.contains("t.archive = FALSE") && sql.contains("IN (0, 1, 2, 8)"), "{sql}");
+        assert!(sql.contains("t.archive = false") && sql.contains("IN (0, 1, 2, 8)"), "{sql}");
         assert!(per_worker_sql().contains("IN (1, 2)"));
         assert!(!sql.contains('?') && !per_worker_sql().contains('?'), "no per-worker parameters");
     }
