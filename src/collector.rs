@@ -1,12 +1,14 @@
-//! One scrape: collect from the source, keep the task data between refreshes, count failures and time the
-//! collectors, and render the exposition text.
+//! One scrape: collect from the source within a deadline, share a collection in flight between concurrent
+//! scrapes, keep the task data between refreshes, count failures and time the collectors, and render the
+//! exposition text.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kobo_backend_api::{DataSource, HubSnapshot, TaskSummary};
 use prometheus::process_collector::ProcessCollector;
+use tokio::time::timeout_at;
 
 use crate::exposition;
 use crate::metrics::exporter::{self, ExporterStatus};
@@ -20,6 +22,11 @@ pub struct CollectorOptions {
     pub task_metrics: bool,
     /// How long task data is reused before it is read again (0: every scrape).
     pub task_refresh_interval: Duration,
+    /// The longest a collection may take; lowered per scrape to Prometheus' own scrape timeout (its
+    /// `X-Prometheus-Scrape-Timeout-Seconds` header) minus [`TIMEOUT_MARGIN`].
+    pub scrape_timeout: Duration,
+    /// A scrape within this time after the last collection is answered from it (0: never).
+    pub min_scrape_interval: Duration,
 }
 
 impl Default for CollectorOptions {
@@ -28,43 +35,66 @@ impl Default for CollectorOptions {
             metrics: MetricSet::All,
             task_metrics: true,
             task_refresh_interval: Duration::from_secs(60),
+            scrape_timeout: Duration::from_secs(10),
+            min_scrape_interval: Duration::ZERO,
         }
     }
 }
+
+/// Kept off Prometheus' scrape timeout, for rendering and sending the answer.
+pub const TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
+
+/// The shortest deadline a scrape gets, whatever Prometheus asks for.
+const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// A scrape that could not be answered with metrics (only in the reference set, which has no `kobo_up`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScrapeError(pub String);
 
+/// What one collection gave: the snapshot or the error message; shared by the scrapes that use it.
+type Outcome = Result<Arc<HubSnapshot>, String>;
+
 /// Collects from a source for every scrape.
 pub struct HubCollector {
     source: Arc<dyn DataSource>,
     options: CollectorOptions,
-    /// One collection at a time; what is kept between scrapes.
-    state: tokio::sync::Mutex<State>,
+    /// Held for the whole of a collection: one collection at a time; what is kept between them.
+    collection: tokio::sync::Mutex<Cache>,
+    /// The exporter's own numbers; held only briefly, so that a scrape can answer while a collection is stuck.
+    stats: Mutex<Stats>,
     process: Option<ProcessCollector>,
 }
 
 #[derive(Default)]
-struct State {
+struct Cache {
     tasks: Option<(TaskSummary, Instant)>,
     last_task_attempt: Option<Instant>,
+    /// The last collection: when it ended, and what it gave.
+    last: Option<(Instant, Outcome)>,
+}
+
+#[derive(Default)]
+struct Stats {
+    /// Whether the last collection succeeded; `None` before the first.
+    up: Option<bool>,
     durations: BTreeMap<&'static str, f64>,
     errors: BTreeMap<&'static str, u64>,
+    task_data_at: Option<Instant>,
 }
 
 impl HubCollector {
     pub fn new(source: Arc<dyn DataSource>, options: CollectorOptions) -> Self {
-        let mut state = State::default();
+        let mut stats = Stats::default();
         // Counters exist from the start, at 0, as Prometheus practice wants.
-        state.errors.insert("workers", 0);
+        stats.errors.insert("workers", 0);
         if options.task_metrics && options.metrics == MetricSet::All {
-            state.errors.insert("tasks", 0);
+            stats.errors.insert("tasks", 0);
         }
         HubCollector {
             source,
             options,
-            state: tokio::sync::Mutex::new(state),
+            collection: tokio::sync::Mutex::new(Cache::default()),
+            stats: Mutex::new(stats),
             process: cfg!(target_os = "linux").then(ProcessCollector::for_self),
         }
     }
@@ -73,27 +103,118 @@ impl HubCollector {
         self.source.as_ref()
     }
 
-    /// Collects and renders. With the full metric set a failed collection still gives metrics (`kobo_up 0`
-    /// and the exporter's own); with the reference set it is an error.
-    pub async fn scrape(&self) -> Result<String, ScrapeError> {
-        let mut state = self.state.lock().await;
-        let snapshot = self.collect(&mut state).await;
+    fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        // The stats are plain numbers: one left half-updated by a panic is still fine to serve.
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count_error(&self, collector: &'static str) {
+        *self.stats().errors.entry(collector).or_default() += 1;
+    }
+
+    /// Whether the last collection succeeded (`None`: none has run yet).
+    pub fn last_collection_succeeded(&self) -> Option<bool> {
+        self.stats().up
+    }
+
+    /// The deadline for a scrape that arrived at `arrived`, given Prometheus' scrape timeout if it sent one.
+    pub fn deadline(&self, arrived: Instant, prometheus_timeout: Option<Duration>) -> Instant {
+        let mut budget = self.options.scrape_timeout;
+        if let Some(requested) = prometheus_timeout {
+            budget = budget.min(requested.saturating_sub(TIMEOUT_MARGIN).max(MIN_TIMEOUT));
+        }
+        arrived + budget
+    }
+
+    /// Collects (or shares a collection in flight) and renders. With the full metric set a failed or timed
+    /// out collection still gives metrics (`kobo_up 0` and the exporter's own); with the reference set it
+    /// is an error.
+    pub async fn scrape(
+        &self,
+        prometheus_timeout: Option<Duration>,
+    ) -> Result<String, ScrapeError> {
+        let arrived = Instant::now();
+        let outcome = self
+            .outcome(arrived, self.deadline(arrived, prometheus_timeout))
+            .await;
+        self.render(&outcome)
+    }
+
+    /// Makes sure a collection has run (for readiness checks before the first scrape).
+    pub async fn ensure_collected(&self) {
+        if self.last_collection_succeeded().is_none() {
+            let arrived = Instant::now();
+            // Its outcome is recorded in the stats, which is all a readiness check reads.
+            let _outcome = self.outcome(arrived, self.deadline(arrived, None)).await;
+        }
+    }
+
+    /// The outcome for a scrape: a collection that ended after the scrape arrived (it was in flight) or
+    /// within the minimum interval is shared; otherwise a new one, bounded by the deadline.
+    async fn outcome(&self, arrived: Instant, deadline: Instant) -> Outcome {
+        let budget = deadline.saturating_duration_since(arrived);
+        let Ok(mut cache) = timeout_at(deadline.into(), self.collection.lock()).await else {
+            self.count_error("workers");
+            self.stats().up = Some(false);
+            let message =
+                format!("no answer within {budget:?}: the collection in flight is still running");
+            log::error!("{message}");
+            return Err(message);
+        };
+        if let Some((ended, outcome)) = &cache.last {
+            if *ended > arrived || ended.elapsed() < self.options.min_scrape_interval {
+                return outcome.clone();
+            }
+        }
+        let started = Instant::now();
+        let outcome = match timeout_at(deadline.into(), self.collect(&mut cache)).await {
+            Ok(Ok(snapshot)) => Ok(Arc::new(snapshot)),
+            Ok(Err(message)) => Err(message),
+            Err(_) => {
+                let message = format!(
+                    "collecting from the {} source took longer than {budget:?}; abandoned",
+                    self.source.kind()
+                );
+                log::error!("{message}");
+                let mut stats = self.stats();
+                *stats.errors.entry("workers").or_default() += 1;
+                stats
+                    .durations
+                    .insert("workers", started.elapsed().as_secs_f64());
+                Err(message)
+            }
+        };
+        {
+            let mut stats = self.stats();
+            stats.up = Some(outcome.is_ok());
+            stats.task_data_at = cache.tasks.as_ref().map(|(_, at)| *at);
+        }
+        cache.last = Some((Instant::now(), outcome.clone()));
+        outcome
+    }
+
+    fn render(&self, outcome: &Outcome) -> Result<String, ScrapeError> {
         let set = self.options.metrics;
-        let mut families = match (&snapshot, set) {
+        let mut families = match (outcome, set) {
             (Ok(snapshot), _) => hub_families(snapshot, set),
             (Err(message), MetricSet::Reference) => return Err(ScrapeError(message.clone())),
             (Err(_), MetricSet::All) => Vec::new(),
         };
         if set == MetricSet::All {
-            let status = ExporterStatus {
-                up: snapshot.is_ok(),
-                source: self.source.kind(),
-                durations: state.durations.clone(),
-                errors: state.errors.clone(),
-                task_data_age: state
-                    .tasks
-                    .as_ref()
-                    .map(|(_, at)| at.elapsed().as_secs_f64()),
+            let status = {
+                let stats = self.stats();
+                ExporterStatus {
+                    up: outcome.is_ok(),
+                    source: self.source.kind(),
+                    durations: stats.durations.clone(),
+                    errors: stats.errors.clone(),
+                    task_data_age: match outcome {
+                        Ok(snapshot) if snapshot.tasks.is_some() => {
+                            stats.task_data_at.map(|at| at.elapsed().as_secs_f64())
+                        }
+                        _ => None,
+                    },
+                }
             };
             families.extend(exporter::families(&status, self.process.as_ref()));
         }
@@ -102,15 +223,15 @@ impl HubCollector {
     }
 
     /// Reads the source, refreshing the task data when it is due; the error is the message to report.
-    async fn collect(&self, state: &mut State) -> Result<HubSnapshot, String> {
+    async fn collect(&self, cache: &mut Cache) -> Result<HubSnapshot, String> {
         let wants_tasks = self.options.task_metrics && self.options.metrics == MetricSet::All;
         let refresh_due = wants_tasks
-            && state
+            && cache
                 .last_task_attempt
                 .is_none_or(|at| at.elapsed() >= self.options.task_refresh_interval);
         let started = Instant::now();
         let result = if refresh_due {
-            state.last_task_attempt = Some(started);
+            cache.last_task_attempt = Some(started);
             match self.source.collect_with_tasks().await {
                 Ok(snapshot) => Ok(snapshot),
                 Err(e) => {
@@ -120,8 +241,8 @@ impl HubCollector {
                         "collecting tasks from the {} source failed: {e}",
                         self.source.kind()
                     );
-                    *state.errors.entry("tasks").or_default() += 1;
-                    state.tasks = None;
+                    self.count_error("tasks");
+                    cache.tasks = None;
                     self.source.collect().await
                 }
             }
@@ -137,26 +258,30 @@ impl HubCollector {
                     self.source.kind()
                 );
                 log::error!("{message}");
-                *state.errors.entry("workers").or_default() += 1;
-                state.durations.insert("workers", elapsed.as_secs_f64());
+                let mut stats = self.stats();
+                *stats.errors.entry("workers").or_default() += 1;
+                stats.durations.insert("workers", elapsed.as_secs_f64());
                 return Err(message);
             }
         };
-        if snapshot.timings.is_empty() {
-            state.durations.insert("workers", elapsed.as_secs_f64());
-        }
-        for (collector, duration) in &snapshot.timings {
-            state.durations.insert(collector, duration.as_secs_f64());
-        }
-        for warning in &snapshot.warnings {
-            log::warn!("{warning}");
-            *state.errors.entry(warning_collector(warning)).or_default() += 1;
+        {
+            let mut stats = self.stats();
+            if snapshot.timings.is_empty() {
+                stats.durations.insert("workers", elapsed.as_secs_f64());
+            }
+            for (collector, duration) in &snapshot.timings {
+                stats.durations.insert(collector, duration.as_secs_f64());
+            }
+            for warning in &snapshot.warnings {
+                log::warn!("{warning}");
+                *stats.errors.entry(warning_collector(warning)).or_default() += 1;
+            }
         }
         if refresh_due {
             if let Some(tasks) = &snapshot.tasks {
-                state.tasks = Some((tasks.clone(), started));
+                cache.tasks = Some((tasks.clone(), started));
             }
-        } else if let Some((tasks, _)) = &state.tasks {
+        } else if let Some((tasks, _)) = &cache.tasks {
             snapshot.tasks = Some(tasks.clone());
         }
         Ok(snapshot)

@@ -24,7 +24,7 @@ use crate::metrics::MetricSet;
 pub const DEFAULT_PORT: u16 = 10120;
 
 /// The keys of the `kobo` table that `KOBO_<KEY>` environment variables can set.
-const ENV_KEYS: [&str; 10] = [
+const ENV_KEYS: [&str; 17] = [
     "url",
     "worker_dir",
     "password_file",
@@ -35,6 +35,13 @@ const ENV_KEYS: [&str; 10] = [
     "metrics",
     "task_metrics",
     "task_refresh_interval",
+    "scrape_timeout",
+    "min_scrape_interval",
+    "username",
+    "bearer_token_file",
+    "tls_verify",
+    "max_response_bytes",
+    "multicall_chunk",
 ];
 
 /// The `kobo` table as written.
@@ -54,6 +61,15 @@ struct KoboTable {
     task_metrics: Option<bool>,
     /// Seconds.
     task_refresh_interval: Option<f64>,
+    /// Seconds.
+    scrape_timeout: Option<f64>,
+    /// Seconds.
+    min_scrape_interval: Option<f64>,
+    username: Option<String>,
+    bearer_token_file: Option<PathBuf>,
+    tls_verify: Option<bool>,
+    max_response_bytes: Option<u64>,
+    multicall_chunk: Option<usize>,
 }
 
 /// The part of the figment the exporter reads (Rocket reads the rest).
@@ -92,10 +108,40 @@ pub struct Settings {
     pub database: DatabaseOptions,
     /// What to collect and how often.
     pub collector: CollectorOptions,
+    /// The XML-RPC source's own settings.
+    pub http: HttpSettings,
     /// Where `kobo.url` came from, for error messages.
     pub url_origin: String,
     /// Where `kobo.worker_dir` came from, for error messages.
     pub worker_dir_origin: String,
+}
+
+/// Settings of the XML-RPC source (the database sources ignore them). `Debug` redacts the token.
+#[derive(Clone, Default)]
+pub struct HttpSettings {
+    /// HTTP basic auth user (the password is `kobo.password_file`'s).
+    pub username: Option<String>,
+    /// A bearer token for hubs behind an authenticating proxy (from `kobo.bearer_token_file`).
+    pub bearer_token: Option<String>,
+    /// `false` turns TLS certificate verification off (logged as a warning).
+    pub tls_verify: bool,
+    pub max_response_bytes: Option<u64>,
+    pub multicall_chunk: Option<usize>,
+}
+
+impl fmt::Debug for HttpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpSettings")
+            .field("username", &self.username)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("tls_verify", &self.tls_verify)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("multicall_chunk", &self.multicall_chunk)
+            .finish()
+    }
 }
 
 /// A configuration error: names the key and where its value came from (or where to set it).
@@ -208,21 +254,30 @@ impl Settings {
         let mut database = DatabaseOptions::new(url);
         database.worker_dir = table.worker_dir.map(WorkerDir::new);
         database.ca_file = table.ca_file;
-        if let Some(path) = table.password_file {
-            let password = std::fs::read_to_string(&path).map_err(|e| {
-                key_error(
-                    "kobo.password_file",
-                    &format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let password = password.trim_end_matches(['\r', '\n']);
-            if password.is_empty() {
-                return Err(key_error(
-                    "kobo.password_file",
-                    &format!("{} is empty", path.display()),
-                ));
+        let read_secret = |key: &str, path: &PathBuf| -> Result<String, ConfigError> {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| key_error(key, &format!("cannot read {}: {e}", path.display())))?;
+            let secret = text.trim_end_matches(['\r', '\n']);
+            if secret.is_empty() {
+                return Err(key_error(key, &format!("{} is empty", path.display())));
             }
-            database.password = Some(password.to_string());
+            Ok(secret.to_string())
+        };
+        if let Some(path) = &table.password_file {
+            database.password = Some(read_secret("kobo.password_file", path)?);
+        }
+        let mut http = HttpSettings {
+            username: table.username,
+            tls_verify: table.tls_verify.unwrap_or(true),
+            max_response_bytes: table.max_response_bytes,
+            multicall_chunk: table.multicall_chunk,
+            ..HttpSettings::default()
+        };
+        if let Some(path) = &table.bearer_token_file {
+            http.bearer_token = Some(read_secret("kobo.bearer_token_file", path)?);
+        }
+        if http.multicall_chunk == Some(0) {
+            return Err(key_error("kobo.multicall_chunk", "must be at least 1"));
         }
         if let Some(n) = table.max_connections {
             if n == 0 {
@@ -258,10 +313,17 @@ impl Settings {
         if let Some(s) = table.task_refresh_interval {
             collector.task_refresh_interval = seconds("kobo.task_refresh_interval", s, true)?;
         }
+        if let Some(s) = table.scrape_timeout {
+            collector.scrape_timeout = seconds("kobo.scrape_timeout", s, false)?;
+        }
+        if let Some(s) = table.min_scrape_interval {
+            collector.min_scrape_interval = seconds("kobo.min_scrape_interval", s, true)?;
+        }
         Ok(Settings {
             kind,
             database,
             collector,
+            http,
             url_origin: origin(figment, "kobo.url"),
             worker_dir_origin: origin(figment, "kobo.worker_dir"),
         })

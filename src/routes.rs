@@ -1,10 +1,14 @@
 //! The HTTP endpoints and the Rocket instance that serves them.
 //!
 //! `GET` (and, by Rocket's automatic handling, `HEAD`) on `/kobo_exporter/metrics`,
-//! `/kobo_exporter/metrics/` (the reference exporter's paths) and `/metrics`; a landing page at `/`.
+//! `/kobo_exporter/metrics/` (the reference exporter's paths) and `/metrics`; a landing page at `/`;
+//! `/-/healthy` and `/-/ready` for orchestration, as Prometheus and its exporters have them.
 
 use figment::Figment;
+use std::time::Duration;
+
 use rocket::http::{ContentType, Status};
+use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::content::RawHtml;
 use rocket::{get, routes, Build, Rocket, State};
 
@@ -12,9 +16,10 @@ use crate::collector::HubCollector;
 
 /// The Rocket instance for this figment and collector.
 pub fn build(figment: Figment, collector: HubCollector) -> Rocket<Build> {
-    rocket::custom(figment)
-        .manage(collector)
-        .mount("/", routes![index, metrics, reference_metrics])
+    rocket::custom(figment).manage(collector).mount(
+        "/",
+        routes![index, metrics, reference_metrics, healthy, ready],
+    )
 }
 
 /// The exposition text's Content-Type, [`exposition::CONTENT_TYPE`](crate::exposition::CONTENT_TYPE).
@@ -22,10 +27,30 @@ fn content_type() -> ContentType {
     ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")])
 }
 
+/// Prometheus' scrape timeout for this request, from its `X-Prometheus-Scrape-Timeout-Seconds` header.
+pub struct ScrapeTimeout(Option<Duration>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ScrapeTimeout {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let timeout = request
+            .headers()
+            .get_one("X-Prometheus-Scrape-Timeout-Seconds")
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+        Outcome::Success(ScrapeTimeout(timeout))
+    }
+}
+
 /// Collects and renders. A scrape that gives no metrics at all (a failed collection with the reference
 /// set) is a 503 with the cause in the body; the collector has logged it.
-async fn scrape(collector: &HubCollector) -> (Status, (ContentType, String)) {
-    match collector.scrape().await {
+async fn scrape(
+    collector: &HubCollector,
+    timeout: ScrapeTimeout,
+) -> (Status, (ContentType, String)) {
+    match collector.scrape(timeout.0).await {
         Ok(text) => (Status::Ok, (content_type(), text)),
         Err(e) => (
             Status::ServiceUnavailable,
@@ -35,13 +60,38 @@ async fn scrape(collector: &HubCollector) -> (Status, (ContentType, String)) {
 }
 
 #[get("/metrics")]
-async fn metrics(collector: &State<HubCollector>) -> (Status, (ContentType, String)) {
-    scrape(collector).await
+async fn metrics(
+    collector: &State<HubCollector>,
+    timeout: ScrapeTimeout,
+) -> (Status, (ContentType, String)) {
+    scrape(collector, timeout).await
 }
 
 #[get("/kobo_exporter/metrics")]
-async fn reference_metrics(collector: &State<HubCollector>) -> (Status, (ContentType, String)) {
-    scrape(collector).await
+async fn reference_metrics(
+    collector: &State<HubCollector>,
+    timeout: ScrapeTimeout,
+) -> (Status, (ContentType, String)) {
+    scrape(collector, timeout).await
+}
+
+/// The process serves.
+#[get("/-/healthy")]
+fn healthy() -> &'static str {
+    "kobo-exporter is Healthy.\n"
+}
+
+/// The last collection from the source succeeded (one is run if none has yet).
+#[get("/-/ready")]
+async fn ready(collector: &State<HubCollector>) -> (Status, &'static str) {
+    collector.ensure_collected().await;
+    match collector.last_collection_succeeded() {
+        Some(true) => (Status::Ok, "kobo-exporter is Ready.\n"),
+        _ => (
+            Status::ServiceUnavailable,
+            "kobo-exporter is not ready: the last collection failed.\n",
+        ),
+    }
 }
 
 #[get("/")]

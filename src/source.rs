@@ -34,6 +34,25 @@ pub fn open(settings: &Settings) -> Result<Arc<dyn DataSource>, ConfigError> {
         SourceKind::Mysql => kobo_backend_mysql::MysqlSource::new(options)
             .map(|s| Arc::new(s) as Arc<dyn DataSource>)
             .map_err(|e| url_error(&e)),
+        #[cfg(feature = "xmlrpc")]
+        SourceKind::XmlRpc => {
+            let mut http = kobo_backend_xmlrpc::XmlRpcOptions::new(options.url.clone());
+            http.ca_file = options.ca_file.clone();
+            http.password = options.password.clone();
+            http.request_timeout = options.query_timeout;
+            http.username = settings.http.username.clone();
+            http.bearer_token = settings.http.bearer_token.clone();
+            http.tls_verify = settings.http.tls_verify;
+            if let Some(bytes) = settings.http.max_response_bytes {
+                http.max_response_bytes = bytes;
+            }
+            if let Some(chunk) = settings.http.multicall_chunk {
+                http.multicall_chunk = chunk;
+            }
+            kobo_backend_xmlrpc::XmlRpcSource::new(http)
+                .map(|s| Arc::new(s) as Arc<dyn DataSource>)
+                .map_err(|e| url_error(&e))
+        }
         #[allow(unreachable_patterns)]
         kind => Err(url_error(&format!(
             "the {kind:?} source is not available in this build of kobo-exporter"

@@ -71,6 +71,15 @@ fn raw_tasks(path: &Path) -> Vec<Task> {
     rows.collect::<Result<_, _>>().expect("rows")
 }
 
+/// One raw worker row with the names of its arches and channels.
+struct RawWorker {
+    name: String,
+    enabled: bool,
+    ready: bool,
+    arches: Vec<String>,
+    channels: Vec<String>,
+}
+
 fn is_active(task: &Task) -> bool {
     !task.archive && matches!(task.state, 0 | 1 | 2 | 8)
 }
@@ -124,7 +133,7 @@ fn cross_check(path: &Path, exposition: &Exposition) {
 
     let mut per_worker: BTreeMap<Vec<(String, String)>, f64> = BTreeMap::new();
     let conn = rusqlite::Connection::open(path).expect("open");
-    let workers: Vec<(String, bool, bool, Vec<String>, Vec<String>)> = {
+    let workers: Vec<RawWorker> = {
         let mut stmt = conn
             .prepare("SELECT id, name, enabled, ready FROM hub_worker")
             .expect("workers");
@@ -149,13 +158,19 @@ fn cross_check(path: &Path, exposition: &Exposition) {
                 };
                 let arches = names("SELECT a.name FROM hub_worker_arches x JOIN hub_arch a ON a.id = x.arch_id WHERE x.worker_id = ?1");
                 let channels = names("SELECT c.name FROM hub_worker_channels x JOIN hub_channel c ON c.id = x.channel_id WHERE x.worker_id = ?1");
-                (name, enabled, ready, arches, channels)
+                RawWorker {
+                    name,
+                    enabled,
+                    ready,
+                    arches,
+                    channels,
+                }
             })
             .collect()
     };
-    for (name, ..) in &workers {
+    for worker in &workers {
         for state in ["ASSIGNED", "OPEN"] {
-            per_worker.insert(labels(&[("worker", name), ("state", state)]), 0.0);
+            per_worker.insert(labels(&[("worker", &worker.name), ("state", state)]), 0.0);
         }
     }
     for task in tasks
@@ -177,11 +192,11 @@ fn cross_check(path: &Path, exposition: &Exposition) {
     let mut queue_ready: BTreeMap<Vec<(String, String)>, f64> = BTreeMap::new();
     for task in tasks.iter().filter(|t| is_active(t)) {
         let key = labels(&[("arch", &task.arch), ("channel", &task.channel)]);
-        let serving = workers.iter().filter(|(_, enabled, _, arches, channels)| {
-            *enabled && arches.contains(&task.arch) && channels.contains(&task.channel)
+        let serving = workers.iter().filter(|w| {
+            w.enabled && w.arches.contains(&task.arch) && w.channels.contains(&task.channel)
         });
         queue.insert(key.clone(), serving.clone().count() as f64);
-        queue_ready.insert(key, serving.filter(|w| w.2).count() as f64);
+        queue_ready.insert(key, serving.filter(|w| w.ready).count() as f64);
     }
     assert_eq!(samples(exposition, "kobo_queue_workers"), queue);
     assert_eq!(samples(exposition, "kobo_queue_workers_ready"), queue_ready);
@@ -295,7 +310,7 @@ async fn task_data_is_cached_between_refreshes_and_its_age_exported() {
         ..CollectorOptions::default()
     };
     let collector = HubCollector::new(source, options);
-    let first = parse(&collector.scrape().await.expect("scrape")).expect("parse");
+    let first = parse(&collector.scrape(None).await.expect("scrape")).expect("parse");
     let key = [
         ("state", "FREE"),
         ("arch", "aarch64"),
@@ -312,7 +327,7 @@ async fn task_data_is_cached_between_refreshes_and_its_age_exported() {
             )
         })
         .expect("archive");
-    let cached = parse(&collector.scrape().await.expect("scrape")).expect("parse");
+    let cached = parse(&collector.scrape(None).await.expect("scrape")).expect("parse");
     assert_eq!(
         value(&cached, "kobo_tasks", &key),
         Some(1.0),
@@ -322,7 +337,7 @@ async fn task_data_is_cached_between_refreshes_and_its_age_exported() {
     assert!((0.0..0.4).contains(&age), "age {age}");
 
     tokio::time::sleep(Duration::from_millis(450)).await;
-    let refreshed = parse(&collector.scrape().await.expect("scrape")).expect("parse");
+    let refreshed = parse(&collector.scrape(None).await.expect("scrape")).expect("parse");
     assert_eq!(
         value(&refreshed, "kobo_tasks", &key),
         None,
@@ -359,7 +374,7 @@ async fn a_failing_task_query_drops_the_task_metrics_but_keeps_the_workers() {
         .expect("drop hub_task");
     let source = Arc::new(SqliteSource::open(&path, None).expect("open"));
     let collector = HubCollector::new(source, CollectorOptions::default());
-    let exposition = parse(&collector.scrape().await.expect("scrape")).expect("parse");
+    let exposition = parse(&collector.scrape(None).await.expect("scrape")).expect("parse");
     assert_eq!(value(&exposition, "kobo_up", &[]), Some(1.0));
     assert_eq!(samples(&exposition, "kobo_worker_enabled").len(), 5);
     assert!(
@@ -396,7 +411,7 @@ async fn an_unreadable_worker_dir_counts_as_a_last_seen_error() {
         Arc::new(SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open"));
     drop(workers);
     let collector = HubCollector::new(source, CollectorOptions::default());
-    let exposition = parse(&collector.scrape().await.expect("scrape")).expect("parse");
+    let exposition = parse(&collector.scrape(None).await.expect("scrape")).expect("parse");
     assert_eq!(value(&exposition, "kobo_up", &[]), Some(1.0));
     assert!(samples(&exposition, "kobo_worker_last_seen_seconds").is_empty());
     assert_eq!(

@@ -52,7 +52,10 @@ pub fn fixture() -> Hub {
 pub fn old_schema() -> Hub {
     Hub {
         snapshot: "fixture",
-        drop_columns: vec![("hub_worker", "min_priority"), ("hub_task", "canceled_by_id")],
+        drop_columns: vec![
+            ("hub_worker", "min_priority"),
+            ("hub_task", "canceled_by_id"),
+        ],
         ..fixture()
     }
 }
@@ -111,8 +114,12 @@ pub fn odd_names() -> Hub {
             tasks = i % 4,
             load = (i * 7) % 5,
         ));
-        statements.push(format!("INSERT INTO hub_worker_arches (id, worker_id, arch_id) VALUES ({id}, {id}, 1)"));
-        statements.push(format!("INSERT INTO hub_worker_channels (id, worker_id, channel_id) VALUES ({id}, {id}, 1)"));
+        statements.push(format!(
+            "INSERT INTO hub_worker_arches (id, worker_id, arch_id) VALUES ({id}, {id}, 1)"
+        ));
+        statements.push(format!(
+            "INSERT INTO hub_worker_channels (id, worker_id, channel_id) VALUES ({id}, {id}, 1)"
+        ));
         if i % 2 == 1 {
             seen.push((*name, 1_750_000_000 + i as i64 * 1000));
         }
@@ -127,5 +134,11 @@ pub fn odd_names() -> Hub {
 
 /// Every hub of the suite.
 pub fn all() -> Vec<Hub> {
-    vec![fixture(), old_schema(), absent_worker_dir(), empty(), odd_names()]
+    vec![
+        fixture(),
+        old_schema(),
+        absent_worker_dir(),
+        empty(),
+        odd_names(),
+    ]
 }

@@ -22,7 +22,8 @@ pub async fn assert_conforms(hub: &hubs::Hub, source: &dyn DataSource) {
         .unwrap_or_else(|e| panic!("{} source, hub {}: {e}", source.kind(), hub.snapshot));
     let text = kobo_exporter::render(&snapshot).expect("render");
     assert!(
-        !text.contains("secret-key") && !text.contains("aa8d8edacf2beb496dab21a54e9e6fb97dc8500f98aa922388f9a5a87cde565b"),
+        !text.contains("secret-key")
+            && !text.contains("aa8d8edacf2beb496dab21a54e9e6fb97dc8500f98aa922388f9a5a87cde565b"),
         "worker_key leaked into the output"
     );
     insta::with_settings!({

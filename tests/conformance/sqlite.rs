@@ -1,7 +1,7 @@
 //! The conformance hubs on SQLite: kobo's SQLite schema in a temporary file, opened read-only.
 
-use kobo_exporter::api::SourceError;
 use kobo_backend_sqlite::SqliteSource;
+use kobo_exporter::api::SourceError;
 
 use super::common;
 use super::hubs::{self, Hub};
@@ -11,9 +11,11 @@ pub fn load(hub: &Hub) -> (tempfile::TempDir, Result<SqliteSource, SourceError>)
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&path).expect("create hub");
-    conn.execute_batch(&common::read_shared("schema-sqlite.sql")).expect("schema");
+    conn.execute_batch(&common::read_shared("schema-sqlite.sql"))
+        .expect("schema");
     for statement in &hub.statements {
-        conn.execute(statement, []).unwrap_or_else(|e| panic!("{statement}: {e}"));
+        conn.execute(statement, [])
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
     for (table, column) in &hub.drop_columns {
         // SQLite refuses to drop an indexed column: drop its indexes first.
@@ -25,7 +27,8 @@ pub fn load(hub: &Hub) -> (tempfile::TempDir, Result<SqliteSource, SourceError>)
             .and_then(|mut s| s.query_map([table, column], |r| r.get(0))?.collect())
             .expect("indexes");
         for index in indexes {
-            conn.execute(&format!("DROP INDEX \"{index}\""), []).expect("drop index");
+            conn.execute(&format!("DROP INDEX \"{index}\""), [])
+                .expect("drop index");
         }
         conn.execute(&format!("ALTER TABLE {table} DROP COLUMN {column}"), [])
             .unwrap_or_else(|e| panic!("dropping {table}.{column}: {e}"));

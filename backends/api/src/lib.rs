@@ -9,11 +9,17 @@ pub mod normalise;
 pub mod options;
 pub mod records;
 pub mod secrets;
+pub mod tasks;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 pub mod worker_dir;
 
 pub use error::SourceError;
 pub use options::{redact_url, DatabaseOptions};
-pub use records::{HubSnapshot, LastSeen, WorkerRecord};
+pub use records::{
+    HubSnapshot, LastSeen, TaskGroup, TaskState, TaskSummary, WorkerRecord, WorkerTaskCount,
+};
 pub use worker_dir::WorkerDir;
 
 use async_trait::async_trait;
@@ -28,6 +34,12 @@ pub trait DataSource: Send + Sync {
     /// A description of where the data comes from that is safe to show (no password, no secret).
     fn describe(&self) -> String;
 
-    /// Reads one consistent snapshot of the hub.
+    /// Reads one consistent snapshot of the hub's workers (`tasks` left `None`): the cheap, per-scrape part.
     async fn collect(&self) -> Result<HubSnapshot, SourceError>;
+
+    /// Reads the workers and the task aggregates ([`tasks`]) in one consistent snapshot. A source that
+    /// cannot count tasks (or is configured not to) keeps this default: the workers only.
+    async fn collect_with_tasks(&self) -> Result<HubSnapshot, SourceError> {
+        self.collect().await
+    }
 }

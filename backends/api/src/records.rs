@@ -46,7 +46,12 @@ pub enum TaskState {
 
 impl TaskState {
     /// The states of tasks that are not finished: the only ones the exporter counts.
-    pub const ACTIVE: [TaskState; 4] = [TaskState::Free, TaskState::Assigned, TaskState::Open, TaskState::Created];
+    pub const ACTIVE: [TaskState; 4] = [
+        TaskState::Free,
+        TaskState::Assigned,
+        TaskState::Open,
+        TaskState::Created,
+    ];
 
     /// Every state, in code order.
     pub const ALL: [TaskState; 9] = [
@@ -63,7 +68,9 @@ impl TaskState {
 
     /// The state with this code, if any.
     pub fn from_code(code: i64) -> Option<TaskState> {
-        usize::try_from(code).ok().and_then(|i| TaskState::ALL.get(i).copied())
+        usize::try_from(code)
+            .ok()
+            .and_then(|i| TaskState::ALL.get(i).copied())
     }
 
     pub fn code(self) -> i64 {

@@ -10,7 +10,11 @@ use crate::records::{TaskGroup, TaskState, WorkerTaskCount};
 
 /// `IN (...)` list of the active state codes.
 fn active_codes() -> String {
-    TaskState::ACTIVE.iter().map(|s| s.code().to_string()).collect::<Vec<_>>().join(", ")
+    TaskState::ACTIVE
+        .iter()
+        .map(|s| s.code().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The filter is written `t.archive = false` in lower case on purpose: SQLite uses a partial index only when
@@ -53,11 +57,13 @@ pub fn group_from_row(
     count: i64,
     oldest_created: Option<&str>,
 ) -> Result<TaskGroup, String> {
-    let state = TaskState::from_code(state).ok_or_else(|| format!("hub_task.state {state} is not a kobo task state"))?;
+    let state = TaskState::from_code(state)
+        .ok_or_else(|| format!("hub_task.state {state} is not a kobo task state"))?;
     let oldest_created = match oldest_created {
         None => None,
         Some(text) => Some(
-            parse_utc_datetime(text).ok_or_else(|| format!("hub_task.dt_created {text:?} is not a date and time"))?,
+            parse_utc_datetime(text)
+                .ok_or_else(|| format!("hub_task.dt_created {text:?} is not a date and time"))?,
         ),
     };
     Ok(TaskGroup {
@@ -70,9 +76,18 @@ pub fn group_from_row(
 }
 
 /// A row of [`per_worker_sql`] as the record.
-pub fn worker_count_from_row(worker: String, state: i64, count: i64) -> Result<WorkerTaskCount, String> {
-    let state = TaskState::from_code(state).ok_or_else(|| format!("hub_task.state {state} is not a kobo task state"))?;
-    Ok(WorkerTaskCount { worker, state, count })
+pub fn worker_count_from_row(
+    worker: String,
+    state: i64,
+    count: i64,
+) -> Result<WorkerTaskCount, String> {
+    let state = TaskState::from_code(state)
+        .ok_or_else(|| format!("hub_task.state {state} is not a kobo task state"))?;
+    Ok(WorkerTaskCount {
+        worker,
+        state,
+        count,
+    })
 }
 
 /// Unix seconds of a UTC date and time written `YYYY-MM-DD HH:MM:SS` with optional fraction (up to
@@ -97,13 +112,20 @@ pub fn parse_utc_datetime(text: &str) -> Option<f64> {
     let hour: u32 = clock_parts.next()?.parse().ok()?;
     let minute: u32 = clock_parts.next()?.parse().ok()?;
     let second: u32 = clock_parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     if !fraction.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let micros: u32 = format!("{:0<6}", &fraction[..fraction.len().min(6)]).parse().ok()?;
+    let micros: u32 = format!("{:0<6}", &fraction[..fraction.len().min(6)])
+        .parse()
+        .ok()?;
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
     Some(seconds as f64 + f64::from(micros) / 1e6)
@@ -115,7 +137,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -127,33 +150,74 @@ mod tests {
     #[test]
     fn datetimes_in_every_database_spelling() {
         assert_eq!(parse_utc_datetime("1970-01-01 00:00:00"), Some(0.0));
-        assert_eq!(parse_utc_datetime("2024-07-22 03:00:55"), Some(1_721_617_255.0));
-        assert_eq!(parse_utc_datetime("2024-07-22T03:00:55Z"), Some(1_721_617_255.0));
-        assert_eq!(parse_utc_datetime("2024-07-22 03:00:55+00:00"), Some(1_721_617_255.0));
-        assert_eq!(parse_utc_datetime("2026-11-25 18:17:10.274957"), Some(1_795_630_630.274_957));
-        assert_eq!(parse_utc_datetime("2026-11-25 18:17:10.5"), Some(1_795_630_630.5));
-        assert_eq!(parse_utc_datetime("2000-02-29 12:00:00"), Some(951_825_600.0));
+        assert_eq!(
+            parse_utc_datetime("2024-07-22 03:00:55"),
+            Some(1_721_617_255.0)
+        );
+        assert_eq!(
+            parse_utc_datetime("2024-07-22T03:00:55Z"),
+            Some(1_721_617_255.0)
+        );
+        assert_eq!(
+            parse_utc_datetime("2024-07-22 03:00:55+00:00"),
+            Some(1_721_617_255.0)
+        );
+        assert_eq!(
+            parse_utc_datetime("2026-11-25 18:17:10.274957"),
+            Some(1_795_630_630.274_957)
+        );
+        assert_eq!(
+            parse_utc_datetime("2026-11-25 18:17:10.5"),
+            Some(1_795_630_630.5)
+        );
+        assert_eq!(
+            parse_utc_datetime("2000-02-29 12:00:00"),
+            Some(951_825_600.0)
+        );
         assert_eq!(parse_utc_datetime("1969-12-31 23:59:59"), Some(-1.0));
-        for bad in ["", "2024-07-22", "2024-13-01 00:00:00", "2024-07-22 25:00:00", "yesterday", "2024-07-22 03:00:55.x"] {
+        for bad in [
+            "",
+            "2024-07-22",
+            "2024-13-01 00:00:00",
+            "2024-07-22 25:00:00",
+            "yesterday",
+            "2024-07-22 03:00:55.x",
+        ] {
             assert_eq!(parse_utc_datetime(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn rows_map_to_records_and_bad_states_are_errors() {
-        let group = group_from_row(0, "x86_64".into(), "default".into(), 3, Some("2024-07-22 03:00:55")).expect("row");
+        let group = group_from_row(
+            0,
+            "x86_64".into(),
+            "default".into(),
+            3,
+            Some("2024-07-22 03:00:55"),
+        )
+        .expect("row");
         assert_eq!(group.state, TaskState::Free);
         assert_eq!(group.oldest_created, Some(1_721_617_255.0));
         assert!(group_from_row(9, "a".into(), "c".into(), 1, None).is_err());
         assert!(group_from_row(0, "a".into(), "c".into(), 1, Some("soon")).is_err());
-        assert_eq!(worker_count_from_row("w".into(), 2, 4).map(|c| c.state), Ok(TaskState::Open));
+        assert_eq!(
+            worker_count_from_row("w".into(), 2, 4).map(|c| c.state),
+            Ok(TaskState::Open)
+        );
     }
 
     #[test]
     fn queries_count_only_active_unarchived_tasks_and_never_per_worker() {
         let sql = groups_sql(|e| e.to_string());
-        assert!(sql.contains("t.archive = false") && sql.contains("IN (0, 1, 2, 8)"), "{sql}");
+        assert!(
+            sql.contains("t.archive = false") && sql.contains("IN (0, 1, 2, 8)"),
+            "{sql}"
+        );
         assert!(per_worker_sql().contains("IN (1, 2)"));
-        assert!(!sql.contains('?') && !per_worker_sql().contains('?'), "no per-worker parameters");
+        assert!(
+            !sql.contains('?') && !per_worker_sql().contains('?'),
+            "no per-worker parameters"
+        );
     }
 }

@@ -1,1 +1,193 @@
-//! The PostgreSQL source (to be written).
+//! The PostgreSQL source: reads a kobo hub's PostgreSQL database, read-only, with sqlx.
+//!
+//! # URL
+//! `postgres://` or `postgresql://`, as sqlx (and mostly libpq) reads it:
+//! - `postgres://kobo_exporter@db.example.com:5432/kobo` over TCP;
+//! - `postgres://kobo_exporter@localhost/kobo?host=/var/run/postgresql` over the Unix socket in that
+//!   directory (`host=` starting with `/`; a percent-encoded path as the host,
+//!   `postgres://kobo_exporter@%2Fvar%2Frun%2Fpostgresql/kobo`, works too);
+//! - TLS: `sslmode=disable|allow|prefer|require|verify-ca|verify-full` (default `prefer`),
+//!   `sslrootcert=/path/ca.pem`; the `ca_file` option sets the CA certificate as `sslrootcert` does.
+//!   Use `verify-full` (or `verify-ca`) to have the server's certificate checked.
+//! - The password may be in the URL (`postgres://user:secret@host/db`) or given separately (the exporter's
+//!   `password_file`), which wins. It never appears in errors: they name the redacted URL.
+//!
+//! libpq's environment variables (`PGHOST`, `PGUSER`, `PGPASSWORD`, ...) and `~/.pgpass` fill what the URL
+//! leaves out, as sqlx does.
+//!
+//! # What it does per scrape
+//! One read-only transaction (`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`), so the exporter cannot
+//! write even if its role could and every number comes from one snapshot, with one query reading every
+//! worker with its arches and channels and, when task metrics are refreshed
+//! ([`DataSource::collect_with_tasks`]), the two grouped task queries of `kobo_backend_api::tasks` (the
+//! `queries` module): a constant number of queries whatever the number of workers. The schema is checked
+//! on first use and again after any error.
+//!
+//! Connections come from a small lazy pool (the `connect` module): none is opened before the first scrape,
+//! and one that a server restart broke fails the ping before use and is replaced, so a restarted server
+//! needs no exporter restart. Each connection runs `SET statement_timeout` to the query timeout; the whole
+//! collection has a client-side limit as well.
+//!
+//! # Least privilege
+//! The exporter needs only `SELECT` on the six tables it reads. As a superuser, in the hub's database
+//! (replace the role name, password, database and schema as needed):
+//!
+//! ```sql
+//! CREATE ROLE kobo_exporter LOGIN PASSWORD 'change-me';
+//! GRANT CONNECT ON DATABASE kobo TO kobo_exporter;
+//! GRANT USAGE ON SCHEMA public TO kobo_exporter;
+//! GRANT SELECT ON hub_worker, hub_worker_arches, hub_arch, hub_worker_channels, hub_channel, hub_task
+//!     TO kobo_exporter;
+//! ```
+//!
+//! (`CONNECT` and `USAGE ON SCHEMA public` are granted to `PUBLIC` by default; the lines make the role
+//! independent of that. `hub_task` is read only for the task metrics.)
+
+mod connect;
+mod queries;
+
+pub use connect::APPLICATION_NAME;
+
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use kobo_backend_api::secrets::ErrorContext;
+use kobo_backend_api::worker_dir::apply_optional;
+use kobo_backend_api::{DataSource, DatabaseOptions, HubSnapshot, SourceError, WorkerDir};
+use queries::HubQueries;
+use sqlx::{Connection, PgPool};
+
+/// How each scrape starts its transaction.
+pub(crate) const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// Slack on top of the connect and query timeouts before the client gives up on a collection.
+const CLIENT_GRACE: Duration = Duration::from_secs(1);
+
+/// A kobo hub's PostgreSQL database.
+pub struct PostgresSource {
+    pool: PgPool,
+    context: ErrorContext,
+    connect_timeout: Duration,
+    query_timeout: Duration,
+    worker_dir: Option<WorkerDir>,
+    /// The queries for the schema found at the first scrape; forgotten after any error, so that the schema
+    /// is checked again.
+    queries: Mutex<Option<HubQueries>>,
+}
+
+impl PostgresSource {
+    /// A source for `options.url` (`postgres://` or `postgresql://`). Checks the URL and the options and
+    /// sets up a lazy pool: no connection is opened here, so a server that is down is reported by the
+    /// first [`collect`](DataSource::collect), not here. Must be called inside a tokio runtime (the pool's
+    /// maintenance task is spawned on it).
+    pub fn new(options: DatabaseOptions) -> Result<Self, SourceError> {
+        let context = ErrorContext::new(&options);
+        let pool = connect::pool(&options, &context)?;
+        Ok(PostgresSource {
+            pool,
+            context,
+            connect_timeout: options.connect_timeout,
+            query_timeout: options.query_timeout,
+            worker_dir: options.worker_dir,
+            queries: Mutex::new(None),
+        })
+    }
+
+    /// The longest a collection may take: waiting for a connection (and diagnosing a failure to get one),
+    /// then the queries.
+    fn client_timeout(&self) -> Duration {
+        self.connect_timeout * 2 + self.query_timeout + CLIENT_GRACE
+    }
+
+    fn cached_queries(&self) -> Option<HubQueries> {
+        self.queries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_queries(&self, queries: Option<HubQueries>) {
+        *self.queries.lock().unwrap_or_else(PoisonError::into_inner) = queries;
+    }
+
+    /// One scrape: the hub read in one read-only transaction, then last seen.
+    async fn read(&self, with_tasks: bool) -> Result<HubSnapshot, SourceError> {
+        let mut conn = connect::acquire(&self.pool, self.connect_timeout, &self.context).await?;
+        let mut tx = conn
+            .begin_with(BEGIN)
+            .await
+            .map_err(|e| self.context.query(connect::describe(&e)))?;
+        let queries = match self.cached_queries() {
+            Some(queries) => queries,
+            None => {
+                let queries = queries::hub_queries(&mut tx, &self.context).await?;
+                self.set_queries(Some(queries.clone()));
+                queries
+            }
+        };
+        let read = queries::read(&mut tx, &queries, with_tasks, &self.context).await?;
+        tx.commit()
+            .await
+            .map_err(|e| self.context.query(connect::describe(&e)))?;
+        drop(conn);
+        let mut snapshot = HubSnapshot::new(read.workers);
+        snapshot.tasks = read.tasks;
+        snapshot.timings = read.timings;
+        if self.worker_dir.is_some() {
+            // One listing of a local directory: quick enough not to need the blocking pool.
+            let started = Instant::now();
+            apply_optional(
+                self.worker_dir.as_ref(),
+                &mut snapshot.workers,
+                &mut snapshot.warnings,
+            );
+            snapshot.timings.push(("last_seen", started.elapsed()));
+        }
+        Ok(snapshot)
+    }
+
+    /// [`read`](Self::read) within the client-side limit; forgets the queries after an error.
+    async fn read_within_limit(&self, with_tasks: bool) -> Result<HubSnapshot, SourceError> {
+        let limit = self.client_timeout();
+        let result = match tokio::time::timeout(limit, self.read(with_tasks)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.context.query(format!(
+                "no answer within {} s (connect_timeout twice + query_timeout + {} s); gave up",
+                limit.as_secs_f64(),
+                CLIENT_GRACE.as_secs()
+            ))),
+        };
+        if result.is_err() {
+            // The hub may have been migrated or replaced: check the schema again at the next scrape.
+            self.set_queries(None);
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl DataSource for PostgresSource {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn describe(&self) -> String {
+        format!("PostgreSQL database {}", self.context.target())
+    }
+
+    async fn collect(&self) -> Result<HubSnapshot, SourceError> {
+        self.read_within_limit(false).await
+    }
+
+    async fn collect_with_tasks(&self) -> Result<HubSnapshot, SourceError> {
+        self.read_within_limit(true).await
+    }
+}

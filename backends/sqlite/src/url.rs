@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use kobo_backend_api::secrets::percent_decode;
 use kobo_backend_api::SourceError;
 
 /// The database path in a `sqlite:` URL: `sqlite:///abs/hub.sqlite3` (absolute), `sqlite://rel/hub.sqlite3`
@@ -28,23 +29,6 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, SourceError> {
         )));
     }
     Ok(PathBuf::from(path))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

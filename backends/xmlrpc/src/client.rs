@@ -1,0 +1,406 @@
+//! HTTP for the XML-RPC source: one reused reqwest client (rustls with the ring provider, gzip, a
+//! `User-Agent`, a request timeout, no redirects followed), the size cap on responses, and errors that name
+//! the hub URL (redacted), the method and the HTTP status, with every configured secret scrubbed out.
+//!
+//! The calls themselves are built only by [`crate::rpc::encode`], which enforces the allow-list.
+
+use std::fmt::Display;
+use std::time::Instant;
+
+use dxr::Value;
+use kobo_backend_api::SourceError;
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, LOCATION};
+use reqwest::{Certificate, StatusCode};
+
+use crate::options::{endpoint, Credentials, Endpoint, XmlRpcOptions};
+use crate::rpc::{self, Call, ItemError, Request};
+
+/// The hub's XML-RPC client endpoint, reached over one connection pool.
+#[derive(Debug)]
+pub(crate) struct HubClient {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    max_response_bytes: u64,
+    request_timeout: std::time::Duration,
+}
+
+impl HubClient {
+    /// Checks the options and builds the HTTP client (reads the CA file; no network I/O).
+    pub(crate) fn new(options: &XmlRpcOptions) -> Result<Self, SourceError> {
+        let endpoint = endpoint(options)?;
+        let shown = endpoint.shown.clone();
+        let config =
+            |message: String| SourceError::Config(format!("XML-RPC source {shown}: {message}"));
+        // reqwest is built without a crypto provider: use ring, as the rest of the exporter does. An error
+        // means a provider is installed already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .user_agent(options.user_agent.as_str())
+            .gzip(true)
+            .timeout(options.request_timeout)
+            .connect_timeout(options.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false);
+        if let Some(path) = &options.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| config(format!("cannot read ca_file {}: {e}", path.display())))?;
+            let certificates = Certificate::from_pem_bundle(&pem).map_err(|e| {
+                config(format!(
+                    "ca_file {} is not a PEM certificate bundle: {e}",
+                    path.display()
+                ))
+            })?;
+            if certificates.is_empty() {
+                return Err(config(format!(
+                    "ca_file {} holds no certificate",
+                    path.display()
+                )));
+            }
+            builder = builder.tls_certs_only(certificates);
+        }
+        if !options.tls_verify {
+            log::warn!(
+                "TLS certificate verification is OFF for the XML-RPC source {shown}: any server can pose as the hub"
+            );
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| config(scrub(&endpoint.secrets, describe_error(&e))))?;
+        Ok(HubClient {
+            http,
+            endpoint,
+            max_response_bytes: options.max_response_bytes,
+            request_timeout: options.request_timeout,
+        })
+    }
+
+    /// The endpoint as it may be shown.
+    pub(crate) fn shown(&self) -> &str {
+        &self.endpoint.shown
+    }
+
+    /// `client.list_workers(enabled)`.
+    pub(crate) async fn list_workers(&self, enabled: bool) -> Result<Vec<String>, SourceError> {
+        let request = Request::Single(Call::ListWorkers { enabled });
+        let value = self.call(&request).await?;
+        crate::decode::worker_names(value).map_err(|why| {
+            self.data(format!(
+                "client.list_workers({}): {why}",
+                python_bool(enabled)
+            ))
+        })
+    }
+
+    /// `client.get_worker_info(name)` for each name, in one `system.multicall` request; one result per
+    /// name, in order.
+    pub(crate) async fn worker_infos(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<Result<Value, ItemError>>, SourceError> {
+        let calls = names
+            .iter()
+            .map(|name| Call::GetWorkerInfo { name: name.clone() })
+            .collect();
+        let value = self.call(&Request::Multicall(calls)).await?;
+        rpc::multicall_results(value, names.len())
+            .map_err(|why| self.data(format!("system.multicall of client.get_worker_info: {why}")))
+    }
+
+    /// Sends one request and returns its result value; faults and anything that is not an XML-RPC response
+    /// are errors.
+    async fn call(&self, request: &Request) -> Result<Value, SourceError> {
+        let method = request.method();
+        let body = rpc::encode(request).map_err(|why| self.query(why))?;
+        let started = Instant::now();
+        let reply = self.post(method, body).await?;
+        log::debug!(
+            "XML-RPC {method} on {}: HTTP {}, {} bytes in {} ms",
+            self.endpoint.shown,
+            reply.status,
+            reply.body.len(),
+            started.elapsed().as_millis()
+        );
+        let text = std::str::from_utf8(&reply.body);
+        let decoded = text
+            .map_err(|e| format!("the body is not UTF-8 ({e})"))
+            .and_then(rpc::decode);
+        if !reply.status.is_success() {
+            return Err(self.query(format!(
+                "{method}: {}",
+                self.http_error(&reply, decoded.ok())
+            )));
+        }
+        match decoded {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(fault)) => Err(self.query(format!(
+                "{method}: the hub answered with fault {}: {}",
+                fault.code(),
+                rpc::summarise_fault(fault.string())
+            ))),
+            Err(why) => Err(self.query(format!(
+                "{method}: HTTP {}, but the response is not XML-RPC: {why} ({})",
+                reply.status,
+                describe_body(&reply.headers, &reply.body)
+            ))),
+        }
+    }
+
+    /// POSTs a `methodCall` and reads the whole response, up to the size cap.
+    async fn post(&self, method: &str, body: String) -> Result<Reply, SourceError> {
+        let request = self
+            .http
+            .post(self.endpoint.url.clone())
+            .header(CONTENT_TYPE, "text/xml")
+            .header(ACCEPT, "text/xml")
+            .body(body);
+        let request = match &self.endpoint.credentials {
+            Credentials::None => request,
+            Credentials::Basic { username, password } => {
+                request.basic_auth(username, password.as_ref())
+            }
+            Credentials::Bearer(token) => request.bearer_auth(token),
+        };
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(method, None, &e))?;
+        let status = response.status();
+        let too_large = |size: String| {
+            self.query(format!(
+                "{method}: HTTP {status}, the response is larger than max_response_bytes ({} bytes): {size}",
+                self.max_response_bytes
+            ))
+        };
+        if let Some(length) = response.content_length() {
+            if length > self.max_response_bytes {
+                return Err(too_large(format!("Content-Length {length}")));
+            }
+        }
+        let mut data = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if (data.len() + chunk.len()) as u64 > self.max_response_bytes {
+                        return Err(too_large(format!(
+                            "more than {} bytes",
+                            data.len() + chunk.len()
+                        )));
+                    }
+                    data.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.transport_error(method, Some((status, data.len())), &e)),
+            }
+        }
+        Ok(Reply {
+            status,
+            headers: response.headers().clone(),
+            body: data,
+        })
+    }
+
+    /// The message for an HTTP status that is not a success.
+    fn http_error(&self, reply: &Reply, decoded: Option<Result<Value, dxr::Fault>>) -> String {
+        let status = reply.status;
+        let hint = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::PROXY_AUTHENTICATION_REQUIRED => {
+                match self.endpoint.credentials {
+                    Credentials::None => " (the hub or a proxy in front of it wants credentials: set a username and password, or a bearer token)",
+                    _ => " (the credentials were rejected)",
+                }
+            }
+            StatusCode::FORBIDDEN => " (access denied)",
+            _ => "",
+        };
+        let what = match decoded {
+            Some(Err(fault)) => format!("fault {}: {}", fault.code(), rpc::summarise_fault(fault.string())),
+            _ if status.is_redirection() => match reply.headers.get(LOCATION).and_then(|l| l.to_str().ok()) {
+                Some(location) => format!(
+                    "redirected to {} (redirects are not followed: set the URL to the hub's XML-RPC client endpoint)",
+                    kobo_backend_api::redact_url(location)
+                ),
+                None => "a redirect without a Location".into(),
+            },
+            _ => describe_body(&reply.headers, &reply.body),
+        };
+        format!("HTTP {status}{hint}: {what}")
+    }
+
+    /// The error for a failed exchange: no connection, a timeout, or a body that broke off after `read`
+    /// bytes of a response with this status.
+    fn transport_error(
+        &self,
+        method: &str,
+        response: Option<(StatusCode, usize)>,
+        error: &reqwest::Error,
+    ) -> SourceError {
+        let cause = describe_error(error);
+        let after = match response {
+            Some((status, read)) => {
+                format!(", HTTP {status}, the response broke off after {read} bytes")
+            }
+            None => String::new(),
+        };
+        if error.is_timeout() {
+            self.query(format!(
+                "{method}: no complete response within {:?} (request_timeout){after}",
+                self.request_timeout
+            ))
+        } else if error.is_connect() {
+            SourceError::Connect {
+                target: self.endpoint.shown.clone(),
+                message: scrub(&self.endpoint.secrets, format!("{method}: {cause}")),
+            }
+        } else {
+            self.query(format!("{method}{after}: {cause}"))
+        }
+    }
+
+    fn query(&self, message: impl Display) -> SourceError {
+        SourceError::Query {
+            target: self.endpoint.shown.clone(),
+            message: scrub(&self.endpoint.secrets, message),
+        }
+    }
+
+    fn data(&self, message: impl Display) -> SourceError {
+        SourceError::Data {
+            target: self.endpoint.shown.clone(),
+            message: scrub(&self.endpoint.secrets, message),
+        }
+    }
+
+    /// `text` without any configured secret.
+    pub(crate) fn scrub(&self, text: impl Display) -> String {
+        scrub(&self.endpoint.secrets, text)
+    }
+}
+
+/// A response read in full.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+fn python_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// `text` with every secret replaced by `***` (secrets are sorted longest first).
+fn scrub(secrets: &[String], text: impl Display) -> String {
+    let mut text = text.to_string();
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    text
+}
+
+/// A reqwest error and its causes, `: `-separated, without the URL (our errors name it once, as their
+/// target).
+fn describe_error(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(&format!(" for url ({url})"), "");
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A short description of a body that is not what was expected: its type and either an HTML page's title
+/// or the start of the text.
+fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no Content-Type");
+    if body.is_empty() {
+        return format!("{content_type}, empty body");
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
+    let lower = text.to_ascii_lowercase();
+    let trimmed = lower.trim_start();
+    if content_type.contains("html")
+        || trimmed.starts_with("<!doctype html")
+        || trimmed.starts_with("<html")
+    {
+        let title = lower
+            .find("<title")
+            .and_then(|start| lower[start..].find('>').map(|end| start + end + 1))
+            .and_then(|start| {
+                lower[start..]
+                    .find("</title")
+                    .map(|end| (start, start + end))
+            })
+            .map(|(start, end)| {
+                text[start..end]
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+        return match title {
+            Some(title) if !title.is_empty() => {
+                format!(
+                    "{content_type}, an HTML page titled {:?}",
+                    rpc::shorten(&title, 120)
+                )
+            }
+            _ => format!("{content_type}, an HTML page"),
+        };
+    }
+    let start = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!(
+        "{content_type}, {} bytes starting {:?}",
+        body.len(),
+        rpc::shorten(&start, 120)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_described_briefly() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, "text/html; charset=utf-8".parse().unwrap());
+        let html = b"<!DOCTYPE html>\n<html><head><TITLE>\n502  Bad Gateway\n</TITLE></head><body>nginx</body></html>";
+        assert_eq!(
+            describe_body(&headers, html),
+            "text/html; charset=utf-8, an HTML page titled \"502 Bad Gateway\""
+        );
+        assert_eq!(
+            describe_body(&HeaderMap::new(), b""),
+            "no Content-Type, empty body"
+        );
+        let text = describe_body(
+            &HeaderMap::new(),
+            "upstream\tconnect error\n\u{1b}[0m".as_bytes(),
+        );
+        assert_eq!(
+            text,
+            "no Content-Type, 27 bytes starting \"upstream connect error \\u{1b}[0m\""
+        );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_longest_first() {
+        let secrets = vec!["hunter22".to_string(), "hunter2".to_string()];
+        assert_eq!(scrub(&secrets, "a hunter22 b hunter2"), "a *** b ***");
+    }
+}

@@ -1,0 +1,1658 @@
+//! The XML-RPC source against a local test hub: an HTTP server on 127.0.0.1 that answers with the real wire
+//! captures of a kobo 0.42.0 hub holding the fixture (`../shared/kobo/xmlrpc-samples.md`, read at run
+//! time), byte for byte, and records every request.
+//!
+//! The captures hold `client.get_worker_info` for two of the fixture's five workers (and the empty struct of
+//! an unknown one); the other three, the multicall envelope and the synthetic hubs are written by
+//! [`py`], a copy of Python's `xmlrpc.client` marshaller that kobo uses, checked here to reproduce every
+//! captured response byte for byte.
+//!
+//! What is checked: the fixture hub's records and rendering (equal to the SQLite source's for every family
+//! XML-RPC provides, and the `xmlrpc__fixture` snapshot); the exact method sequence and the number of
+//! requests per scrape for 0, 1, 300 and 2,000 workers (never a `worker.*` call); faults at the top level and
+//! inside the multicall; HTML error pages, HTTP 500/502/401, redirects, malformed and truncated XML, a
+//! broken-off body, a body over the size cap, a server that never answers, a refused connection; basic
+//! auth, bearer token, `User-Agent`, gzip and connection reuse; and that no password or token appears in an
+//! error.
+#![cfg(feature = "xmlrpc")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::exposition::parse;
+use kobo_backend_sqlite::SqliteSource;
+use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource, ALLOWED_METHODS};
+use kobo_exporter::api::{DataSource, HubSnapshot, LastSeen, SourceError, WorkerDir};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const PASSWORD: &str = "hunter2 s3cret";
+const TOKEN: &str = "t0ken-abcdef";
+
+// ---------------------------------------------------------------------------------------------------------
+// The captures.
+
+/// One captured HTTP response: its header lines (as in the capture) and its body, byte for byte.
+#[derive(Debug, Clone)]
+struct Capture {
+    status_line: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Capture {
+    /// The bytes to send: the capture with CRLF line ends and a real `Date`.
+    fn wire(&self, keep_alive: bool) -> Vec<u8> {
+        let mut out = format!("{}\r\n", self.status_line);
+        for (name, value) in &self.headers {
+            if name.eq_ignore_ascii_case("connection") && keep_alive {
+                continue;
+            }
+            let value = if name.eq_ignore_ascii_case("date") {
+                "Tue, 25 Nov 2025 18:18:40 GMT"
+            } else {
+                value
+            };
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(self.body.as_bytes());
+        bytes
+    }
+
+    /// The result `<value>...</value>\n` of a `<params>` response, as Python dumped it.
+    fn result_value(&self) -> &str {
+        let start = self.body.find("<param>\n").expect("a params response") + "<param>\n".len();
+        let end = self.body.rfind("</param>\n").expect("</param>");
+        &self.body[start..end]
+    }
+}
+
+/// The response captured under the heading that starts with `heading` (after `### `).
+fn capture(heading: &str) -> Capture {
+    let samples = common::read_shared("xmlrpc-samples.md");
+    let section = samples
+        .split("\n### ")
+        .find(|s| s.starts_with(heading))
+        .unwrap_or_else(|| panic!("no section {heading:?} in xmlrpc-samples.md"));
+    let marker = "Response on the wire:\n```http\n";
+    let start = section.find(marker).expect("a response capture") + marker.len();
+    let rest = &section[start..];
+    let end = rest.find("\n```").expect("end of the capture");
+    let text = &rest[..end];
+    let (head, body) = text.split_once("\n\n").expect("headers and body");
+    // The fence follows the body's final newline.
+    let body = format!("{body}\n");
+    let mut lines = head.lines();
+    let status_line = lines.next().expect("status line").to_string();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (name, value) = l.split_once(": ").expect("header line");
+            (name.to_string(), value.to_string())
+        })
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "Content-Length")
+        .map(|(_, v)| v.parse().expect("Content-Length"))
+        .expect("Content-Length");
+    assert_eq!(body.len(), length, "capture {heading:?}: body length");
+    Capture {
+        status_line,
+        headers,
+        body,
+    }
+}
+
+const LIST_ENABLED: &str = "client.list_workers() - enabled workers";
+const LIST_DISABLED: &str = "client.list_workers(False) - disabled workers";
+const INFO_SEEN: &str = "client.get_worker_info(name) - existing worker with last_seen";
+const INFO_NEVER_SEEN: &str = "client.get_worker_info(name) - existing worker, never seen";
+const INFO_MISSING: &str = "client.get_worker_info(name) - MISSING worker";
+const WORKER_MULTICALL: &str = "system.multicall on the worker handler";
+const LOGIN_REQUIRED: &str = "client.cancel_task without login - fault";
+const NOT_SUPPORTED: &str = "system.listMethods is NOT registered";
+
+/// A response in the hub's own headers (gunicorn, `Connection: close`) around `body`.
+fn hub_response(body: String) -> Capture {
+    Capture {
+        status_line: "HTTP/1.1 200 OK".into(),
+        headers: vec![
+            ("Server".into(), "gunicorn".into()),
+            ("Date".into(), "<redacted>".into()),
+            ("Connection".into(), "close".into()),
+            ("Content-Type".into(), "text/xml".into()),
+            ("Vary".into(), "Cookie".into()),
+            ("Content-Length".into(), body.len().to_string()),
+        ],
+        body,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Python's xmlrpc.client marshaller (what kobo's hub answers with), for what the captures do not hold.
+
+mod py {
+    /// A Python value as kobo exports it.
+    #[derive(Debug, Clone)]
+    pub enum Py {
+        Int(i64),
+        Bool(bool),
+        Str(String),
+        None,
+        List(Vec<Py>),
+        Dict(Vec<(&'static str, Py)>),
+    }
+
+    fn escape(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+
+    /// `Marshaller.dump` of one value.
+    pub fn value(v: &Py) -> String {
+        match v {
+            Py::Int(i) => format!("<value><int>{i}</int></value>\n"),
+            Py::Bool(b) => format!("<value><boolean>{}</boolean></value>\n", u8::from(*b)),
+            Py::Str(s) => format!("<value><string>{}</string></value>\n", escape(s)),
+            Py::None => "<value><nil/></value>".into(),
+            Py::List(items) => {
+                let inner: String = items.iter().map(value).collect();
+                format!("<value><array><data>\n{inner}</data></array></value>\n")
+            }
+            Py::Dict(members) => {
+                let inner: String = members
+                    .iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "<member>\n<name>{}</name>\n{}</member>\n",
+                            escape(k),
+                            value(v)
+                        )
+                    })
+                    .collect();
+                format!("<value><struct>\n{inner}</struct></value>\n")
+            }
+        }
+    }
+
+    /// `xmlrpc.client.dumps((value,), methodresponse=True)` of an already dumped value.
+    pub fn response_of(dumped: &str) -> String {
+        format!("<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n{dumped}</param>\n</params>\n</methodResponse>\n")
+    }
+
+    pub fn response(v: &Py) -> String {
+        response_of(&value(v))
+    }
+
+    /// `xmlrpc.client.dumps(Fault(code, string))`.
+    pub fn fault(code: i64, string: &str) -> String {
+        let fault = value(&Py::Dict(vec![
+            ("faultCode", Py::Int(code)),
+            ("faultString", Py::Str(string.into())),
+        ]));
+        format!("<?xml version='1.0'?>\n<methodResponse>\n<fault>\n{fault}</fault>\n</methodResponse>\n")
+    }
+
+    /// kobo's `system.multicall` result from already dumped items: each `[result]` (dumped as an array
+    /// around the result's dump) or a fault struct.
+    pub fn multicall(items: &[Result<String, (i64, String)>]) -> String {
+        let inner: String = items
+            .iter()
+            .map(|item| match item {
+                Ok(dumped) => format!("<value><array><data>\n{dumped}</data></array></value>\n"),
+                Err((code, string)) => value(&Py::Dict(vec![
+                    ("faultCode", Py::Int(*code)),
+                    ("faultString", Py::Str(string.clone())),
+                ])),
+            })
+            .collect();
+        response_of(&format!(
+            "<value><array><data>\n{inner}</data></array></value>\n"
+        ))
+    }
+}
+
+use py::Py;
+
+/// A worker as `Worker.export()` gives it.
+#[derive(Debug, Clone)]
+struct Export {
+    id: i64,
+    name: String,
+    /// (id, name, pretty_name), ordered by name.
+    arches: Vec<(i64, String, String)>,
+    /// (id, name), ordered by id.
+    channels: Vec<(i64, String)>,
+    enabled: bool,
+    max_load: i64,
+    ready: bool,
+    task_count: i64,
+    current_load: i64,
+    /// `YYYY-MM-DDTHH:MM:SSZ`, or `None` for never seen.
+    last_seen: Option<String>,
+}
+
+impl Export {
+    fn py(&self) -> Py {
+        Py::Dict(vec![
+            ("id", Py::Int(self.id)),
+            ("name", Py::Str(self.name.clone())),
+            (
+                "arches",
+                Py::List(
+                    self.arches
+                        .iter()
+                        .map(|(id, name, pretty)| {
+                            Py::Dict(vec![
+                                ("id", Py::Int(*id)),
+                                ("name", Py::Str(name.clone())),
+                                ("pretty_name", Py::Str(pretty.clone())),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "channels",
+                Py::List(
+                    self.channels
+                        .iter()
+                        .map(|(id, name)| {
+                            Py::Dict(vec![("id", Py::Int(*id)), ("name", Py::Str(name.clone()))])
+                        })
+                        .collect(),
+                ),
+            ),
+            ("enabled", Py::Bool(self.enabled)),
+            ("max_load", Py::Int(self.max_load)),
+            ("ready", Py::Bool(self.ready)),
+            ("task_count", Py::Int(self.task_count)),
+            ("current_load", Py::Int(self.current_load)),
+            (
+                "last_seen",
+                self.last_seen.clone().map_or(Py::None, Py::Str),
+            ),
+            ("version", Py::None),
+        ])
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds (UTC).
+fn utc(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// The fixture hub in a temporary SQLite file (kept alive by the returned directory).
+fn fixture_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hub.sqlite3");
+    let conn = rusqlite::Connection::open(&path).expect("create");
+    conn.execute_batch(&common::read_shared("schema-sqlite.sql"))
+        .expect("schema");
+    conn.execute_batch(&common::read_shared("fixture.sql"))
+        .expect("fixture");
+    (dir, path)
+}
+
+/// Every fixture worker's export, from the fixture database and `fixture-last-seen.tsv`.
+fn fixture_exports() -> Vec<Export> {
+    let (_dir, path) = fixture_db();
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let tsv = common::read_shared("fixture-last-seen.tsv");
+    let last_seen: BTreeMap<String, Option<String>> = tsv
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let fields: Vec<&str> = l.split('\t').collect();
+            let when = (fields[2] != "-").then(|| utc(fields[2].parse().expect("mtime")));
+            (fields[0].to_string(), when)
+        })
+        .collect();
+    let mut workers = conn
+        .prepare("SELECT id, name, enabled, max_load, ready, task_count, current_load FROM hub_worker ORDER BY id")
+        .expect("prepare");
+    let mut exports: Vec<Export> = workers
+        .query_map([], |r| {
+            Ok(Export {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                arches: vec![],
+                channels: vec![],
+                enabled: r.get(2)?,
+                max_load: r.get(3)?,
+                ready: r.get(4)?,
+                task_count: r.get(5)?,
+                current_load: r.get(6)?,
+                last_seen: None,
+            })
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for export in &mut exports {
+        export.last_seen = last_seen[&export.name].clone();
+        export.arches = conn
+            .prepare(
+                "SELECT a.id, a.name, a.pretty_name FROM hub_worker_arches wa JOIN hub_arch a ON a.id = wa.arch_id \
+                 WHERE wa.worker_id = ?1 ORDER BY a.name",
+            )
+            .expect("prepare")
+            .query_map([export.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        export.channels = conn
+            .prepare(
+                "SELECT c.id, c.name FROM hub_worker_channels wc JOIN hub_channel c ON c.id = wc.channel_id \
+                 WHERE wc.worker_id = ?1 ORDER BY c.id",
+            )
+            .expect("prepare")
+            .query_map([export.id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+    }
+    exports
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reading the requests: a small XML-RPC methodCall parser, independent of the source's own.
+
+#[derive(Debug, Clone, PartialEq)]
+enum X {
+    Int(i64),
+    Bool(bool),
+    Str(String),
+    Nil,
+    Arr(Vec<X>),
+    Struct(Vec<(String, X)>),
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn skip_ws(&mut self) {
+        while self.s[self.pos..].starts_with(|c: char| c.is_ascii_whitespace()) {
+            self.pos += 1;
+        }
+    }
+
+    fn tag(&mut self) -> String {
+        self.skip_ws();
+        assert!(
+            self.s[self.pos..].starts_with('<'),
+            "expected a tag at {}: {}",
+            self.pos,
+            self.s
+        );
+        let end = self.s[self.pos..].find('>').expect("tag end") + self.pos;
+        let tag = self.s[self.pos + 1..end].to_string();
+        self.pos = end + 1;
+        tag
+    }
+
+    fn peek_tag(&mut self) -> String {
+        let pos = self.pos;
+        let tag = self.tag();
+        self.pos = pos;
+        tag
+    }
+
+    fn expect(&mut self, wanted: &str) {
+        let tag = self.tag();
+        assert_eq!(tag, wanted, "in {}", self.s);
+    }
+
+    fn text(&mut self) -> String {
+        let end = self.s[self.pos..].find('<').expect("text end") + self.pos;
+        let raw = &self.s[self.pos..end];
+        self.pos = end;
+        unescape(raw)
+    }
+
+    fn value(&mut self) -> X {
+        self.expect("value");
+        let start = self.pos;
+        let text = self.text();
+        if self.peek_tag() == "/value" {
+            self.expect("/value");
+            return X::Str(text);
+        }
+        self.pos = start;
+        let tag = self.tag();
+        let value = match tag.as_str() {
+            "string" | "int" | "i4" | "i8" | "boolean" => {
+                let text = self.text();
+                self.expect(&format!("/{tag}"));
+                match tag.as_str() {
+                    "string" => X::Str(text),
+                    "boolean" => X::Bool(text == "1"),
+                    _ => X::Int(text.trim().parse().expect("integer")),
+                }
+            }
+            "string/" => X::Str(String::new()),
+            "nil/" => X::Nil,
+            "array" => {
+                self.expect("data");
+                let mut items = Vec::new();
+                while self.peek_tag() == "value" {
+                    items.push(self.value());
+                }
+                self.expect("/data");
+                self.expect("/array");
+                X::Arr(items)
+            }
+            "struct" => {
+                let mut members = Vec::new();
+                while self.peek_tag() == "member" {
+                    self.expect("member");
+                    self.expect("name");
+                    let name = self.text();
+                    self.expect("/name");
+                    members.push((name, self.value()));
+                    self.expect("/member");
+                }
+                self.expect("/struct");
+                X::Struct(members)
+            }
+            other => panic!("unexpected <{other}> in {}", self.s),
+        };
+        self.expect("/value");
+        value
+    }
+}
+
+fn unescape(raw: &str) -> String {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let end = rest[amp..].find(';').expect("entity end") + amp;
+        let entity = &rest[amp + 1..end];
+        let c = match entity {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            _ if entity.starts_with("#x") => {
+                char::from_u32(u32::from_str_radix(&entity[2..], 16).expect("hex")).expect("char")
+            }
+            _ if entity.starts_with('#') => {
+                char::from_u32(entity[1..].parse().expect("dec")).expect("char")
+            }
+            _ => panic!("unknown entity {entity}"),
+        };
+        out.push(c);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A method call: its name and parameters.
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    method: String,
+    params: Vec<X>,
+}
+
+fn parse_call(body: &str) -> Call {
+    let body = body.trim_start();
+    let body = match body.strip_prefix("<?xml") {
+        Some(rest) => &rest[rest.find("?>").expect("declaration end") + 2..],
+        None => body,
+    };
+    let mut p = Parser { s: body, pos: 0 };
+    p.expect("methodCall");
+    p.expect("methodName");
+    let method = p.text();
+    p.expect("/methodName");
+    let mut params = Vec::new();
+    match p.tag().as_str() {
+        "params" => {
+            while p.peek_tag() == "param" {
+                p.expect("param");
+                params.push(p.value());
+                p.expect("/param");
+            }
+            p.expect("/params");
+            p.expect("/methodCall");
+        }
+        "params/" => p.expect("/methodCall"),
+        "/methodCall" => {}
+        other => panic!("unexpected <{other}>"),
+    }
+    Call { method, params }
+}
+
+/// The calls inside a `system.multicall` call.
+fn inner_calls(call: &Call) -> Vec<Call> {
+    let [X::Arr(entries)] = call.params.as_slice() else {
+        panic!("multicall params: {:?}", call.params)
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            let X::Struct(members) = entry else {
+                panic!("entry {entry:?}")
+            };
+            let get = |n: &str| {
+                members
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+                    .expect(n)
+            };
+            let (X::Str(method), X::Arr(params)) = (get("methodName"), get("params")) else {
+                panic!("entry {entry:?}")
+            };
+            Call { method, params }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The test server.
+
+/// One request as the test hub received it.
+#[derive(Debug, Clone)]
+struct Received {
+    /// Header names in lower case.
+    headers: Vec<(String, String)>,
+    path: String,
+    body: String,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn call(&self) -> Call {
+        parse_call(&self.body)
+    }
+}
+
+/// What the test hub does with a request.
+enum Reply {
+    /// Send these bytes (a whole HTTP response), then close the connection.
+    Close(Vec<u8>),
+    /// Send these bytes and keep the connection for the next request.
+    KeepAlive(Vec<u8>),
+    /// Never answer (the connection stays open until the test ends).
+    Hang,
+}
+
+type Handler = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
+
+/// A hub on 127.0.0.1 that answers with `handler` and records every request and connection.
+struct TestHub {
+    url: String,
+    requests: Arc<Mutex<Vec<Received>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl TestHub {
+    async fn start(handler: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> TestHub {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!(
+            "http://{}/xmlrpc/client/",
+            listener.local_addr().expect("address")
+        );
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let handler: Handler = Arc::new(handler);
+        let (log, count) = (Arc::clone(&requests), Arc::clone(&connections));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream, Arc::clone(&handler), Arc::clone(&log)));
+            }
+        });
+        TestHub {
+            url,
+            requests,
+            connections,
+        }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.requests.lock().expect("log").clone()
+    }
+
+    /// The top-level method of every request so far, in order.
+    fn methods(&self) -> Vec<String> {
+        self.received().iter().map(|r| r.call().method).collect()
+    }
+
+    fn options(&self) -> XmlRpcOptions {
+        XmlRpcOptions {
+            request_timeout: Duration::from_secs(30),
+            ..XmlRpcOptions::new(&self.url)
+        }
+    }
+
+    fn source(&self) -> XmlRpcSource {
+        XmlRpcSource::new(self.options()).expect("source")
+    }
+}
+
+async fn serve(mut stream: TcpStream, handler: Handler, log: Arc<Mutex<Vec<Received>>>) {
+    let mut buffer = Vec::new();
+    loop {
+        // The head.
+        let head_end = loop {
+            if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default().to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        while buffer.len() < head_end + length {
+            let mut chunk = [0u8; 65536];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = String::from_utf8(buffer[head_end..head_end + length].to_vec())
+            .expect("UTF-8 request body");
+        buffer.drain(..head_end + length);
+        let received = Received {
+            path: request_line
+                .split(' ')
+                .nth(1)
+                .unwrap_or_default()
+                .to_string(),
+            headers,
+            body,
+        };
+        log.lock().expect("log").push(received.clone());
+        match handler(&received) {
+            Reply::Close(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Reply::KeepAlive(bytes) => {
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            Reply::Hang => {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// A raw HTTP response with this status line, headers and body (Content-Length added).
+fn http(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Hubs.
+
+/// How the fixture hub misbehaves, if at all.
+#[derive(Clone, Default)]
+struct Quirks {
+    /// `client.get_worker_info` of these names faults inside the multicall.
+    faulting: Vec<String>,
+    /// Names listed as enabled workers that the hub then does not know (deleted in between): `{}`.
+    vanished: Vec<String>,
+    /// Keep connections open (no `Connection: close`).
+    keep_alive: bool,
+    /// gzip every response when the request accepts it.
+    gzip: bool,
+}
+
+/// The fixture hub, served from the captures where they exist.
+fn fixture_handler(quirks: Quirks) -> impl Fn(&Received) -> Reply + Send + Sync + 'static {
+    let exports = fixture_exports();
+    let captured: BTreeMap<String, String> = [INFO_SEEN, INFO_NEVER_SEEN]
+        .iter()
+        .map(|h| {
+            let c = capture(h);
+            let name = c
+                .result_value()
+                .split("<name>name</name>\n<value><string>")
+                .nth(1)
+                .and_then(|s| s.split('<').next())
+                .expect("name in capture")
+                .to_string();
+            (name, c.result_value().to_string())
+        })
+        .collect();
+    let missing = capture(INFO_MISSING).result_value().to_string();
+    let list_enabled = capture(LIST_ENABLED);
+    let list_disabled = capture(LIST_DISABLED);
+    move |request: &Received| {
+        let call = request.call();
+        let response = match (call.method.as_str(), call.params.as_slice()) {
+            ("client.list_workers", [] | [X::Bool(true)]) if quirks.vanished.is_empty() => {
+                list_enabled.clone()
+            }
+            ("client.list_workers", [] | [X::Bool(true)]) => {
+                let mut names: Vec<Py> = exports
+                    .iter()
+                    .filter(|e| e.enabled)
+                    .map(|e| Py::Str(e.name.clone()))
+                    .collect();
+                names.extend(quirks.vanished.iter().map(|n| Py::Str(n.clone())));
+                hub_response(py::response(&Py::List(names)))
+            }
+            ("client.list_workers", [X::Bool(false)]) => list_disabled.clone(),
+            ("system.multicall", _) => {
+                let items: Vec<Result<String, (i64, String)>> = inner_calls(&call)
+                    .iter()
+                    .map(
+                        |inner| match (inner.method.as_str(), inner.params.as_slice()) {
+                            ("client.get_worker_info", [X::Str(name)]) => {
+                                if quirks.faulting.contains(name) {
+                                    Err((
+                                        1,
+                                        "DoesNotExist: Worker matching query does not exist."
+                                            .to_string(),
+                                    ))
+                                } else if let Some(dumped) = captured.get(name) {
+                                    Ok(dumped.clone())
+                                } else if let Some(export) =
+                                    exports.iter().find(|e| &e.name == name)
+                                {
+                                    Ok(py::value(&export.py()))
+                                } else {
+                                    Ok(missing.clone())
+                                }
+                            }
+                            (method, _) => Err((
+                                1,
+                                format!("<class 'Exception'>:method \"{method}\" is not supported"),
+                            )),
+                        },
+                    )
+                    .collect();
+                hub_response(py::multicall(&items))
+            }
+            (method, _) => hub_response(py::fault(
+                1,
+                &format!("Exception: method \"{method}\" is not supported"),
+            )),
+        };
+        finish(request, response, quirks.keep_alive, quirks.gzip)
+    }
+}
+
+/// The reply for a capture-shaped response, gzipped if asked for and accepted.
+fn finish(request: &Received, response: Capture, keep_alive: bool, gzip: bool) -> Reply {
+    let accepts_gzip = request
+        .header("accept-encoding")
+        .is_some_and(|v| v.contains("gzip"));
+    if gzip && accepts_gzip {
+        let compressed = gzip_stored(response.body.as_bytes());
+        let mut bytes = Vec::new();
+        let mut head = format!("{}\r\n", response.status_line);
+        for (name, value) in &response.headers {
+            match name.as_str() {
+                "Content-Length" => {
+                    head.push_str(&format!("Content-Length: {}\r\n", compressed.len()))
+                }
+                "Connection" if keep_alive => {}
+                _ => head.push_str(&format!("{name}: {value}\r\n")),
+            }
+        }
+        head.push_str("Content-Encoding: gzip\r\n\r\n");
+        bytes.extend_from_slice(head.as_bytes());
+        bytes.extend_from_slice(&compressed);
+        return if keep_alive {
+            Reply::KeepAlive(bytes)
+        } else {
+            Reply::Close(bytes)
+        };
+    }
+    if keep_alive {
+        Reply::KeepAlive(response.wire(true))
+    } else {
+        Reply::Close(response.wire(false))
+    }
+}
+
+/// A gzip member holding `data` in stored (uncompressed) deflate blocks.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    let mut chunks = data.chunks(65_535).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = u8::from(chunks.peek().is_none());
+        let len = chunk.len() as u16;
+        out.push(last);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A synthetic hub of `n` workers (even ones enabled), some with odd names, answered by the marshaller.
+fn synthetic_handler(n: usize) -> impl Fn(&Received) -> Reply + Send + Sync + 'static {
+    let exports: Vec<Export> = (0..n)
+        .map(|i| Export {
+            id: i as i64 + 1,
+            name: match i % 7 {
+                3 => format!("w\u{f6}rker-{i:05}.\u{e9}xample.com"),
+                5 => format!("odd&<{i:05}>\"'.example.com"),
+                _ => format!("worker-{i:05}.example.com"),
+            },
+            arches: vec![
+                (1, "noarch".into(), "noarch".into()),
+                (2, "x86_64".into(), "x86_64".into()),
+            ],
+            channels: vec![(1, "default".into())],
+            enabled: i % 2 == 0,
+            max_load: 4,
+            ready: i % 3 == 0,
+            task_count: (i % 5) as i64,
+            current_load: (i % 4) as i64,
+            last_seen: (i % 11 != 0).then(|| utc(1_750_000_000 + i as i64)),
+        })
+        .collect();
+    move |request: &Received| {
+        let call = request.call();
+        let body = match (call.method.as_str(), call.params.as_slice()) {
+            ("client.list_workers", [X::Bool(enabled)]) => {
+                let mut names: Vec<String> = exports
+                    .iter()
+                    .filter(|e| e.enabled == *enabled)
+                    .map(|e| e.name.clone())
+                    .collect();
+                names.sort();
+                py::response(&Py::List(names.into_iter().map(Py::Str).collect()))
+            }
+            ("system.multicall", _) => {
+                let items: Vec<Result<String, (i64, String)>> = inner_calls(&call)
+                    .iter()
+                    .map(|inner| {
+                        let [X::Str(name)] = inner.params.as_slice() else {
+                            panic!("{inner:?}")
+                        };
+                        assert_eq!(inner.method, "client.get_worker_info");
+                        let export = exports
+                            .iter()
+                            .find(|e| &e.name == name)
+                            .expect("a known worker");
+                        Ok(py::value(&export.py()))
+                    })
+                    .collect();
+                py::multicall(&items)
+            }
+            (method, _) => py::fault(
+                1,
+                &format!("Exception: method \"{method}\" is not supported"),
+            ),
+        };
+        Reply::Close(hub_response(body).wire(false))
+    }
+}
+
+/// The fixture hub read by the SQLite source, with the fixture's worker_dir.
+async fn sqlite_snapshot() -> HubSnapshot {
+    let (_dir, path) = fixture_db();
+    let workers = common::fixture_worker_dir();
+    let source = SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
+    source.collect().await.expect("collect")
+}
+
+/// The error of a scrape that must fail (printed, for reading with `--nocapture`).
+fn message(result: Result<HubSnapshot, SourceError>) -> String {
+    match result {
+        Ok(snapshot) => panic!("expected an error, got {snapshot:?}"),
+        Err(e) => {
+            println!("error: {e}");
+            e.to_string()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The tests.
+
+#[test]
+fn the_marshaller_reproduces_every_capture() {
+    let exports = fixture_exports();
+    let by_name = |n: &str| {
+        exports
+            .iter()
+            .find(|e| e.name == n)
+            .expect("fixture worker")
+            .py()
+    };
+    assert_eq!(
+        py::response(&by_name("worker-0002.example.com")),
+        capture(INFO_SEEN).body
+    );
+    assert_eq!(
+        py::response(&by_name("worker-0004.example.com")),
+        capture(INFO_NEVER_SEEN).body
+    );
+    assert_eq!(py::response(&Py::Dict(vec![])), capture(INFO_MISSING).body);
+    let names = |enabled: bool| {
+        Py::List(
+            exports
+                .iter()
+                .filter(|e| e.enabled == enabled)
+                .map(|e| Py::Str(e.name.clone()))
+                .collect(),
+        )
+    };
+    assert_eq!(py::response(&names(true)), capture(LIST_ENABLED).body);
+    assert_eq!(py::response(&names(false)), capture(LIST_DISABLED).body);
+    assert_eq!(
+        py::multicall(&[
+            Ok(py::value(&Py::Int(5))),
+            Err((
+                1,
+                "<class 'Exception'>:method \"no.such\" is not supported".into()
+            ))
+        ]),
+        capture(WORKER_MULTICALL).body
+    );
+    assert_eq!(
+        py::fault(1, "PermissionDenied: Login required."),
+        capture(LOGIN_REQUIRED).body
+    );
+    assert_eq!(
+        py::fault(
+            1,
+            "Exception: method \"system.listMethods\" is not supported"
+        ),
+        capture(NOT_SUPPORTED).body
+    );
+    assert_eq!(utc(1_749_999_904), "2025-06-15T15:05:04Z");
+    assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+    assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+}
+
+#[tokio::test]
+async fn the_fixture_hub_gives_the_sqlite_sources_records_and_metrics() {
+    let hub = TestHub::start(fixture_handler(Quirks::default())).await;
+    let snapshot = hub.source().collect().await.expect("collect");
+    assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
+
+    // The records: the SQLite source's, less what XML-RPC does not carry.
+    let reference = sqlite_snapshot().await;
+    let mut expected = reference.workers.clone();
+    for worker in &mut expected {
+        worker.max_tasks = None;
+        worker.min_priority = None;
+    }
+    expected.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut ours = snapshot.workers.clone();
+    ours.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(ours, expected);
+    let last_seen: Vec<LastSeen> = ours.iter().map(|w| w.last_seen).collect();
+    assert_eq!(
+        last_seen,
+        [
+            LastSeen::At(1_749_999_887),
+            LastSeen::At(1_749_999_904),
+            LastSeen::At(1_749_542_246),
+            LastSeen::Never,
+            LastSeen::At(1_749_999_913)
+        ]
+    );
+
+    // The rendering, family by family, for the families XML-RPC provides.
+    let text = kobo_exporter::render(&snapshot).expect("render");
+    let ours = parse(&text).expect("our output parses");
+    let sqlite =
+        parse(&kobo_exporter::render(&reference).expect("render")).expect("SQLite output parses");
+    let provided: Vec<&String> = ours
+        .order
+        .iter()
+        .filter(|n| !ours.families[*n].samples.is_empty())
+        .collect();
+    for name in [
+        "kobo_worker_enabled",
+        "kobo_worker_ready",
+        "kobo_worker_load",
+        "kobo_worker_max_load",
+        "kobo_worker_open_tasks",
+        "kobo_worker_last_seen_seconds",
+        "kobo_worker_arch",
+        "kobo_worker_channel",
+    ] {
+        assert!(
+            provided.iter().any(|n| *n == name),
+            "XML-RPC provides {name}"
+        );
+    }
+    for name in &provided {
+        assert_eq!(
+            ours.families.get(*name),
+            sqlite.families.get(*name),
+            "family {name}"
+        );
+    }
+    // What XML-RPC cannot tell is absent, not a false value.
+    if let Some(max_tasks) = ours.families.get("kobo_worker_max_tasks") {
+        assert!(max_tasks.samples.is_empty());
+    }
+    // The reference exporter's six families, equal to what it served for this hub.
+    let reference_metrics =
+        parse(&common::read_shared("fixture-reference-metrics.txt")).expect("reference");
+    for name in &reference_metrics.order {
+        assert_eq!(
+            ours.families.get(name),
+            reference_metrics.families.get(name),
+            "family {name}"
+        );
+    }
+
+    insta::with_settings!({
+        snapshot_path => "../snapshots",
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+        description => "the fixture hub read through its XML-RPC API (real kobo 0.42.0 wire captures)",
+    }, {
+        insta::assert_snapshot!("xmlrpc__fixture", text);
+    });
+
+    // One scrape: the two lists, then one multicall of the five workers; nothing else.
+    let received = hub.received();
+    let calls: Vec<Call> = received.iter().map(Received::call).collect();
+    assert_eq!(
+        hub.methods(),
+        [
+            "client.list_workers",
+            "client.list_workers",
+            "system.multicall"
+        ]
+    );
+    assert_eq!(calls[0].params, [X::Bool(true)]);
+    assert_eq!(calls[1].params, [X::Bool(false)]);
+    let inner = inner_calls(&calls[2]);
+    let names: Vec<String> = inner
+        .iter()
+        .map(|c| {
+            assert_eq!(c.method, "client.get_worker_info");
+            let [X::Str(name)] = c.params.as_slice() else {
+                panic!("{c:?}")
+            };
+            name.clone()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        (1..=5)
+            .map(|i| format!("worker-{i:04}.example.com"))
+            .collect::<Vec<_>>()
+    );
+    for request in &received {
+        assert_eq!(request.path, "/xmlrpc/client/");
+        assert_eq!(request.header("content-type"), Some("text/xml"));
+        let agent = request.header("user-agent").expect("User-Agent");
+        assert!(agent.starts_with("kobo-exporter/"), "{agent}");
+        assert!(request
+            .header("accept-encoding")
+            .is_some_and(|v| v.contains("gzip")));
+        assert_eq!(request.header("authorization"), None);
+    }
+}
+
+#[tokio::test]
+async fn the_url_may_lack_the_trailing_slash() {
+    let hub = TestHub::start(fixture_handler(Quirks::default())).await;
+    let options = XmlRpcOptions {
+        url: hub.url.trim_end_matches('/').to_string(),
+        ..hub.options()
+    };
+    let source = XmlRpcSource::new(options).expect("source");
+    assert_eq!(source.describe(), hub.url);
+    assert_eq!(source.collect().await.expect("collect").workers.len(), 5);
+    assert!(hub.received().iter().all(|r| r.path == "/xmlrpc/client/"));
+}
+
+#[tokio::test]
+async fn requests_per_scrape_are_bounded_and_only_allowed_methods_are_called() {
+    for (workers, chunk, expected_requests) in [
+        (0, 300, 2),
+        (1, 300, 3),
+        (300, 300, 3),
+        (2000, 300, 9),
+        (7, 3, 5),
+    ] {
+        let hub = TestHub::start(synthetic_handler(workers)).await;
+        let options = XmlRpcOptions {
+            multicall_chunk: chunk,
+            ..hub.options()
+        };
+        let source = XmlRpcSource::new(options).expect("source");
+        let started = Instant::now();
+        let snapshot = source
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{workers} workers: {e}"));
+        assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
+        assert_eq!(snapshot.workers.len(), workers);
+        let methods = hub.methods();
+        assert_eq!(
+            methods.len(),
+            expected_requests,
+            "{workers} workers, chunks of {chunk}: {methods:?}"
+        );
+        assert_eq!(methods[..2], ["client.list_workers", "client.list_workers"]);
+        assert!(
+            methods[2..].iter().all(|m| m == "system.multicall"),
+            "{methods:?}"
+        );
+        // Every worker asked for exactly once, at most `chunk` per request.
+        let mut asked = Vec::new();
+        for request in &hub.received()[2..] {
+            let inner = inner_calls(&request.call());
+            assert!(!inner.is_empty() && inner.len() <= chunk);
+            for call in inner {
+                assert!(
+                    ALLOWED_METHODS.contains(&call.method.as_str()),
+                    "{}",
+                    call.method
+                );
+                let [X::Str(name)] = call.params.as_slice() else {
+                    panic!("{call:?}")
+                };
+                asked.push(name.clone());
+            }
+        }
+        let mut names: Vec<String> = snapshot.workers.iter().map(|w| w.name.clone()).collect();
+        names.sort();
+        asked.sort();
+        assert_eq!(asked, names, "each worker asked for once");
+        println!(
+            "{workers} workers: {expected_requests} requests in {:?}",
+            started.elapsed()
+        );
+    }
+    // Odd names survive the round trip, and render as label values.
+    let hub = TestHub::start(synthetic_handler(8)).await;
+    let snapshot = hub.source().collect().await.expect("collect");
+    let names: Vec<&str> = snapshot.workers.iter().map(|w| w.name.as_str()).collect();
+    assert!(
+        names.contains(&"w\u{f6}rker-00003.\u{e9}xample.com"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"odd&<00005>\"'.example.com"), "{names:?}");
+    let text = kobo_exporter::render(&snapshot).expect("render");
+    assert!(
+        text.contains("worker=\"odd&<00005>\\\"'.example.com\""),
+        "{text}"
+    );
+    for method in ALLOWED_METHODS {
+        assert!(!method.starts_with("worker."), "{method}");
+    }
+}
+
+#[tokio::test]
+async fn a_fault_or_a_vanished_worker_in_the_multicall_drops_only_that_worker() {
+    let quirks = Quirks {
+        faulting: vec!["worker-0003.example.com".into()],
+        vanished: vec!["worker-0006.example.com".into()],
+        ..Quirks::default()
+    };
+    let hub = TestHub::start(fixture_handler(quirks)).await;
+    let snapshot = hub
+        .source()
+        .collect()
+        .await
+        .expect("a partial scrape is not a failure");
+    let names: Vec<&str> = snapshot.workers.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "worker-0001.example.com",
+            "worker-0002.example.com",
+            "worker-0004.example.com",
+            "worker-0005.example.com"
+        ]
+    );
+    assert_eq!(
+        snapshot.warnings,
+        [
+            "The worker \"worker-0003.example.com\" is left out of this scrape: client.get_worker_info answered \
+             fault 1: DoesNotExist: Worker matching query does not exist.",
+            "The worker \"worker-0006.example.com\" is left out of this scrape: the hub has no such worker any \
+             more (deleted or renamed since the worker list was read)."
+        ]
+    );
+    assert_eq!(hub.methods().len(), 3);
+}
+
+/// A hub that answers every request with `reply`, and the error a scrape of it gives.
+async fn error_from(
+    reply: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+) -> (String, TestHub) {
+    let hub = TestHub::start(reply).await;
+    let options = XmlRpcOptions {
+        username: Some("monitor".into()),
+        password: Some(PASSWORD.into()),
+        ..hub.options()
+    };
+    let error = message(XmlRpcSource::new(options).expect("source").collect().await);
+    assert!(error.contains(&hub.url), "the error names the hub: {error}");
+    assert!(
+        !error.contains(PASSWORD) && !error.contains("s3cret"),
+        "the password leaked: {error}"
+    );
+    (error, hub)
+}
+
+#[tokio::test]
+async fn top_level_faults_are_errors() {
+    let login = capture(LOGIN_REQUIRED);
+    let (error, _) = error_from(move |_| Reply::Close(login.wire(false))).await;
+    assert!(
+        error.contains(
+            "client.list_workers: the hub answered with fault 1: PermissionDenied: Login required."
+        ),
+        "{error}"
+    );
+    // A hub running with DEBUG = True sends a whole traceback: the error keeps the exception line.
+    let traceback = "Traceback (most recent call last):\n  File \"/srv/hub/venv/lib/python3.11/site-packages/kobo/django/xmlrpc/dispatcher.py\", line 91, in _marshaled_dispatch\n    response = self._dispatch(method, params)\nkobo.hub.models.Worker.DoesNotExist: Worker matching query does not exist.\nFrame get in /srv/hub/x.py at line 639\n<LOCALS>\n  secret_local = 'x'\n</LOCALS>";
+    let (error, _) =
+        error_from(move |_| Reply::Close(hub_response(py::fault(1, traceback)).wire(false))).await;
+    assert!(
+        error.ends_with(
+            "fault 1: kobo.hub.models.Worker.DoesNotExist: Worker matching query does not exist."
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("LOCALS"), "{error}");
+}
+
+#[tokio::test]
+async fn http_errors_name_the_status() {
+    let django_500 = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n  <meta http-equiv=\"content-type\" content=\"text/html; charset=utf-8\">\n  <title>Server Error (500)</title>\n</head>\n<body><h1>Server Error (500)</h1><p></p></body>\n</html>\n";
+    let (error, _) = error_from(move |_| {
+        Reply::Close(http(
+            "500 Internal Server Error",
+            &[("Content-Type", "text/html; charset=utf-8")],
+            django_500.as_bytes(),
+        ))
+    })
+    .await;
+    assert!(error.contains("HTTP 500 Internal Server Error"), "{error}");
+    assert!(
+        error.contains("an HTML page titled \"Server Error (500)\""),
+        "{error}"
+    );
+
+    let nginx_502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+    let (error, _) = error_from(move |_| {
+        Reply::Close(http(
+            "502 Bad Gateway",
+            &[("Server", "nginx"), ("Content-Type", "text/html")],
+            nginx_502.as_bytes(),
+        ))
+    })
+    .await;
+    assert!(error.contains("client.list_workers: HTTP 502 Bad Gateway: text/html, an HTML page titled \"502 Bad Gateway\""), "{error}");
+
+    let (error, hub) = error_from(|_| {
+        Reply::Close(http(
+            "401 Unauthorized",
+            &[("WWW-Authenticate", "Basic realm=\"kobo\"")],
+            b"Authorization Required",
+        ))
+    })
+    .await;
+    assert!(
+        error.contains("HTTP 401 Unauthorized (the credentials were rejected)"),
+        "{error}"
+    );
+    assert_eq!(hub.received().len(), 1);
+    let hub = TestHub::start(|_| Reply::Close(http("401 Unauthorized", &[], b""))).await;
+    let error = message(hub.source().collect().await);
+    assert!(
+        error
+            .contains("HTTP 401 Unauthorized (the hub or a proxy in front of it wants credentials"),
+        "{error}"
+    );
+
+    // A 200 page of a proxy or a login form is not XML-RPC either.
+    let (error, _) = error_from(|_| {
+        Reply::Close(http(
+            "200 OK",
+            &[("Content-Type", "text/html")],
+            b"<!doctype html><html><head><title>Sign in</title></head></html>",
+        ))
+    })
+    .await;
+    assert!(
+        error.contains("HTTP 200 OK, but the response is not XML-RPC: the body is an HTML page, not an XML-RPC <methodResponse>"),
+        "{error}"
+    );
+    assert!(error.contains("titled \"Sign in\""), "{error}");
+
+    let (error, _) = error_from(|_| {
+        Reply::Close(http(
+            "301 Moved Permanently",
+            &[("Location", "https://hub.example.com/xmlrpc/client/")],
+            b"",
+        ))
+    })
+    .await;
+    assert!(
+        error.contains(
+            "HTTP 301 Moved Permanently: redirected to https://hub.example.com/xmlrpc/client/"
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_truncated_xml_are_errors() {
+    let malformed = "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><array><data>\n</param>\n</params>\n</methodResponse>\n";
+    let (error, _) =
+        error_from(move |_| Reply::Close(hub_response(malformed.into()).wire(false))).await;
+    assert!(
+        error.contains("HTTP 200 OK, but the response is not XML-RPC: not well-formed XML at byte"),
+        "{error}"
+    );
+
+    // A body cut short, with a Content-Length that matches what is sent.
+    let list = capture(LIST_ENABLED).body;
+    let cut = list[..list.len() / 2].to_string();
+    let (error, _) = error_from(move |_| Reply::Close(hub_response(cut.clone()).wire(false))).await;
+    assert!(error.contains("not XML-RPC: the XML ends early"), "{error}");
+    assert!(error.contains("truncated"), "{error}");
+
+    // A body that breaks off before its Content-Length.
+    let full = capture(LIST_ENABLED);
+    let (error, _) = error_from(move |_| {
+        let wire = full.wire(false);
+        Reply::Close(wire[..wire.len() - 100].to_vec())
+    })
+    .await;
+    assert!(
+        error.contains("client.list_workers, HTTP 200 OK, the response broke off after"),
+        "{error}"
+    );
+
+    // Not XML at all, and not HTTP at all.
+    let (error, _) =
+        error_from(|_| Reply::Close(http("200 OK", &[("Content-Type", "text/plain")], b"OK")))
+            .await;
+    assert!(
+        error.contains(
+            "not XML-RPC: the body holds no XML element (text/plain, 2 bytes starting \"OK\")"
+        ),
+        "{error}"
+    );
+    let (error, _) = error_from(|_| Reply::Close(b"SSH-2.0-OpenSSH_9.6\r\n".to_vec())).await;
+    assert!(error.contains("client.list_workers"), "{error}");
+
+    // A valid response of the wrong shape.
+    let (error, _) =
+        error_from(|_| Reply::Close(hub_response(py::response(&Py::Int(3))).wire(false))).await;
+    assert!(
+        error.contains("client.list_workers(True): the result is an integer, not an array"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_the_cap_are_refused() {
+    let big = format!("<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><string>{}</string></value>\n</param>\n</params>\n</methodResponse>\n", "x".repeat(10_000));
+    let announced = big.clone();
+    let big_for_gzip = big.clone();
+    let hub =
+        TestHub::start(move |_| Reply::Close(hub_response(announced.clone()).wire(false))).await;
+    let options = XmlRpcOptions {
+        max_response_bytes: 4096,
+        ..hub.options()
+    };
+    let error = message(XmlRpcSource::new(options).expect("source").collect().await);
+    let length = big.len();
+    assert!(
+        error.contains(&format!(
+            "larger than max_response_bytes (4096 bytes): Content-Length {length}"
+        )),
+        "{error}"
+    );
+
+    // Without a Content-Length (chunked), and gzipped: the cap counts decoded bytes.
+    let hub = TestHub::start(move |request| {
+        let compressed = gzip_stored(big_for_gzip.as_bytes());
+        assert!(request.header("accept-encoding").is_some_and(|v| v.contains("gzip")));
+        let mut bytes = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+        for chunk in compressed.chunks(1000) {
+            bytes.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            bytes.extend_from_slice(chunk);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"0\r\n\r\n");
+        Reply::Close(bytes)
+    })
+    .await;
+    let options = XmlRpcOptions {
+        max_response_bytes: 4096,
+        ..hub.options()
+    };
+    let error = message(XmlRpcSource::new(options).expect("source").collect().await);
+    assert!(
+        error.contains("larger than max_response_bytes (4096 bytes): more than"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_hub_that_never_answers_times_out() {
+    let hub = TestHub::start(|_| Reply::Hang).await;
+    let options = XmlRpcOptions {
+        request_timeout: Duration::from_secs(1),
+        bearer_token: Some(TOKEN.into()),
+        ..XmlRpcOptions::new(&hub.url)
+    };
+    let started = Instant::now();
+    let error = message(XmlRpcSource::new(options).expect("source").collect().await);
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert!(elapsed >= Duration::from_millis(900), "took {elapsed:?}");
+    assert!(
+        error.contains("client.list_workers: no complete response within 1s (request_timeout)"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&hub.url) && !error.contains(TOKEN),
+        "{error}"
+    );
+    assert_eq!(hub.received().len(), 1);
+
+    // Nobody listening at all.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/xmlrpc/client/",
+        listener.local_addr().expect("address")
+    );
+    drop(listener);
+    let error = message(
+        XmlRpcSource::new(XmlRpcOptions::new(&url))
+            .expect("source")
+            .collect()
+            .await,
+    );
+    assert!(
+        error.starts_with(&format!("cannot connect to {url}: client.list_workers: ")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn credentials_are_sent_and_never_shown() {
+    let hub = TestHub::start(fixture_handler(Quirks::default())).await;
+    let basic = XmlRpcOptions {
+        username: Some("monitor".into()),
+        password: Some(PASSWORD.into()),
+        ..hub.options()
+    };
+    let source = XmlRpcSource::new(basic.clone()).expect("source");
+    source.collect().await.expect("collect");
+    let debug = format!("{basic:?} {source:?}");
+    assert!(
+        !debug.contains(PASSWORD) && !debug.contains("s3cret"),
+        "{debug}"
+    );
+    // base64("monitor:hunter2 s3cret")
+    for request in hub.received() {
+        assert_eq!(
+            request.header("authorization"),
+            Some("Basic bW9uaXRvcjpodW50ZXIyIHMzY3JldA==")
+        );
+    }
+
+    let hub = TestHub::start(fixture_handler(Quirks::default())).await;
+    let bearer = XmlRpcOptions {
+        bearer_token: Some(TOKEN.into()),
+        ..hub.options()
+    };
+    let source = XmlRpcSource::new(bearer.clone()).expect("source");
+    source.collect().await.expect("collect");
+    assert!(!format!("{bearer:?} {source:?}").contains(TOKEN));
+    assert_eq!(hub.received().len(), 3);
+    for request in hub.received() {
+        assert_eq!(
+            request.header("authorization"),
+            Some(&*format!("Bearer {TOKEN}"))
+        );
+    }
+
+    // Credentials in the URL are sent as basic auth and appear nowhere.
+    let hub = TestHub::start(|_| Reply::Close(http("403 Forbidden", &[], b"denied"))).await;
+    let url = hub
+        .url
+        .replace("http://", "http://monitor:hunter2%20s3cret@");
+    let source = XmlRpcSource::new(XmlRpcOptions::new(&url)).expect("source");
+    assert_eq!(source.describe(), hub.url);
+    let error = message(source.collect().await);
+    assert!(
+        !error.contains("hunter2") && !error.contains("s3cret") && !error.contains("monitor"),
+        "{error}"
+    );
+    assert!(error.contains("HTTP 403 Forbidden"), "{error}");
+    assert_eq!(
+        hub.received()[0].header("authorization"),
+        Some("Basic bW9uaXRvcjpodW50ZXIyIHMzY3JldA==")
+    );
+
+    // A password echoed by a proxy into its error page is scrubbed.
+    let (error, _) = error_from(|_| {
+        Reply::Close(http(
+            "400 Bad Request",
+            &[("Content-Type", "text/plain")],
+            format!("bad password {PASSWORD}").as_bytes(),
+        ))
+    })
+    .await;
+    assert!(error.contains("bad password ***"), "{error}");
+}
+
+#[tokio::test]
+async fn gzip_responses_and_connection_reuse() {
+    let hub = TestHub::start(fixture_handler(Quirks {
+        gzip: true,
+        keep_alive: true,
+        ..Quirks::default()
+    }))
+    .await;
+    let source = hub.source();
+    let first = source.collect().await.expect("first scrape");
+    let second = source.collect().await.expect("second scrape");
+    assert_eq!(first, second);
+    assert_eq!(first.workers.len(), 5);
+    assert_eq!(hub.received().len(), 6);
+    assert_eq!(
+        hub.connections.load(Ordering::SeqCst),
+        1,
+        "both scrapes over one connection"
+    );
+
+    let plain = TestHub::start(fixture_handler(Quirks::default())).await;
+    let reference = plain.source().collect().await.expect("plain scrape");
+    assert_eq!(
+        kobo_exporter::render(&first).expect("render"),
+        kobo_exporter::render(&reference).expect("render")
+    );
+}
