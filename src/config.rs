@@ -7,6 +7,7 @@
 //!
 //! Every error names the key and where its value came from.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use crate::metrics::MetricSet;
 pub const DEFAULT_PORT: u16 = 10120;
 
 /// The keys of the `kobo` table that `KOBO_<KEY>` environment variables can set.
-const ENV_KEYS: [&str; 17] = [
+const ENV_KEYS: [&str; 18] = [
     "url",
     "worker_dir",
     "password_file",
@@ -42,6 +43,7 @@ const ENV_KEYS: [&str; 17] = [
     "tls_verify",
     "max_response_bytes",
     "multicall_chunk",
+    "path_prefix",
 ];
 
 /// The `kobo` table as written.
@@ -70,6 +72,9 @@ struct KoboTable {
     tls_verify: Option<bool>,
     max_response_bytes: Option<u64>,
     multicall_chunk: Option<usize>,
+    path_prefix: Option<String>,
+    /// User name -> bcrypt hash.
+    basic_auth_users: Option<BTreeMap<String, String>>,
 }
 
 /// The part of the figment the exporter reads (Rocket reads the rest).
@@ -110,6 +115,10 @@ pub struct Settings {
     pub collector: CollectorOptions,
     /// The XML-RPC source's own settings.
     pub http: HttpSettings,
+    /// Where the routes are mounted: `/`, or a prefix such as `/kobo` behind a reverse proxy.
+    pub path_prefix: String,
+    /// HTTP basic auth: user name -> bcrypt hash (none: no auth). `Debug` shows the names only.
+    pub basic_auth_users: BasicAuthUsers,
     /// Where `kobo.url` came from, for error messages.
     pub url_origin: String,
     /// Where `kobo.worker_dir` came from, for error messages.
@@ -141,6 +150,16 @@ impl fmt::Debug for HttpSettings {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("multicall_chunk", &self.multicall_chunk)
             .finish()
+    }
+}
+
+/// Basic-auth users and their bcrypt hashes; `Debug` shows the names only.
+#[derive(Clone, Default)]
+pub struct BasicAuthUsers(pub BTreeMap<String, String>);
+
+impl fmt::Debug for BasicAuthUsers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
     }
 }
 
@@ -319,8 +338,26 @@ impl Settings {
         if let Some(s) = table.min_scrape_interval {
             collector.min_scrape_interval = seconds("kobo.min_scrape_interval", s, true)?;
         }
+        let path_prefix = match table.path_prefix.as_deref().map(str::trim) {
+            None | Some("") | Some("/") => "/".to_string(),
+            Some(prefix) if prefix.starts_with('/') && !prefix.contains(['?', '#', '<', '>']) => {
+                prefix.trim_end_matches('/').to_string()
+            }
+            Some(prefix) => {
+                return Err(key_error(
+                    "kobo.path_prefix",
+                    &format!("{prefix:?} is not a path starting with /"),
+                ))
+            }
+        };
+        let basic_auth_users = BasicAuthUsers(table.basic_auth_users.unwrap_or_default());
+        if let Err(e) = crate::auth::BasicAuth::new(basic_auth_users.0.clone()) {
+            return Err(key_error("kobo.basic_auth_users", &e));
+        }
         Ok(Settings {
             kind,
+            path_prefix,
+            basic_auth_users,
             database,
             collector,
             http,

@@ -7,8 +7,9 @@
 //! - [`metrics`]: turns a [`HubSnapshot`](kobo_backend_api::HubSnapshot) into metric families, one module
 //!   per group of metrics.
 //! - [`exposition`]: writes metric families as Prometheus text.
-//! - [`routes`]: the HTTP endpoints and the Rocket instance.
+//! - [`routes`]: the HTTP endpoints and the Rocket instance; [`auth`]: optional HTTP basic auth.
 
+pub mod auth;
 pub mod collector;
 pub mod config;
 pub mod exposition;

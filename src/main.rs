@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use kobo_exporter::auth::BasicAuth;
 use kobo_exporter::collector::HubCollector;
 use kobo_exporter::{config, routes, source};
 
@@ -18,7 +19,23 @@ async fn main() -> ExitCode {
     };
     eprintln!("kobo-exporter: serving metrics from {}", source.describe());
     let collector = HubCollector::new(source, settings.collector.clone());
-    match routes::build(figment, collector).launch().await {
+    let basic_auth = if settings.basic_auth_users.0.is_empty() {
+        None
+    } else {
+        match BasicAuth::new(settings.basic_auth_users.0.clone()) {
+            Ok(auth) => Some(auth),
+            Err(e) => {
+                return fail(&format!(
+                    "configuration error: `kobo.basic_auth_users`: {e}"
+                ))
+            }
+        }
+    };
+    let web = routes::WebOptions {
+        path_prefix: settings.path_prefix.clone(),
+        basic_auth,
+    };
+    match routes::build_with(figment, collector, web).launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kobo-exporter: cannot serve: {e}");

@@ -4,22 +4,56 @@
 //! `/kobo_exporter/metrics/` (the reference exporter's paths) and `/metrics`; a landing page at `/`;
 //! `/-/healthy` and `/-/ready` for orchestration, as Prometheus and its exporters have them.
 
-use figment::Figment;
 use std::time::Duration;
 
+use figment::Figment;
 use rocket::http::{ContentType, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::content::RawHtml;
 use rocket::{get, routes, Build, Rocket, State};
 
+use crate::auth::{self, Authorized, BasicAuth};
 use crate::collector::HubCollector;
 
-/// The Rocket instance for this figment and collector.
+/// How the routes are served.
+#[derive(Debug)]
+pub struct WebOptions {
+    /// Where the routes are mounted (`/`, or a prefix such as `/kobo` behind a reverse proxy).
+    pub path_prefix: String,
+    /// HTTP basic auth for every route; `None`: none.
+    pub basic_auth: Option<BasicAuth>,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        WebOptions {
+            path_prefix: "/".into(),
+            basic_auth: None,
+        }
+    }
+}
+
+/// The Rocket instance for this figment and collector, at `/`, without auth.
 pub fn build(figment: Figment, collector: HubCollector) -> Rocket<Build> {
-    rocket::custom(figment).manage(collector).mount(
-        "/",
-        routes![index, metrics, reference_metrics, healthy, ready],
-    )
+    build_with(figment, collector, WebOptions::default())
+}
+
+/// The Rocket instance for this figment, collector and web options.
+pub fn build_with(figment: Figment, collector: HubCollector, web: WebOptions) -> Rocket<Build> {
+    let mut rocket = rocket::custom(figment)
+        .manage(collector)
+        .mount(
+            web.path_prefix.as_str(),
+            routes![index, metrics, reference_metrics, healthy, ready],
+        )
+        .register(
+            web.path_prefix.as_str(),
+            rocket::catchers![auth::unauthorized],
+        );
+    if let Some(basic_auth) = web.basic_auth {
+        rocket = rocket.manage(basic_auth);
+    }
+    rocket
 }
 
 /// The exposition text's Content-Type, [`exposition::CONTENT_TYPE`](crate::exposition::CONTENT_TYPE).
@@ -61,6 +95,7 @@ async fn scrape(
 
 #[get("/metrics")]
 async fn metrics(
+    _auth: Authorized,
     collector: &State<HubCollector>,
     timeout: ScrapeTimeout,
 ) -> (Status, (ContentType, String)) {
@@ -69,6 +104,7 @@ async fn metrics(
 
 #[get("/kobo_exporter/metrics")]
 async fn reference_metrics(
+    _auth: Authorized,
     collector: &State<HubCollector>,
     timeout: ScrapeTimeout,
 ) -> (Status, (ContentType, String)) {
@@ -77,13 +113,13 @@ async fn reference_metrics(
 
 /// The process serves.
 #[get("/-/healthy")]
-fn healthy() -> &'static str {
+fn healthy(_auth: Authorized) -> &'static str {
     "kobo-exporter is Healthy.\n"
 }
 
 /// The last collection from the source succeeded (one is run if none has yet).
 #[get("/-/ready")]
-async fn ready(collector: &State<HubCollector>) -> (Status, &'static str) {
+async fn ready(_auth: Authorized, collector: &State<HubCollector>) -> (Status, &'static str) {
     collector.ensure_collected().await;
     match collector.last_collection_succeeded() {
         Some(true) => (Status::Ok, "kobo-exporter is Ready.\n"),
@@ -95,7 +131,7 @@ async fn ready(collector: &State<HubCollector>) -> (Status, &'static str) {
 }
 
 #[get("/")]
-fn index(collector: &State<HubCollector>) -> RawHtml<String> {
+fn index(_auth: Authorized, collector: &State<HubCollector>) -> RawHtml<String> {
     RawHtml(format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>kobo-exporter</title></head>\n<body>\n\
          <h1>kobo-exporter {version}</h1>\n\

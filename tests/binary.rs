@@ -109,17 +109,35 @@ fn serves_any_hub_from_kobo_url_equal_to_the_reference() {
     drop(conn);
     let workers = common::fixture_worker_dir();
     let url = format!("sqlite://{}", hub.display());
-    let server = start(&[
-        ("KOBO_URL", &url),
-        ("KOBO_WORKER_DIR", &workers.path().display().to_string()),
-    ]);
-    let (status, _, body) = get(server.port, "/kobo_exporter/metrics/");
-    assert!(status.contains("200"), "{status}");
-    let ours = common::exposition::parse(&body).expect("parses");
+    let worker_dir = workers.path().display().to_string();
     let reference =
         common::exposition::parse(&common::read_shared("fixture-reference-metrics.txt"))
             .expect("reference");
-    assert_eq!(ours, reference);
+
+    // The full set: every reference family equal, and the reference families first, in order.
+    let server = start(&[("KOBO_URL", &url), ("KOBO_WORKER_DIR", &worker_dir)]);
+    let (status, _, body) = get(server.port, "/kobo_exporter/metrics/");
+    assert!(status.contains("200"), "{status}");
+    let ours = common::exposition::parse(&body).expect("parses");
+    for name in &reference.order {
+        assert_eq!(
+            ours.families.get(name),
+            reference.families.get(name),
+            "{name}"
+        );
+    }
+    assert_eq!(ours.order[..6], reference.order[..]);
+    drop(server);
+
+    // `metrics = "reference"`: exactly the reference exporter's output.
+    let server = start(&[
+        ("KOBO_URL", &url),
+        ("KOBO_WORKER_DIR", &worker_dir),
+        ("KOBO_METRICS", "reference"),
+    ]);
+    let (status, _, body) = get(server.port, "/kobo_exporter/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(common::exposition::parse(&body).expect("parses"), reference);
 }
 
 /// Runs the binary with this config and environment; returns its exit status and stderr. It must exit
