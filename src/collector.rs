@@ -292,6 +292,8 @@ impl HubCollector {
 fn warning_collector(warning: &str) -> &'static str {
     if warning.starts_with(kobo_backend_api::worker_dir::WARNING_PREFIX) {
         "last_seen"
+    } else if warning.starts_with(kobo_backend_api::tasks::WARNING_PREFIX) {
+        "tasks"
     } else {
         "workers"
     }

@@ -45,18 +45,27 @@ fn start(envs: &[(&str, &str)]) -> Server {
     let mut child = command.spawn().expect("start kobo-exporter");
     let stdout = child.stdout.take().expect("stdout");
     let mut server = Server { child, port: 0 };
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("read stdout");
-        if let Some(url) = line.split("launched from http://").nth(1) {
-            let port = url.trim().rsplit(':').next().expect("port");
-            server.port = port.parse().expect("port number");
-            // Keep draining its log: a closed pipe would fail its writes.
-            std::thread::spawn(move || lines.for_each(drop));
-            return server;
+    // Read its log on a thread that keeps draining it (a closed pipe would fail its writes) and reports
+    // the port from Rocket's launch line.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.split("launched from http").nth(1) {
+                let port = url
+                    .trim()
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok());
+                let _ = sender.send(port);
+            }
         }
+    });
+    match receiver.recv_timeout(Duration::from_secs(30)) {
+        Ok(Some(port)) => server.port = port,
+        Ok(None) => panic!("no port in Rocket's launch line"),
+        Err(_) => panic!("kobo-exporter did not launch within 30 s"),
     }
-    panic!("kobo-exporter exited before it launched");
+    server
 }
 
 /// A plain HTTP/1.1 GET; returns the status line, the headers and the body.
@@ -213,4 +222,41 @@ fn bad_configuration_stops_start_up_with_one_message_naming_the_key() {
         }
     }
     assert!(!Path::new("/nonexistent/hub.sqlite3").exists());
+}
+
+#[tokio::test]
+async fn serves_https_with_rockets_tls_config() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("backends/xmlrpc/tests/tls");
+    let config = format!(
+        "{{certs=\"{}\",key=\"{}\"}}",
+        tls.join("server.pem").display(),
+        tls.join("server.key").display()
+    );
+    let server = start(&[("ROCKET_TLS", &config)]);
+    let ca = std::fs::read(tls.join("ca.pem")).expect("ca");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca cert")])
+        .build()
+        .expect("client");
+    let response = client
+        .get(format!(
+            "https://127.0.0.1:{}/kobo_exporter/metrics",
+            server.port
+        ))
+        .send()
+        .await
+        .expect("https request");
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("kobo_worker_enabled{"), "{body}");
+    // Plain HTTP on the TLS port gets no metrics.
+    let plain = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/kobo_exporter/metrics",
+            server.port
+        ))
+        .send()
+        .await;
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
 }

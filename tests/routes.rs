@@ -282,17 +282,29 @@ async fn a_stalled_source_is_cut_off_at_prometheus_scrape_timeout() {
     let started = std::time::Instant::now();
     let response = client
         .get("/metrics")
-        .header(rocket::http::Header::new("X-Prometheus-Scrape-Timeout-Seconds", "1.5"))
+        .header(rocket::http::Header::new(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            "1.5",
+        ))
         .dispatch()
         .await;
     let elapsed = started.elapsed();
     // 1.5 s minus the 0.5 s margin, plus a little for the answer.
-    assert!(elapsed >= std::time::Duration::from_millis(950), "{elapsed:?}");
-    assert!(elapsed < std::time::Duration::from_millis(1400), "{elapsed:?}");
+    assert!(
+        elapsed >= std::time::Duration::from_millis(950),
+        "{elapsed:?}"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_millis(1400),
+        "{elapsed:?}"
+    );
     assert_eq!(response.status(), Status::Ok);
     let body = response.into_string().await.expect("body");
     assert!(body.contains("kobo_up 0"), "{body}");
-    assert!(body.contains("kobo_exporter_collect_errors_total{collector=\"workers\"} 1"), "{body}");
+    assert!(
+        body.contains("kobo_exporter_collect_errors_total{collector=\"workers\"} 1"),
+        "{body}"
+    );
     assert!(!body.contains("kobo_worker_enabled{"), "{body}");
 }
 
@@ -304,15 +316,22 @@ async fn health_and_readiness() {
     assert_eq!(client.get("/-/ready").dispatch().await.status(), Status::Ok);
 
     let failing = client_with(Arc::new(FailingSource), CollectorOptions::default()).await;
-    assert_eq!(failing.get("/-/healthy").dispatch().await.status(), Status::Ok);
-    assert_eq!(failing.get("/-/ready").dispatch().await.status(), Status::ServiceUnavailable);
+    assert_eq!(
+        failing.get("/-/healthy").dispatch().await.status(),
+        Status::Ok
+    );
+    assert_eq!(
+        failing.get("/-/ready").dispatch().await.status(),
+        Status::ServiceUnavailable
+    );
 }
 
 #[rocket::async_test]
 async fn path_prefix_and_basic_auth() {
     use base64::Engine as _;
     let hash = bcrypt::hash("s3cret", 4).expect("hash");
-    let auth = kobo_exporter::auth::BasicAuth::new([("prometheus".to_string(), hash)].into()).expect("auth");
+    let auth = kobo_exporter::auth::BasicAuth::new([("prometheus".to_string(), hash)].into())
+        .expect("auth");
     let web = kobo_exporter::routes::WebOptions {
         path_prefix: "/kobo".into(),
         basic_auth: Some(auth),
@@ -323,18 +342,43 @@ async fn path_prefix_and_basic_auth() {
         .await
         .expect("rocket");
     let credentials = |password: &str| {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{password}"));
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{password}"));
         rocket::http::Header::new("Authorization", format!("Basic {encoded}"))
     };
-    for path in ["/kobo/metrics", "/kobo/kobo_exporter/metrics", "/kobo/", "/kobo/-/healthy", "/kobo/-/ready"] {
+    for path in [
+        "/kobo/metrics",
+        "/kobo/kobo_exporter/metrics",
+        "/kobo/",
+        "/kobo/-/healthy",
+        "/kobo/-/ready",
+    ] {
         let anonymous = client.get(path).dispatch().await;
         assert_eq!(anonymous.status(), Status::Unauthorized, "{path}");
-        assert!(anonymous.headers().get_one("WWW-Authenticate").is_some_and(|h| h.starts_with("Basic")), "{path}");
-        let wrong = client.get(path).header(credentials("wrong")).dispatch().await;
+        assert!(
+            anonymous
+                .headers()
+                .get_one("WWW-Authenticate")
+                .is_some_and(|h| h.starts_with("Basic")),
+            "{path}"
+        );
+        let wrong = client
+            .get(path)
+            .header(credentials("wrong"))
+            .dispatch()
+            .await;
         assert_eq!(wrong.status(), Status::Unauthorized, "{path}");
-        let right = client.get(path).header(credentials("s3cret")).dispatch().await;
+        let right = client
+            .get(path)
+            .header(credentials("s3cret"))
+            .dispatch()
+            .await;
         assert_eq!(right.status(), Status::Ok, "{path}");
     }
-    let outside = client.get("/metrics").header(credentials("s3cret")).dispatch().await;
+    let outside = client
+        .get("/metrics")
+        .header(credentials("s3cret"))
+        .dispatch()
+        .await;
     assert_eq!(outside.status(), Status::NotFound);
 }

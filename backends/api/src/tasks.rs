@@ -8,6 +8,9 @@
 
 use crate::records::{TaskGroup, TaskState, WorkerTaskCount};
 
+/// How a source's warnings about task data begin (counted as errors of the `tasks` collector).
+pub const WARNING_PREFIX: &str = "Task metrics:";
+
 /// `IN (...)` list of the active state codes.
 fn active_codes() -> String {
     TaskState::ACTIVE

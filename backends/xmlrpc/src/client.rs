@@ -107,6 +107,28 @@ impl HubClient {
             .map_err(|why| self.data(format!("system.multicall of client.get_worker_info: {why}")))
     }
 
+    /// `client.get_tasks([], states)`: the flat exports of every non-archived task in these states, in one
+    /// unpaginated answer (the costly call of the task metrics).
+    pub(crate) async fn active_tasks(&self, states: Vec<i64>) -> Result<Value, SourceError> {
+        let request = Request::Single(Call::GetTasks {
+            ids: Vec::new(),
+            states,
+        });
+        self.call(&request).await
+    }
+
+    /// `client.task_info(id)` for each task id, in one `system.multicall` request; one result per id, in
+    /// order.
+    pub(crate) async fn task_infos(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<Result<Value, ItemError>>, SourceError> {
+        let calls = ids.iter().map(|&id| Call::TaskInfo { id }).collect();
+        let value = self.call(&Request::Multicall(calls)).await?;
+        rpc::multicall_results(value, ids.len())
+            .map_err(|why| self.data(format!("system.multicall of client.task_info: {why}")))
+    }
+
     /// Sends one request and returns its result value; faults and anything that is not an XML-RPC response
     /// are errors.
     async fn call(&self, request: &Request) -> Result<Value, SourceError> {
@@ -264,7 +286,8 @@ impl HubClient {
         }
     }
 
-    fn data(&self, message: impl Display) -> SourceError {
+    /// The error for a result that cannot be used, naming the hub (secrets scrubbed).
+    pub(crate) fn data(&self, message: impl Display) -> SourceError {
         SourceError::Data {
             target: self.endpoint.shown.clone(),
             message: scrub(&self.endpoint.secrets, message),

@@ -3,7 +3,8 @@
 //! kobo's worker export is `{id, name, arches: [{id, name, pretty_name}], channels: [{id, name}], enabled,
 //! max_load, ready, task_count, current_load, last_seen, version}`; it has no `max_tasks` nor
 //! `min_priority` (left `None`). `last_seen` is `YYYY-MM-DDTHH:MM:SSZ` (UTC) or nil for a worker that never
-//! called in.
+//! called in. The ids (the worker's, its arches' and channels') are kept too: task exports refer to workers,
+//! arches and channels by id only.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +41,12 @@ pub(crate) struct DecodedWorker {
     pub no_last_seen_field: bool,
     /// A problem with one field that left the rest usable (an unreadable `last_seen`), as a sentence part.
     pub note: Option<String>,
+    /// The worker's `id`, when the export has an integer one.
+    pub id: Option<i64>,
+    /// `(id, name)` of its arches that have an integer id.
+    pub arch_ids: Vec<(i64, String)>,
+    /// `(id, name)` of its channels that have an integer id.
+    pub channel_ids: Vec<(i64, String)>,
 }
 
 /// The record of the worker `requested` from its `client.get_worker_info` result. An empty struct (no such
@@ -90,6 +97,9 @@ pub(crate) fn worker(requested: &str, value: Value) -> Result<DecodedWorker, Str
         record,
         no_last_seen_field,
         note,
+        id: fields.0.get("id").and_then(integer),
+        arch_ids: fields.ids("arches"),
+        channel_ids: fields.ids("channels"),
     })
 }
 
@@ -134,21 +144,30 @@ fn unix_seconds(year: i32, month: u8, day: u8, hour: u8, minute: u8, second: u8)
     )
 }
 
+/// An `<int>` or `<i8>` value as `i64`.
+pub(crate) fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Integer(i) => Some(i64::from(*i)),
+        Value::Long(i) => Some(*i),
+        _ => None,
+    }
+}
+
 /// Typed access to a struct's members; errors name the member.
-struct Fields<'a>(&'a BTreeMap<String, Value>);
+pub(crate) struct Fields<'a>(pub(crate) &'a BTreeMap<String, Value>);
 
 impl Fields<'_> {
-    fn get(&self, name: &str) -> Result<&Value, String> {
+    pub(crate) fn get(&self, name: &str) -> Result<&Value, String> {
         self.0
             .get(name)
             .ok_or_else(|| format!("the field {name} is missing"))
     }
 
-    fn wrong(name: &str, value: &Value, expected: &str) -> String {
+    pub(crate) fn wrong(name: &str, value: &Value, expected: &str) -> String {
         format!("the field {name} is {}, not {expected}", kind(value))
     }
 
-    fn string(&self, name: &str) -> Result<String, String> {
+    pub(crate) fn string(&self, name: &str) -> Result<String, String> {
         match self.get(name)? {
             Value::String(s) => Ok(s.clone()),
             other => Err(Self::wrong(name, other, "a string")),
@@ -162,12 +181,39 @@ impl Fields<'_> {
         }
     }
 
-    fn integer(&self, name: &str) -> Result<i64, String> {
+    pub(crate) fn integer(&self, name: &str) -> Result<i64, String> {
+        let value = self.get(name)?;
+        integer(value).ok_or_else(|| Self::wrong(name, value, "an integer"))
+    }
+
+    /// An integer or nil (`None`).
+    pub(crate) fn optional_integer(&self, name: &str) -> Result<Option<i64>, String> {
         match self.get(name)? {
-            Value::Integer(i) => Ok(i64::from(*i)),
-            Value::Long(i) => Ok(*i),
-            other => Err(Self::wrong(name, other, "an integer")),
+            Value::Nil => Ok(None),
+            value => integer(value)
+                .map(Some)
+                .ok_or_else(|| Self::wrong(name, value, "an integer or nil")),
         }
+    }
+
+    /// `(id, name)` of the `{id, name, ...}` structs in an array, leaving out entries without an integer id
+    /// or a non-empty string name (their names are in [`Fields::names`] all the same).
+    fn ids(&self, name: &str) -> Vec<(i64, String)> {
+        let Some(Value::Array(items)) = self.0.get(name) else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|item| match item {
+                Value::Struct(members) => match (members.get("id"), members.get("name")) {
+                    (Some(id), Some(Value::String(name))) if !name.is_empty() => {
+                        integer(id).map(|id| (id, name.clone()))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
     }
 
     /// An array of `{name, ...}` structs (or plain strings) as sorted, de-duplicated names.
@@ -256,6 +302,43 @@ mod tests {
         expected.channels = vec!["compose".into(), "default".into()];
         assert_eq!(decoded.record, expected);
         assert_eq!((decoded.no_last_seen_field, decoded.note), (false, None));
+        assert_eq!(decoded.id, Some(2));
+        assert_eq!(
+            decoded.arch_ids,
+            [
+                (1, "x86_64".to_string()),
+                (1, "aarch64".to_string()),
+                (1, "noarch".to_string()),
+                (1, "x86_64".to_string())
+            ]
+        );
+        assert_eq!(
+            decoded.channel_ids,
+            [(1, "default".to_string()), (1, "compose".to_string())]
+        );
+    }
+
+    #[test]
+    fn ids_are_read_leniently() {
+        let mut fields = export();
+        fields.insert("id".into(), s("2"));
+        fields.insert(
+            "arches".into(),
+            Value::Array(vec![
+                Value::Struct([("name".to_string(), s("noarch"))].into()),
+                Value::Struct(
+                    [
+                        ("id".to_string(), Value::Long(7)),
+                        ("name".to_string(), s("i386")),
+                    ]
+                    .into(),
+                ),
+            ]),
+        );
+        let decoded = worker("worker-0002.example.com", Value::Struct(fields)).unwrap();
+        assert_eq!(decoded.id, None);
+        assert_eq!(decoded.arch_ids, [(7, "i386".to_string())]);
+        assert_eq!(decoded.record.arches, ["i386", "noarch"]);
     }
 
     #[test]

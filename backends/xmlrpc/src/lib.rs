@@ -1,8 +1,8 @@
 //! The XML-RPC source: reads a kobo hub through its client API (`<hub>/xmlrpc/client/`), with no database
 //! access and no login on a stock hub.
 //!
-//! Per scrape it calls `client.list_workers(True)`, `client.list_workers(False)`, then
-//! `client.get_worker_info(name)` for every worker, batched through `system.multicall` in chunks of
+//! Per scrape ([`DataSource::collect`]) it calls `client.list_workers(True)`, `client.list_workers(False)`,
+//! then `client.get_worker_info(name)` for every worker, batched through `system.multicall` in chunks of
 //! [`XmlRpcOptions::multicall_chunk`]: `2 + ceil(workers / chunk)` HTTP requests, over one reused
 //! connection pool. It never calls anything else ([`ALLOWED_METHODS`]): no `worker.*` method (those need a
 //! worker's key and fake its last seen) and nothing that changes the hub.
@@ -12,29 +12,63 @@
 //! worker_dir, which only the hub can read: `LastSeen::Never` for a worker that never called in). It has no
 //! `max_tasks` and no `min_priority` (`None`).
 //!
+//! # Task metrics: only when enabled
+//!
+//! [`DataSource::collect_with_tasks`] adds the task aggregates ([`kobo_backend_api::TaskSummary`]: tasks by
+//! state, arch and channel with the oldest creation time, ASSIGNED and OPEN tasks per worker). kobo's API has
+//! no aggregate call, so it reads the workers as above and then makes:
+//!
+//! 1. one `client.get_tasks([], [0, 1, 2, 8])`: the flat export of every non-archived task in an active
+//!    state (FREE, ASSIGNED, OPEN, CREATED). It is **unpaginated and costly for the hub**: kobo loads and
+//!    exports every such task (its owner, arguments and result too) in one response, which must arrive
+//!    within [`XmlRpcOptions::request_timeout`] and fit in [`XmlRpcOptions::max_response_bytes`] (roughly 2
+//!    KB per task);
+//! 2. at most one `system.multicall` of `client.task_info(id)`, only when a task refers to an arch or
+//!    channel that no worker export names (an arch nobody serves, i.e. a stranded queue): one task per such
+//!    id, whose nested `arch` and `channel` structs give the names.
+//!
+//! That is `2 + ceil(workers / chunk) + 1` requests, plus one when an arch or channel needs a name. The
+//! exporter's collector calls it only when the operator sets `task_metrics = true` for an XML-RPC source
+//! (the default there is `false`), and then at most once every `task_refresh_interval`; the scrapes in
+//! between use [`DataSource::collect`] and the cached task data. When it fails (a fault on
+//! `client.get_tasks`, a timeout, a response over the size cap), the collector drops the task metrics and
+//! serves the workers.
+//!
+//! The aggregates are computed here by names, as the SQL sources group them (arch and channel names, not
+//! ids; same-named channels are one group). The reads are not one consistent snapshot: a task may change
+//! state between the calls. A task that cannot be read, or whose arch or channel still has no name, is
+//! left out of the task metrics with a warning (starting with [`TASK_WARNING_PREFIX`]), never a failure.
+//!
 //! A worker whose `client.get_worker_info` fails inside the multicall (a fault, `{}` for a worker deleted
 //! between the calls, a malformed export) is left out with a warning; the scrape goes on. Anything else
-//! (no connection, a timeout, an HTTP error, a fault on `client.list_workers`, a body that is not XML-RPC
-//! or is over the size cap) fails the scrape with an error naming the hub URL (redacted) and the HTTP
-//! status. Passwords and tokens never appear in `Debug` output, errors, warnings or logs.
+//! (no connection, a timeout, an HTTP error, a fault on `client.list_workers` or `client.get_tasks`, a body
+//! that is not XML-RPC or is over the size cap) fails the collection with an error naming the hub URL
+//! (redacted) and the HTTP status. Passwords and tokens never appear in `Debug` output, errors, warnings or
+//! logs.
 //!
 //! Modules: [`options`] (settings), `client` (HTTP), `rpc` (XML-RPC encoding, decoding, the allow-list),
-//! `decode` (worker exports to records).
+//! `decode` (worker exports to records), `tasks` (task exports to aggregates).
 
 mod client;
 mod decode;
 pub mod options;
 mod rpc;
+mod tasks;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use dxr::Value;
-use kobo_backend_api::{DataSource, HubSnapshot, SourceError, WorkerRecord};
+use kobo_backend_api::{DataSource, HubSnapshot, SourceError, TaskState, WorkerRecord};
 
 pub use options::{XmlRpcOptions, DEFAULT_USER_AGENT};
 pub use rpc::ALLOWED_METHODS;
+pub use tasks::TASK_WARNING_PREFIX;
 
 use client::HubClient;
 use rpc::ItemError;
+use tasks::Directory;
 
 /// A kobo hub's XML-RPC client API.
 #[derive(Debug)]
@@ -62,21 +96,13 @@ impl XmlRpcSource {
         names.dedup();
         Ok(names)
     }
-}
 
-#[async_trait]
-impl DataSource for XmlRpcSource {
-    fn kind(&self) -> &'static str {
-        "xmlrpc"
-    }
-
-    fn describe(&self) -> String {
-        self.client.shown().to_string()
-    }
-
-    async fn collect(&self) -> Result<HubSnapshot, SourceError> {
+    /// Every worker's record (the part of [`DataSource::collect`]) with the warnings, and the names of the
+    /// ids the worker exports hold, for the task exports.
+    async fn read_workers(&self) -> Result<(HubSnapshot, Directory), SourceError> {
         let names = self.worker_names().await?;
         let mut workers: Vec<WorkerRecord> = Vec::with_capacity(names.len());
+        let mut directory = Directory::default();
         let mut warnings = Vec::new();
         let mut without_last_seen = 0usize;
         for chunk in names.chunks(self.multicall_chunk) {
@@ -90,6 +116,12 @@ impl DataSource for XmlRpcSource {
                             ))));
                         }
                         without_last_seen += usize::from(decoded.no_last_seen_field);
+                        directory.learn_worker(
+                            decoded.id,
+                            &decoded.record.name,
+                            &decoded.arch_ids,
+                            &decoded.channel_ids,
+                        );
                         workers.push(decoded.record);
                     }
                     Err(why) => warnings.push(self.client.scrub(sentence(format!(
@@ -107,6 +139,86 @@ impl DataSource for XmlRpcSource {
         }
         let mut snapshot = HubSnapshot::new(workers);
         snapshot.warnings = warnings;
+        Ok((snapshot, directory))
+    }
+
+    /// The task aggregates: one `client.get_tasks([], active states)`, then at most one multicall of
+    /// `client.task_info` for the arches and channels `directory` has no name for. Adds its warnings to
+    /// `snapshot` and sets its `tasks`.
+    async fn read_tasks(
+        &self,
+        snapshot: &mut HubSnapshot,
+        mut directory: Directory,
+    ) -> Result<(), SourceError> {
+        let states = TaskState::ACTIVE.iter().map(|s| s.code()).collect();
+        let value = self.client.active_tasks(states).await?;
+        let list = tasks::task_list(value)
+            .map_err(|why| self.client.data(format!("client.get_tasks: {why}")))?;
+        let lookups = tasks::lookups(&list.tasks, &directory);
+        let mut failed = BTreeMap::new();
+        if !lookups.is_empty() {
+            let ids: Vec<i64> = lookups.iter().map(|l| l.task).collect();
+            let results = self.client.task_infos(&ids).await?;
+            for (id, result) in ids.into_iter().zip(results) {
+                // Completes "client.task_info(<id>) ...".
+                let failure = match result {
+                    Ok(value) => directory
+                        .learn_from_task_info(id, value)
+                        .err()
+                        .map(|why| format!("gave an unusable answer ({why})")),
+                    Err(ItemError::Fault(fault)) => Some(format!(
+                        "answered fault {}: {}",
+                        fault.code(),
+                        rpc::summarise_fault(fault.string())
+                    )),
+                    Err(ItemError::Malformed(what)) => {
+                        Some(format!("got {what} from system.multicall"))
+                    }
+                };
+                if let Some(why) = failure {
+                    failed.insert(id, why);
+                }
+            }
+        }
+        let (summary, warnings) = tasks::summarise(&list, &directory, &lookups, &failed);
+        snapshot.warnings.extend(
+            warnings
+                .into_iter()
+                .map(|warning| self.client.scrub(warning)),
+        );
+        snapshot.tasks = Some(summary);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DataSource for XmlRpcSource {
+    fn kind(&self) -> &'static str {
+        "xmlrpc"
+    }
+
+    fn describe(&self) -> String {
+        self.client.shown().to_string()
+    }
+
+    /// The workers: `2 + ceil(workers / multicall_chunk)` requests.
+    async fn collect(&self) -> Result<HubSnapshot, SourceError> {
+        let started = Instant::now();
+        let (mut snapshot, _) = self.read_workers().await?;
+        snapshot.timings.push(("workers", started.elapsed()));
+        Ok(snapshot)
+    }
+
+    /// The workers and the task aggregates: what [`collect`](DataSource::collect) reads, then one
+    /// `client.get_tasks` and at most one multicall of `client.task_info` (see the crate documentation). The
+    /// exporter calls it only with `task_metrics = true`, at most every `task_refresh_interval`.
+    async fn collect_with_tasks(&self) -> Result<HubSnapshot, SourceError> {
+        let started = Instant::now();
+        let (mut snapshot, directory) = self.read_workers().await?;
+        snapshot.timings.push(("workers", started.elapsed()));
+        let started = Instant::now();
+        self.read_tasks(&mut snapshot, directory).await?;
+        snapshot.timings.push(("tasks", started.elapsed()));
         Ok(snapshot)
     }
 }
@@ -127,7 +239,7 @@ fn worker(name: &str, result: Result<Value, ItemError>) -> Result<decode::Decode
 }
 
 /// `text` ending with a full stop.
-fn sentence(mut text: String) -> String {
+pub(crate) fn sentence(mut text: String) -> String {
     if !text.ends_with('.') {
         text.push('.');
     }

@@ -12,10 +12,15 @@ use dxr::{Fault, FaultResponse, MethodCall, MethodResponse, Value};
 
 /// Every XML-RPC method the source may call: read-only `client.*` methods and `system.multicall`. Never a
 /// `worker.*` method (they need a worker's credentials and fake its last seen) nor anything that changes
-/// the hub. [`encode`] refuses any other name, also inside a multicall.
-pub const ALLOWED_METHODS: [&str; 3] = [
+/// the hub. The encoder refuses any other name, also inside a multicall.
+///
+/// `client.get_tasks` and `client.task_info` are called only for the task metrics
+/// ([`DataSource::collect_with_tasks`](kobo_backend_api::DataSource::collect_with_tasks)).
+pub const ALLOWED_METHODS: [&str; 5] = [
     "client.list_workers",
     "client.get_worker_info",
+    "client.get_tasks",
+    "client.task_info",
     "system.multicall",
 ];
 
@@ -26,6 +31,12 @@ pub(crate) enum Call {
     ListWorkers { enabled: bool },
     /// `client.get_worker_info(name)`: the worker's export, `{}` for an unknown name.
     GetWorkerInfo { name: String },
+    /// `client.get_tasks(ids, states)`: flat exports of the non-archived tasks with these ids (every task
+    /// when `ids` is empty) in these states. Unpaginated: with no ids, one answer holds every matching task.
+    GetTasks { ids: Vec<i64>, states: Vec<i64> },
+    /// `client.task_info(id)` (`flat=False`): the task's export with its worker, arch and channel as nested
+    /// structs; a fault for an unknown (or archived) id.
+    TaskInfo { id: i64 },
 }
 
 impl Call {
@@ -33,6 +44,8 @@ impl Call {
         match self {
             Call::ListWorkers { .. } => "client.list_workers",
             Call::GetWorkerInfo { .. } => "client.get_worker_info",
+            Call::GetTasks { .. } => "client.get_tasks",
+            Call::TaskInfo { .. } => "client.task_info",
         }
     }
 
@@ -40,7 +53,20 @@ impl Call {
         match self {
             Call::ListWorkers { enabled } => vec![Value::Boolean(*enabled)],
             Call::GetWorkerInfo { name } => vec![Value::String(name.clone())],
+            Call::GetTasks { ids, states } => vec![
+                Value::Array(ids.iter().copied().map(integer).collect()),
+                Value::Array(states.iter().copied().map(integer).collect()),
+            ],
+            Call::TaskInfo { id } => vec![integer(*id)],
         }
+    }
+}
+
+/// An integer parameter: `<i4>` when it fits in 32 bits, `<i8>` otherwise (Python's unmarshaller reads both).
+fn integer(value: i64) -> Value {
+    match i32::try_from(value) {
+        Ok(small) => Value::Integer(small),
+        Err(_) => Value::Long(value),
     }
 }
 
@@ -335,6 +361,40 @@ mod tests {
         }
         assert!(allowed("worker.update_worker").is_err());
         assert!(allowed("client.enable_worker").is_err());
+        assert!(allowed("client.cancel_task").is_err());
+        assert!(allowed("client.resubmit_task").is_err());
+    }
+
+    #[test]
+    fn task_calls_are_encoded_with_integer_parameters() {
+        let tasks = encode(&Request::Single(Call::GetTasks {
+            ids: vec![],
+            states: vec![0, 1, 2, 8],
+        }))
+        .unwrap();
+        let call =
+            MethodCall::from_xml(tasks.trim_start_matches("<?xml version=\"1.0\"?>\n")).unwrap();
+        assert_eq!(call.name.as_ref(), "client.get_tasks");
+        assert_eq!(
+            call.params,
+            [
+                Value::Array(vec![]),
+                Value::Array(vec![
+                    Value::Integer(0),
+                    Value::Integer(1),
+                    Value::Integer(2),
+                    Value::Integer(8)
+                ])
+            ]
+        );
+        let infos = encode(&Request::Multicall(vec![
+            Call::TaskInfo { id: 2 },
+            Call::TaskInfo { id: 1 << 40 },
+        ]))
+        .unwrap();
+        assert!(infos.contains("<i4>2</i4>"), "{infos}");
+        assert!(infos.contains("<i8>1099511627776</i8>"), "{infos}");
+        assert_eq!(infos.matches("client.task_info").count(), 2);
     }
 
     #[test]
