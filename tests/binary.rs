@@ -260,3 +260,22 @@ async fn serves_https_with_rockets_tls_config() {
         .await;
     assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
 }
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut server = start(&[]);
+    let (status, _, _) = get(server.port, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let pid = server.child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(sent.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
