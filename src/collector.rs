@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kobo_backend_api::{DataSource, HubSnapshot, TaskSummary};
+use kobo_backend_api::{DataSource, HubSnapshot, SourceError, TaskSummary};
 use prometheus::process_collector::ProcessCollector;
 use tokio::time::timeout_at;
 
@@ -27,6 +27,9 @@ pub struct CollectorOptions {
     pub scrape_timeout: Duration,
     /// A scrape within this time after the last collection is answered from it (0: never).
     pub min_scrape_interval: Duration,
+    /// After failed collections the source is left alone for 1 s, then 2 s, 4 s, ... up to this (0: retry
+    /// at every scrape), so that a down database or hub is not hammered; scrapes meanwhile get `kobo_up 0`.
+    pub reconnect_backoff_max: Duration,
 }
 
 impl Default for CollectorOptions {
@@ -37,6 +40,7 @@ impl Default for CollectorOptions {
             task_refresh_interval: Duration::from_secs(60),
             scrape_timeout: Duration::from_secs(10),
             min_scrape_interval: Duration::ZERO,
+            reconnect_backoff_max: Duration::from_secs(10),
         }
     }
 }
@@ -71,6 +75,9 @@ struct Cache {
     last_task_attempt: Option<Instant>,
     /// The last collection: when it ended, and what it gave.
     last: Option<(Instant, Outcome)>,
+    /// Failed collections in a row, and when the source may be tried again.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -166,6 +173,21 @@ impl HubCollector {
                 return outcome.clone();
             }
         }
+        if let Some(retry_at) = cache.retry_at.filter(|at| *at > Instant::now()) {
+            let message = format!(
+                "the {} source failed {} time(s) in a row; it is tried again in {:.1} s",
+                self.source.kind(),
+                cache.failures,
+                retry_at
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64()
+            );
+            self.count_error("workers");
+            self.stats().up = Some(false);
+            let outcome = Err(message);
+            cache.last = Some((Instant::now(), outcome.clone()));
+            return outcome;
+        }
         let started = Instant::now();
         let outcome = match timeout_at(deadline.into(), self.collect(&mut cache)).await {
             Ok(Ok(snapshot)) => Ok(Arc::new(snapshot)),
@@ -188,6 +210,15 @@ impl HubCollector {
             let mut stats = self.stats();
             stats.up = Some(outcome.is_ok());
             stats.task_data_at = cache.tasks.as_ref().map(|(_, at)| *at);
+        }
+        if outcome.is_ok() {
+            cache.failures = 0;
+            cache.retry_at = None;
+        } else {
+            cache.failures = cache.failures.saturating_add(1);
+            let backoff = Duration::from_secs(1u64 << cache.failures.min(16).saturating_sub(1))
+                .min(self.options.reconnect_backoff_max);
+            cache.retry_at = (!backoff.is_zero()).then(|| Instant::now() + backoff);
         }
         cache.last = Some((Instant::now(), outcome.clone()));
         outcome
@@ -234,6 +265,12 @@ impl HubCollector {
             cache.last_task_attempt = Some(started);
             match self.source.collect_with_tasks().await {
                 Ok(snapshot) => Ok(snapshot),
+                // The source is unreachable: the workers cannot be read either, and the task data is due
+                // again as soon as it is back.
+                Err(e @ SourceError::Connect { .. }) => {
+                    cache.last_task_attempt = None;
+                    Err(e)
+                }
                 Err(e) => {
                     // No stale task numbers: they are dropped until the next refresh works. The workers are
                     // still worth a try.
@@ -243,7 +280,11 @@ impl HubCollector {
                     );
                     self.count_error("tasks");
                     cache.tasks = None;
-                    self.source.collect().await
+                    let workers = self.source.collect().await;
+                    if workers.is_err() {
+                        cache.last_task_attempt = None;
+                    }
+                    workers
                 }
             }
         } else {

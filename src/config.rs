@@ -25,7 +25,7 @@ use crate::metrics::MetricSet;
 pub const DEFAULT_PORT: u16 = 10120;
 
 /// The keys of the `kobo` table that `KOBO_<KEY>` environment variables can set.
-const ENV_KEYS: [&str; 18] = [
+const ENV_KEYS: [&str; 19] = [
     "url",
     "worker_dir",
     "password_file",
@@ -44,6 +44,7 @@ const ENV_KEYS: [&str; 18] = [
     "max_response_bytes",
     "multicall_chunk",
     "path_prefix",
+    "reconnect_backoff_max",
 ];
 
 /// The `kobo` table as written.
@@ -73,6 +74,8 @@ struct KoboTable {
     max_response_bytes: Option<u64>,
     multicall_chunk: Option<usize>,
     path_prefix: Option<String>,
+    /// Seconds.
+    reconnect_backoff_max: Option<f64>,
     /// User name -> bcrypt hash.
     basic_auth_users: Option<BTreeMap<String, String>>,
 }
@@ -334,6 +337,9 @@ impl Settings {
         }
         if let Some(s) = table.scrape_timeout {
             collector.scrape_timeout = seconds("kobo.scrape_timeout", s, false)?;
+        }
+        if let Some(s) = table.reconnect_backoff_max {
+            collector.reconnect_backoff_max = seconds("kobo.reconnect_backoff_max", s, true)?;
         }
         if let Some(s) = table.min_scrape_interval {
             collector.min_scrape_interval = seconds("kobo.min_scrape_interval", s, true)?;

@@ -267,7 +267,10 @@ fn sigterm_shuts_down_gracefully() {
     let (status, _, _) = get(server.port, "/metrics");
     assert!(status.contains("200"), "{status}");
     let pid = server.child.id().to_string();
-    let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(sent.success());
     let started = Instant::now();
     loop {
@@ -275,7 +278,10 @@ fn sigterm_shuts_down_gracefully() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
