@@ -18,7 +18,7 @@ SHARED=../shared/kobo
 DB=kobo_bench_taskcost
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(sqlite postgres mariadb)
 
-GROUPS_SQL="SELECT t.state, a.name, c.name, count(*), min(t.dt_created) FROM hub_task t JOIN hub_arch a ON a.id = t.arch_id JOIN hub_channel c ON c.id = t.channel_id WHERE t.archive = false AND t.state IN (0, 1, 2, 8) GROUP BY t.state, a.name, c.name"
+GROUPS_SQL="SELECT t.state, a.name, c.name, t.n, t.oldest FROM (SELECT state, arch_id, channel_id, count(*) AS n, min(dt_created) AS oldest FROM hub_task WHERE archive = false AND state IN (0, 1, 2, 8) GROUP BY state, arch_id, channel_id) t JOIN hub_arch a ON a.id = t.arch_id JOIN hub_channel c ON c.id = t.channel_id"
 WORKERS_SQL="SELECT w.name, t.state, t.n FROM (SELECT state, worker_id, count(*) AS n FROM hub_task WHERE archive = false AND state IN (1, 2) GROUP BY state, worker_id) t JOIN hub_worker w ON w.id = t.worker_id"
 
 # The synthetic rows, in SQL every database understands once `n` (1..TASKS) and `wid` (1..1000) exist.

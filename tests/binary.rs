@@ -108,14 +108,7 @@ fn serves_the_demo_hub_with_no_configuration() {
 
 #[test]
 fn serves_any_hub_from_kobo_url_equal_to_the_reference() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let hub = dir.path().join("hub.sqlite3");
-    let conn = rusqlite::Connection::open(&hub).expect("create");
-    conn.execute_batch(&common::read_shared("schema-sqlite.sql"))
-        .expect("schema");
-    conn.execute_batch(&common::read_shared("fixture.sql"))
-        .expect("fixture");
-    drop(conn);
+    let (_dir, hub) = common::fixture_sqlite();
     let workers = common::fixture_worker_dir();
     let url = format!("sqlite://{}", hub.display());
     let worker_dir = workers.path().display().to_string();

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,16 +26,6 @@ const STATE_NAMES: [&str; 9] = [
     "TIMEOUT",
     "CREATED",
 ];
-
-fn fixture_hub(dir: &Path) -> PathBuf {
-    let path = dir.join("hub.sqlite3");
-    let conn = rusqlite::Connection::open(&path).expect("create");
-    conn.execute_batch(&common::read_shared("schema-sqlite.sql"))
-        .expect("schema");
-    conn.execute_batch(&common::read_shared("fixture.sql"))
-        .expect("fixture");
-    path
-}
 
 /// One raw task row.
 struct Task {
@@ -205,7 +195,7 @@ fn cross_check(path: &Path, exposition: &Exposition) {
 #[tokio::test]
 async fn task_and_queue_metrics_match_the_raw_rows_of_the_fixture() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = fixture_hub(dir.path());
+    let path = common::fixture_sqlite_in(dir.path());
     let exposition = render(&path).await;
     cross_check(&path, &exposition);
     // Spot checks a person can verify in fixture.sql.
@@ -242,7 +232,7 @@ async fn task_and_queue_metrics_match_the_raw_rows_of_the_fixture() {
 #[tokio::test]
 async fn archived_and_finished_tasks_are_not_counted() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = fixture_hub(dir.path());
+    let path = common::fixture_sqlite_in(dir.path());
     let before = render(&path).await;
     let conn = rusqlite::Connection::open(&path).expect("open");
     // An archived FREE task, an archived OPEN task on worker 2, and a CLOSED one: none may count.
@@ -297,7 +287,7 @@ fn value(exposition: &Exposition, family: &str, pairs: &[(&str, &str)]) -> Optio
 #[tokio::test]
 async fn task_data_is_cached_between_refreshes_and_its_age_exported() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = fixture_hub(dir.path());
+    let path = common::fixture_sqlite_in(dir.path());
     let source = Arc::new(
         SqliteSource::open(
             &path,
@@ -368,7 +358,7 @@ async fn task_data_is_cached_between_refreshes_and_its_age_exported() {
 #[tokio::test]
 async fn a_failing_task_query_drops_the_task_metrics_but_keeps_the_workers() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = fixture_hub(dir.path());
+    let path = common::fixture_sqlite_in(dir.path());
     rusqlite::Connection::open(&path)
         .and_then(|c| c.execute_batch("DROP TABLE hub_task"))
         .expect("drop hub_task");
@@ -405,7 +395,7 @@ async fn a_failing_task_query_drops_the_task_metrics_but_keeps_the_workers() {
 #[tokio::test]
 async fn an_unreadable_worker_dir_counts_as_a_last_seen_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = fixture_hub(dir.path());
+    let path = common::fixture_sqlite_in(dir.path());
     let workers = common::fixture_worker_dir();
     let source =
         Arc::new(SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open"));

@@ -331,14 +331,7 @@ fn utc(seconds: i64) -> String {
 
 /// The fixture hub in a temporary SQLite file (kept alive by the returned directory).
 fn fixture_db() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("hub.sqlite3");
-    let conn = rusqlite::Connection::open(&path).expect("create");
-    conn.execute_batch(&common::read_shared("schema-sqlite.sql"))
-        .expect("schema");
-    conn.execute_batch(&common::read_shared("fixture.sql"))
-        .expect("fixture");
-    (dir, path)
+    common::fixture_sqlite()
 }
 
 /// Every fixture worker's export, from the fixture database and `fixture-last-seen.tsv`.

@@ -50,6 +50,24 @@ pub fn statements(sql: &str) -> Vec<String> {
     out
 }
 
+/// The fixture hub (kobo's SQLite schema, then `fixture.sql`) in a new file `dir/hub.sqlite3`.
+pub fn fixture_sqlite_in(dir: &Path) -> PathBuf {
+    let path = dir.join("hub.sqlite3");
+    let conn = rusqlite::Connection::open(&path).expect("create");
+    conn.execute_batch(&read_shared("schema-sqlite.sql"))
+        .expect("schema");
+    conn.execute_batch(&read_shared("fixture.sql"))
+        .expect("fixture");
+    path
+}
+
+/// The fixture hub in a new temporary SQLite file, kept while the returned directory lives.
+pub fn fixture_sqlite() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = fixture_sqlite_in(dir.path());
+    (dir, path)
+}
+
 /// A temporary worker directory holding kobo's last-seen file for each `(worker name, mtime)`.
 pub fn worker_dir(entries: &[(&str, i64)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -14,14 +14,7 @@ use super::super::common::exposition::{parse, Family};
 
 /// The fixture hub in a new temporary SQLite file (kept while the directory lives).
 pub fn sqlite_file() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("hub.sqlite3");
-    let conn = rusqlite::Connection::open(&path).expect("create");
-    conn.execute_batch(&common::read_shared("schema-sqlite.sql"))
-        .expect("schema");
-    conn.execute_batch(&common::read_shared("fixture.sql"))
-        .expect("fixture");
-    (dir, path)
+    common::fixture_sqlite()
 }
 
 /// The fixture hub read by the SQLite source, with the fixture's worker directory.

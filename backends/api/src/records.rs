@@ -28,6 +28,20 @@ impl HubSnapshot {
             ..HubSnapshot::default()
         }
     }
+
+    /// What a database read gave: workers, task data if asked for, and how long each part took.
+    pub fn from_read(
+        workers: Vec<WorkerRecord>,
+        tasks: Option<TaskSummary>,
+        timings: Vec<(&'static str, std::time::Duration)>,
+    ) -> Self {
+        HubSnapshot {
+            workers,
+            tasks,
+            timings,
+            ..HubSnapshot::default()
+        }
+    }
 }
 
 /// A kobo task state (`kobo.client.constants.TASK_STATES`; the code is the position).
@@ -125,8 +139,13 @@ pub struct TaskSummary {
 }
 
 impl TaskSummary {
+    /// The summary of these groups (same-named ones merged, see [`crate::tasks::merge_groups`]) and
+    /// per-worker counts.
     pub fn new(groups: Vec<TaskGroup>, per_worker: Vec<WorkerTaskCount>) -> Self {
-        TaskSummary { groups, per_worker }
+        TaskSummary {
+            groups: crate::tasks::merge_groups(groups),
+            per_worker,
+        }
     }
 }
 

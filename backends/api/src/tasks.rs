@@ -23,18 +23,48 @@ fn active_codes() -> String {
 /// The filter is written `t.archive = false` in lower case on purpose: SQLite uses a partial index only when
 /// the query repeats the index's `WHERE archive = false` term as written (`FALSE` does not match).
 ///
-/// Active, non-archived tasks per (state, arch name, channel name): state, arch, channel, count, and the
+/// Active, non-archived tasks per (state, arch, channel): state, arch name, channel name, count, and the
 /// oldest `dt_created` as text `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC. `created_as_text` turns the SQL
-/// expression `min(t.dt_created)` into that text in the source's dialect.
+/// expression for it (`t.oldest`) into that text in the source's dialect.
 pub fn groups_sql(created_as_text: impl Fn(&str) -> String) -> String {
+    // Counted per (state, arch id, channel id) first, then named: planners filter and group `hub_task`
+    // alone (with the optional index) instead of joining every task row to its arch and channel, which
+    // MariaDB did row by row (3 s instead of 0.1 s at 1M tasks without the index). Channels with the same
+    // name give several rows; [`merge_groups`] makes them one group.
     format!(
-        "SELECT t.state, a.name, c.name, count(*), {oldest} \
-         FROM hub_task t JOIN hub_arch a ON a.id = t.arch_id JOIN hub_channel c ON c.id = t.channel_id \
-         WHERE t.archive = false AND t.state IN ({codes}) \
-         GROUP BY t.state, a.name, c.name",
-        oldest = created_as_text("min(t.dt_created)"),
+        "SELECT t.state, a.name, c.name, t.n, {oldest} \
+         FROM (SELECT state, arch_id, channel_id, count(*) AS n, min(dt_created) AS oldest FROM hub_task \
+               WHERE archive = false AND state IN ({codes}) \
+               GROUP BY state, arch_id, channel_id) t \
+         JOIN hub_arch a ON a.id = t.arch_id JOIN hub_channel c ON c.id = t.channel_id",
+        oldest = created_as_text("t.oldest"),
         codes = active_codes(),
     )
+}
+
+/// Groups with the same state, arch name and channel name as one: counts added, the oldest creation kept.
+pub fn merge_groups(groups: Vec<TaskGroup>) -> Vec<TaskGroup> {
+    let mut merged: Vec<TaskGroup> = Vec::with_capacity(groups.len());
+    let mut index: std::collections::HashMap<(TaskState, String, String), usize> =
+        std::collections::HashMap::new();
+    for group in groups {
+        let key = (group.state, group.arch.clone(), group.channel.clone());
+        match index.get(&key) {
+            Some(&i) => {
+                let into = &mut merged[i];
+                into.count += group.count;
+                into.oldest_created = match (into.oldest_created, group.oldest_created) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            None => {
+                index.insert(key, merged.len());
+                merged.push(group);
+            }
+        }
+    }
+    merged
 }
 
 /// ASSIGNED and OPEN non-archived tasks per (worker name, state): name, state, count. The tasks are
@@ -213,10 +243,29 @@ mod tests {
     }
 
     #[test]
+    fn same_named_groups_are_merged() {
+        let group = |channel: &str, count, oldest| {
+            group_from_row(0, "x86_64".into(), channel.into(), count, Some(oldest)).expect("row")
+        };
+        let merged = merge_groups(vec![
+            group("default", 2, "2024-07-22 03:00:55"),
+            group("other", 1, "2024-01-01 00:00:00"),
+            group("default", 3, "2020-01-01 00:00:00"),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].count, 5);
+        assert_eq!(
+            merged[0].oldest_created,
+            parse_utc_datetime("2020-01-01 00:00:00")
+        );
+        assert_eq!(merged[1].count, 1);
+    }
+
+    #[test]
     fn queries_count_only_active_unarchived_tasks_and_never_per_worker() {
         let sql = groups_sql(|e| e.to_string());
         assert!(
-            sql.contains("t.archive = false") && sql.contains("IN (0, 1, 2, 8)"),
+            sql.contains("WHERE archive = false") && sql.contains("IN (0, 1, 2, 8)"),
             "{sql}"
         );
         assert!(per_worker_sql().contains("IN (1, 2)"));

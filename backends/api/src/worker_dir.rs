@@ -12,7 +12,7 @@ use std::time::UNIX_EPOCH;
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine as _;
 
-use crate::records::{LastSeen, WorkerRecord};
+use crate::records::{HubSnapshot, LastSeen, WorkerRecord};
 use crate::SourceError;
 
 /// kobo's worker directory, read for last seen.
@@ -106,6 +106,15 @@ pub fn apply_optional(
         if let Err(e) = dir.apply(workers) {
             warnings.push(format!("{WARNING_PREFIX}: {e}"));
         }
+    }
+}
+
+/// [`apply_optional`] on a snapshot, timed as its `last_seen` collector when there is a directory.
+pub fn apply_timed(dir: Option<&WorkerDir>, snapshot: &mut HubSnapshot) {
+    if dir.is_some() {
+        let started = std::time::Instant::now();
+        apply_optional(dir, &mut snapshot.workers, &mut snapshot.warnings);
+        snapshot.timings.push(("last_seen", started.elapsed()));
     }
 }
 

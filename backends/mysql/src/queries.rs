@@ -9,7 +9,7 @@ use kobo_backend_api::normalise::{
     int_from_unsigned, names_from_json, HubSchema, WorkerRow, REQUIRED_TABLES,
 };
 use kobo_backend_api::secrets::ErrorContext;
-use kobo_backend_api::{tasks, SourceError, TaskGroup, TaskSummary, WorkerRecord, WorkerTaskCount};
+use kobo_backend_api::{tasks, HubSnapshot, SourceError, TaskGroup, TaskSummary, WorkerTaskCount};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
@@ -105,20 +105,13 @@ fn task_groups_sql() -> String {
         .replace("c.name", &binary_name("c.name"))
 }
 
-/// What a read gave, with how long each part took.
-pub(crate) struct Read {
-    pub workers: Vec<WorkerRecord>,
-    pub tasks: Option<TaskSummary>,
-    pub timings: Vec<(&'static str, Duration)>,
-}
-
 /// Reads the workers and, if asked, the task aggregates, inside the scrape's transaction.
 pub(crate) async fn read(
     conn: &mut impl Queryable,
     queries: &HubQueries,
     with_tasks: bool,
     context: &ErrorContext,
-) -> Result<Read, SourceError> {
+) -> Result<HubSnapshot, SourceError> {
     let started = Instant::now();
     let workers = fetch(conn, &queries.workers, worker_row, context)
         .await?
@@ -135,11 +128,7 @@ pub(crate) async fn read(
     } else {
         None
     };
-    Ok(Read {
-        workers,
-        tasks,
-        timings,
-    })
+    Ok(HubSnapshot::from_read(workers, tasks, timings))
 }
 
 /// Runs `sql` (text protocol: one round trip, no statement to prepare) and decodes every row.
@@ -281,14 +270,11 @@ mod tests {
         );
         let groups = task_groups_sql();
         let binary = binary_name("c.name");
-        assert_eq!(
-            groups.matches(&binary).count(),
-            2,
-            "selected and grouped bytewise: {groups}"
-        );
+        // Selected as bytes; same-named groups are merged in Rust, bytewise.
+        assert_eq!(groups.matches(&binary).count(), 1, "{groups}");
         assert_eq!(
             groups.matches(&binary_name("a.name")).count(),
-            2,
+            1,
             "{groups}"
         );
         assert!(schema_sql().contains("'hub_worker_channels'"));

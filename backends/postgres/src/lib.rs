@@ -56,11 +56,11 @@ pub mod testing;
 mod tests;
 
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use kobo_backend_api::secrets::ErrorContext;
-use kobo_backend_api::worker_dir::apply_optional;
+use kobo_backend_api::worker_dir::apply_timed;
 use kobo_backend_api::{DataSource, DatabaseOptions, HubSnapshot, SourceError, WorkerDir};
 use queries::HubQueries;
 use sqlx::{Connection, PgPool};
@@ -133,24 +133,13 @@ impl PostgresSource {
                 queries
             }
         };
-        let read = queries::read(&mut tx, &queries, with_tasks, &self.context).await?;
+        let mut snapshot = queries::read(&mut tx, &queries, with_tasks, &self.context).await?;
         tx.commit()
             .await
             .map_err(|e| self.context.query(connect::describe(&e)))?;
         drop(conn);
-        let mut snapshot = HubSnapshot::new(read.workers);
-        snapshot.tasks = read.tasks;
-        snapshot.timings = read.timings;
-        if self.worker_dir.is_some() {
-            // One listing of a local directory: quick enough not to need the blocking pool.
-            let started = Instant::now();
-            apply_optional(
-                self.worker_dir.as_ref(),
-                &mut snapshot.workers,
-                &mut snapshot.warnings,
-            );
-            snapshot.timings.push(("last_seen", started.elapsed()));
-        }
+        // One listing of a local directory: quick enough not to need the blocking pool.
+        apply_timed(self.worker_dir.as_ref(), &mut snapshot);
         Ok(snapshot)
     }
 

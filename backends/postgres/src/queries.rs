@@ -3,11 +3,11 @@
 //! (`kobo_backend_api::normalise`, `kobo_backend_api::tasks`); what is here is PostgreSQL's own: its
 //! catalog, `ARRAY(...)`, its types.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kobo_backend_api::normalise::{HubSchema, WorkerRow, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
-use kobo_backend_api::{tasks, SourceError, TaskGroup, TaskSummary, WorkerRecord, WorkerTaskCount};
+use kobo_backend_api::{tasks, HubSnapshot, SourceError, TaskGroup, TaskSummary, WorkerTaskCount};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row, TypeInfo, ValueRef};
 
@@ -74,20 +74,13 @@ fn worker_sql(schema: &HubSchema) -> String {
     )
 }
 
-/// What a read gave, with how long each part took.
-pub(crate) struct Read {
-    pub workers: Vec<WorkerRecord>,
-    pub tasks: Option<TaskSummary>,
-    pub timings: Vec<(&'static str, Duration)>,
-}
-
 /// Reads the workers and, if asked, the task aggregates, on a connection inside the scrape's transaction.
 pub(crate) async fn read(
     conn: &mut PgConnection,
     queries: &HubQueries,
     with_tasks: bool,
     context: &ErrorContext,
-) -> Result<Read, SourceError> {
+) -> Result<HubSnapshot, SourceError> {
     let started = Instant::now();
     let workers = fetch(conn, &queries.workers, worker_row, context)
         .await?
@@ -104,11 +97,7 @@ pub(crate) async fn read(
     } else {
         None
     };
-    Ok(Read {
-        workers,
-        tasks,
-        timings,
-    })
+    Ok(HubSnapshot::from_read(workers, tasks, timings))
 }
 
 /// Runs `sql` and decodes every row.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kobo_backend_api::worker_dir::apply_optional;
+use kobo_backend_api::worker_dir::apply_timed;
 use kobo_backend_api::{DataSource, HubSnapshot, SourceError, WorkerDir};
 use rusqlite::{Connection, OpenFlags};
 
@@ -102,23 +102,12 @@ impl SqliteSource {
                 None => HubConnection::open(&path)?,
             };
             let target = path.display().to_string();
-            let read = queries::read(&hub.conn, &hub.queries, with_tasks, &target)?;
+            let mut snapshot = queries::read(&hub.conn, &hub.queries, with_tasks, &target)?;
             // Kept only after a successful read: after an error the next scrape reopens the file (it may
             // have been replaced, or the schema migrated).
             *guard = Some(hub);
             drop(guard);
-            let mut snapshot = HubSnapshot::new(read.workers);
-            snapshot.tasks = read.tasks;
-            snapshot.timings = read.timings;
-            let started = std::time::Instant::now();
-            apply_optional(
-                worker_dir.as_ref(),
-                &mut snapshot.workers,
-                &mut snapshot.warnings,
-            );
-            if worker_dir.is_some() {
-                snapshot.timings.push(("last_seen", started.elapsed()));
-            }
+            apply_timed(worker_dir.as_ref(), &mut snapshot);
             Ok(snapshot)
         });
         join.await.map_err(|e| SourceError::Query {

@@ -2,10 +2,10 @@
 //! the task aggregates and the row-to-record mapping are shared with the other SQL sources
 //! ([`normalise`], [`tasks`]); what is here is SQLite's own: its catalog, `json_group_array`, its types.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kobo_backend_api::normalise::{names_from_json, HubSchema, WorkerRow};
-use kobo_backend_api::{tasks, SourceError, TaskSummary, WorkerRecord};
+use kobo_backend_api::{tasks, HubSnapshot, SourceError, TaskSummary};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
@@ -54,20 +54,13 @@ pub(crate) fn hub_queries(conn: &Connection, target: &str) -> Result<HubQueries,
     })
 }
 
-/// What a read gave, with how long each part took.
-pub(crate) struct Read {
-    pub workers: Vec<WorkerRecord>,
-    pub tasks: Option<TaskSummary>,
-    pub timings: Vec<(&'static str, Duration)>,
-}
-
 /// Reads the workers and, if asked, the task aggregates, in one read transaction (one consistent view).
 pub(crate) fn read(
     conn: &Connection,
     queries: &HubQueries,
     with_tasks: bool,
     target: &str,
-) -> Result<Read, SourceError> {
+) -> Result<HubSnapshot, SourceError> {
     let query_error = |e: rusqlite::Error| SourceError::Query {
         target: target.to_string(),
         message: e.to_string(),
@@ -111,11 +104,7 @@ pub(crate) fn read(
         None
     };
     transaction.finish().map_err(query_error)?;
-    Ok(Read {
-        workers,
-        tasks,
-        timings,
-    })
+    Ok(HubSnapshot::from_read(workers, tasks, timings))
 }
 
 /// Why reading rows failed: the query, or a value in a row.
