@@ -185,6 +185,11 @@ fn wrong_values_name_the_key() {
             "password_file = \"/nonexistent/secret\"",
             "kobo.password_file",
         ),
+        (
+            "basic_auth_users = { prometheus = \"not-a-hash\" }",
+            "kobo.basic_auth_users",
+        ),
+        ("path_prefix = \"metrics\"", "kobo.path_prefix"),
     ];
     for (line, key) in cases {
         Jail::expect_with(|jail| {

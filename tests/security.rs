@@ -1,0 +1,221 @@
+//! Security: credentials never reach logs or answers, and nothing but GET and HEAD is answered with
+//! success. (Basic auth and TLS: tests/routes.rs and tests/binary.rs.)
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rocket::http::{Method, Status};
+use rocket::local::asynchronous::Client;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kobo-exporter");
+
+/// The exporter with its stdout and stderr going to files; killed on drop.
+struct Logged {
+    child: Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Logged {
+    fn start(envs: &[(&str, &str)]) -> (Logged, u16) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("exporter.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(BIN);
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("ROCKET_PROFILE")
+            .env_remove("ROCKET_CONFIG")
+            .env("ROCKET_PORT", "0")
+            .env("ROCKET_LOG_LEVEL", "debug")
+            .env("ROCKET_CLI_COLORS", "false")
+            .env("KOBO_WORKER_DIR", dir.path())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file);
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start kobo-exporter");
+        let logged = Logged {
+            child,
+            log,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        loop {
+            let text = logged.log();
+            if let Some(url) = text.split("launched from http://").nth(1) {
+                let port = url
+                    .lines()
+                    .next()
+                    .and_then(|l| l.trim().rsplit(':').next())
+                    .and_then(|p| p.parse().ok());
+                if let Some(port) = port {
+                    return (logged, port);
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "did not launch: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A plain HTTP/1.1 GET: status line and body.
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+/// Runs the exporter against a source that cannot be reached, scrapes every route, and checks that the
+/// secret is in neither the answers nor the log, while the failure itself is logged.
+fn assert_secret_never_shown(envs: &[(&str, &str)], secret: &str) {
+    let (exporter, port) = Logged::start(envs);
+    let mut answers = String::new();
+    for path in [
+        "/metrics",
+        "/kobo_exporter/metrics",
+        "/",
+        "/-/ready",
+        "/-/healthy",
+    ] {
+        answers.push_str(&get(port, path));
+    }
+    assert!(answers.contains("kobo_up 0"), "{answers}");
+    let log = exporter.log();
+    assert!(
+        log.contains("collecting from the"),
+        "the failure is logged: {log}"
+    );
+    assert!(
+        !answers.contains(secret),
+        "the secret is in an answer: {answers}"
+    );
+    assert!(!log.contains(secret), "the secret is in the log: {log}");
+}
+
+#[test]
+fn a_database_password_in_the_url_is_never_shown() {
+    let secret = "TopSecretPw1";
+    assert_secret_never_shown(
+        &[(
+            "KOBO_URL",
+            &format!("postgres://kobo:{secret}@127.0.0.1:1/hub"),
+        )],
+        secret,
+    );
+    assert_secret_never_shown(
+        &[(
+            "KOBO_URL",
+            &format!("mysql://kobo:{secret}@127.0.0.1:1/hub"),
+        )],
+        secret,
+    );
+}
+
+#[test]
+fn passwords_and_tokens_from_files_are_never_shown() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "FilePassw0rd\n").expect("write");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "BearerT0ken\n").expect("write");
+    let password = password.display().to_string();
+    let token = token.display().to_string();
+    assert_secret_never_shown(
+        &[
+            ("KOBO_URL", "mysql://kobo@127.0.0.1:1/hub"),
+            ("KOBO_PASSWORD_FILE", &password),
+        ],
+        "FilePassw0rd",
+    );
+    assert_secret_never_shown(
+        &[
+            ("KOBO_URL", "http://127.0.0.1:1/xmlrpc/client/"),
+            ("KOBO_USERNAME", "monitor"),
+            ("KOBO_PASSWORD_FILE", &password),
+        ],
+        "FilePassw0rd",
+    );
+    assert_secret_never_shown(
+        &[
+            ("KOBO_URL", "https://127.0.0.1:1/xmlrpc/client/"),
+            ("KOBO_BEARER_TOKEN_FILE", &token),
+        ],
+        "BearerT0ken",
+    );
+}
+
+#[rocket::async_test]
+async fn only_get_and_head_succeed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source =
+        kobo_backend_sqlite::SqliteSource::open(root.join("demo/hub.sqlite3"), None).expect("demo");
+    let collector = kobo_exporter::collector::HubCollector::new(
+        std::sync::Arc::new(source),
+        kobo_exporter::collector::CollectorOptions::default(),
+    );
+    let figment = rocket::Config::figment().merge(("log_level", "off"));
+    let client = Client::tracked(kobo_exporter::routes::build(figment, collector))
+        .await
+        .expect("rocket");
+    let paths = [
+        "/",
+        "/metrics",
+        "/kobo_exporter/metrics",
+        "/kobo_exporter/metrics/",
+        "/-/healthy",
+        "/-/ready",
+    ];
+    for path in paths {
+        assert_eq!(
+            client.get(path).dispatch().await.status(),
+            Status::Ok,
+            "GET {path}"
+        );
+        assert_eq!(
+            client.head(path).dispatch().await.status(),
+            Status::Ok,
+            "HEAD {path}"
+        );
+        for method in [
+            Method::Post,
+            Method::Put,
+            Method::Delete,
+            Method::Patch,
+            Method::Options,
+        ] {
+            let status = client.req(method, path).body("x").dispatch().await.status();
+            assert!(
+                status.class() != rocket::http::StatusClass::Success,
+                "{method} {path}: {status}"
+            );
+        }
+    }
+}
