@@ -10,7 +10,7 @@ use kobo_backend_api::{DataSource, HubSnapshot, SourceError, TaskSummary};
 use prometheus::process_collector::ProcessCollector;
 use tokio::time::timeout_at;
 
-use crate::exposition;
+use crate::exposition::Format;
 use crate::metrics::exporter::{self, ExporterStatus};
 use crate::metrics::{hub_families, MetricSet};
 
@@ -140,11 +140,35 @@ impl HubCollector {
         &self,
         prometheus_timeout: Option<Duration>,
     ) -> Result<String, ScrapeError> {
+        self.scrape_as(prometheus_timeout, Format::Text).await
+    }
+
+    /// [`scrape`](Self::scrape) in the given exposition format.
+    pub async fn scrape_as(
+        &self,
+        prometheus_timeout: Option<Duration>,
+        format: Format,
+    ) -> Result<String, ScrapeError> {
         let arrived = Instant::now();
         let outcome = self
             .outcome(arrived, self.deadline(arrived, prometheus_timeout))
             .await;
-        self.render(&outcome)
+        self.render(&outcome, format)
+    }
+
+    /// One collection for the command line (`--check-config`, `--once`): the number of workers read and
+    /// the text in `format`, or the collection's error message (a failed collection is an error here, not
+    /// `kobo_up 0`).
+    pub async fn collect_once(&self, format: Format) -> Result<(usize, String), ScrapeError> {
+        let arrived = Instant::now();
+        let outcome = self.outcome(arrived, self.deadline(arrived, None)).await;
+        match &outcome {
+            Ok(snapshot) => {
+                let text = self.render(&outcome, format)?;
+                Ok((snapshot.workers.len(), text))
+            }
+            Err(message) => Err(ScrapeError(message.clone())),
+        }
     }
 
     /// Makes sure a collection has run (for readiness checks before the first scrape).
@@ -224,7 +248,7 @@ impl HubCollector {
         outcome
     }
 
-    fn render(&self, outcome: &Outcome) -> Result<String, ScrapeError> {
+    fn render(&self, outcome: &Outcome, format: Format) -> Result<String, ScrapeError> {
         let set = self.options.metrics;
         let mut families = match (outcome, set) {
             (Ok(snapshot), _) => hub_families(snapshot, set),
@@ -249,7 +273,8 @@ impl HubCollector {
             };
             families.extend(exporter::families(&status, self.process.as_ref()));
         }
-        exposition::encode(&families)
+        format
+            .encode(&families)
             .map_err(|e| ScrapeError(format!("rendering the metrics failed: {e}")))
     }
 

@@ -1,10 +1,87 @@
-//! Prometheus text exposition format 0.0.4, written by the `prometheus` crate's `TextEncoder`.
+//! The exposition formats: Prometheus text format 0.0.4, written by the `prometheus` crate's
+//! `TextEncoder`, and OpenMetrics 1.0.0 ([`crate::openmetrics`]); [`Format::negotiate`] picks one from an
+//! `Accept` header the way the Prometheus client libraries do.
 
 use prometheus::proto::MetricFamily;
 use prometheus::TextEncoder;
 
+use crate::openmetrics;
+
 /// The Content-Type of the text format, as the reference exporter and the Prometheus client libraries send it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// An exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics text format 1.0.0.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The Content-Type header of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => CONTENT_TYPE,
+            Format::OpenMetrics => openmetrics::CONTENT_TYPE,
+        }
+    }
+
+    /// Writes the families in this format.
+    pub fn encode(self, families: &[MetricFamily]) -> Result<String, prometheus::Error> {
+        match self {
+            Format::Text => encode(families),
+            Format::OpenMetrics => openmetrics::encode(families),
+        }
+    }
+
+    /// The format for an `Accept` header: OpenMetrics when `application/openmetrics-text` (no version,
+    /// 1.0.0 or 0.0.1) is preferred to `text/plain`, `text/*` and `*/*`, otherwise the text format (also
+    /// when nothing the exporter serves is named). Other media types are ignored, ties keep the header's
+    /// order, and `q=0` entries are refused types.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        let mut entries: Vec<(f64, usize, Format)> = Vec::new();
+        for (index, entry) in accept.split(',').enumerate() {
+            let mut parts = entry.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let mut q = 1.0;
+            let mut version = None;
+            for param in parts {
+                if let Some((key, value)) = param.split_once('=') {
+                    let value = value.trim().trim_matches('"');
+                    match key.trim().to_ascii_lowercase().as_str() {
+                        "q" => q = value.parse::<f64>().unwrap_or(0.0),
+                        "version" => version = Some(value.to_string()),
+                        _ => {}
+                    }
+                }
+            }
+            let format = match media.as_str() {
+                "application/openmetrics-text"
+                    if version
+                        .as_deref()
+                        .is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
+                {
+                    Format::OpenMetrics
+                }
+                "text/plain" | "text/*" | "*/*" => Format::Text,
+                // Types the exporter does not serve (protobuf, HTML, OpenMetrics 2.0, ...) play no part.
+                _ => continue,
+            };
+            if q > 0.0 {
+                entries.push((q, index, format));
+            }
+        }
+        entries
+            .iter()
+            .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+            .map_or(Format::Text, |entry| entry.2)
+    }
+}
 
 /// Writes the families in the given order. A family without samples is written as its `# HELP` and
 /// `# TYPE` lines only (the encoder refuses empty families, the reference exporter serves their headers).

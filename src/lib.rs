@@ -6,14 +6,18 @@
 //!   failures.
 //! - [`metrics`]: turns a [`HubSnapshot`](kobo_backend_api::HubSnapshot) into metric families, one module
 //!   per group of metrics.
-//! - [`exposition`]: writes metric families as Prometheus text.
+//! - [`exposition`]: writes metric families as Prometheus text or ([`openmetrics`]) OpenMetrics.
 //! - [`routes`]: the HTTP endpoints and the Rocket instance; [`auth`]: optional HTTP basic auth.
+//! - [`cli`]: the command line (`--config`, `--check-config`, `--once`) and start-up.
 
 pub mod auth;
+pub mod cli;
 pub mod collector;
+pub mod compression;
 pub mod config;
 pub mod exposition;
 pub mod metrics;
+pub mod openmetrics;
 pub mod routes;
 pub mod source;
 

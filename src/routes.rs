@@ -3,17 +3,24 @@
 //! `GET` (and, by Rocket's automatic handling, `HEAD`) on `/kobo_exporter/metrics`,
 //! `/kobo_exporter/metrics/` (the reference exporter's paths) and `/metrics`; a landing page at `/`;
 //! `/-/healthy` and `/-/ready` for orchestration, as Prometheus and its exporters have them.
+//!
+//! The metrics are OpenMetrics 1.0.0 for an `Accept: application/openmetrics-text` that is preferred, the
+//! text format 0.0.4 otherwise, and gzipped for an `Accept-Encoding` that takes gzip.
 
+use std::io::Cursor;
 use std::time::Duration;
 
 use figment::Figment;
-use rocket::http::{ContentType, Status};
+use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::content::RawHtml;
+use rocket::response::{self, Responder, Response};
 use rocket::{get, routes, Build, Rocket, State};
 
 use crate::auth::{self, Authorized, BasicAuth};
 use crate::collector::HubCollector;
+use crate::compression;
+use crate::exposition::Format;
 
 /// How the routes are served.
 #[derive(Debug)]
@@ -56,11 +63,6 @@ pub fn build_with(figment: Figment, collector: HubCollector, web: WebOptions) ->
     rocket
 }
 
-/// The exposition text's Content-Type, [`exposition::CONTENT_TYPE`](crate::exposition::CONTENT_TYPE).
-fn content_type() -> ContentType {
-    ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")])
-}
-
 /// Prometheus' scrape timeout for this request, from its `X-Prometheus-Scrape-Timeout-Seconds` header.
 pub struct ScrapeTimeout(Option<Duration>);
 
@@ -78,18 +80,86 @@ impl<'r> FromRequest<'r> for ScrapeTimeout {
     }
 }
 
+/// What the client accepts: the exposition format (`Accept`) and gzip (`Accept-Encoding`).
+pub struct Negotiated {
+    format: Format,
+    gzip: bool,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Negotiated {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let joined = |name: &str| {
+            let values: Vec<&str> = request.headers().get(name).collect();
+            (!values.is_empty()).then(|| values.join(","))
+        };
+        Outcome::Success(Negotiated {
+            format: Format::negotiate(joined("Accept").as_deref()),
+            gzip: compression::accepts_gzip(joined("Accept-Encoding").as_deref()),
+        })
+    }
+}
+
+/// A metrics answer: the body in the negotiated format, gzipped if asked for; `Vary` tells caches that it
+/// depends on `Accept` and `Accept-Encoding`.
+pub struct MetricsResponse {
+    status: Status,
+    content_type: &'static str,
+    body: Vec<u8>,
+    gzip: bool,
+}
+
+impl<'r> Responder<'r, 'static> for MetricsResponse {
+    fn respond_to(self, _request: &'r Request<'_>) -> response::Result<'static> {
+        let mut builder = Response::build();
+        builder
+            .status(self.status)
+            .raw_header("Content-Type", self.content_type)
+            .raw_header("Vary", "Accept, Accept-Encoding");
+        if self.gzip {
+            builder.raw_header("Content-Encoding", "gzip");
+        }
+        builder
+            .sized_body(self.body.len(), Cursor::new(self.body))
+            .ok()
+    }
+}
+
 /// Collects and renders. A scrape that gives no metrics at all (a failed collection with the reference
-/// set) is a 503 with the cause in the body; the collector has logged it.
+/// set) is a 503 with the cause in the body (never gzipped); the collector has logged it.
 async fn scrape(
     collector: &HubCollector,
     timeout: ScrapeTimeout,
-) -> (Status, (ContentType, String)) {
-    match collector.scrape(timeout.0).await {
-        Ok(text) => (Status::Ok, (content_type(), text)),
-        Err(e) => (
-            Status::ServiceUnavailable,
-            (ContentType::Plain, format!("kobo-exporter: {}\n", e.0)),
-        ),
+    negotiated: Negotiated,
+) -> MetricsResponse {
+    let failed = |message: String| MetricsResponse {
+        status: Status::ServiceUnavailable,
+        content_type: "text/plain; charset=utf-8",
+        body: format!("kobo-exporter: {message}\n").into_bytes(),
+        gzip: false,
+    };
+    let text = match collector.scrape_as(timeout.0, negotiated.format).await {
+        Ok(text) => text,
+        Err(e) => return failed(e.0),
+    };
+    let (body, gzip) = if negotiated.gzip {
+        match compression::gzip(text.as_bytes()) {
+            Ok(packed) => (packed, true),
+            Err(e) => {
+                log::error!("gzip failed, answering uncompressed: {e}");
+                (text.into_bytes(), false)
+            }
+        }
+    } else {
+        (text.into_bytes(), false)
+    };
+    MetricsResponse {
+        status: Status::Ok,
+        content_type: negotiated.format.content_type(),
+        body,
+        gzip,
     }
 }
 
@@ -98,8 +168,9 @@ async fn metrics(
     _auth: Authorized,
     collector: &State<HubCollector>,
     timeout: ScrapeTimeout,
-) -> (Status, (ContentType, String)) {
-    scrape(collector, timeout).await
+    negotiated: Negotiated,
+) -> MetricsResponse {
+    scrape(collector, timeout, negotiated).await
 }
 
 #[get("/kobo_exporter/metrics")]
@@ -107,8 +178,9 @@ async fn reference_metrics(
     _auth: Authorized,
     collector: &State<HubCollector>,
     timeout: ScrapeTimeout,
-) -> (Status, (ContentType, String)) {
-    scrape(collector, timeout).await
+    negotiated: Negotiated,
+) -> MetricsResponse {
+    scrape(collector, timeout, negotiated).await
 }
 
 /// The process serves.

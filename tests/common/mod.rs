@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod exposition;
+pub mod openmetrics;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

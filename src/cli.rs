@@ -1,0 +1,173 @@
+//! The command line: `--config FILE`, `--check-config`, `--once`, or (by default) serve.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use figment::Figment;
+use kobo_backend_api::DataSource;
+
+use crate::auth::BasicAuth;
+use crate::collector::HubCollector;
+use crate::config::{self, ConfigError, Settings};
+use crate::exposition::Format;
+use crate::{routes, source};
+
+/// Prometheus exporter for kobo hubs. Configured by Rocket.toml (profiles picked with ROCKET_PROFILE),
+/// ROCKET_* and KOBO_* environment variables; see the README.
+#[derive(Debug, Parser)]
+#[command(name = "kobo-exporter", version, about)]
+pub struct Cli {
+    /// The config file to read instead of Rocket.toml (the same as ROCKET_CONFIG=FILE).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Load and validate the configuration, read the source once, print a one-line verdict and exit: 0 if
+    /// everything works, 1 if not.
+    #[arg(long, conflicts_with = "once")]
+    pub check_config: bool,
+    /// Collect once, print the metrics (Prometheus text format) to stdout and exit: 0 on success, 1 with
+    /// the error on stderr.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// Everything start-up prepares from the configuration.
+struct Prepared {
+    figment: Figment,
+    settings: Settings,
+    source: Arc<dyn DataSource>,
+    basic_auth: Option<BasicAuth>,
+}
+
+/// Reads and validates the configuration (the exporter's `kobo` table and Rocket's own keys) and opens the
+/// source. The error is one line, without secrets.
+fn prepare() -> Result<Prepared, ConfigError> {
+    let figment = config::figment();
+    let settings = Settings::from_figment(&figment)?;
+    figment
+        .extract::<rocket::Config>()
+        .map_err(|e| ConfigError(format!("Rocket's settings: {e}")))?;
+    let source = source::open(&settings)?;
+    let basic_auth = if settings.basic_auth_users.0.is_empty() {
+        None
+    } else {
+        Some(
+            BasicAuth::new(settings.basic_auth_users.0.clone())
+                .map_err(|e| ConfigError(format!("`kobo.basic_auth_users`: {e}")))?,
+        )
+    };
+    Ok(Prepared {
+        figment,
+        settings,
+        source,
+        basic_auth,
+    })
+}
+
+/// Runs the command line: parses the arguments, then checks, collects once or serves.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(path) = &cli.config {
+        // Before anything reads the environment and before Rocket's runtime starts its threads.
+        std::env::set_var("ROCKET_CONFIG", path);
+    }
+    rocket::execute(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let prepared = match check_config_file(&cli).and_then(|()| prepare()) {
+        Ok(prepared) => prepared,
+        Err(e) if cli.check_config => return verdict(Err(e.to_string())),
+        Err(e) => return fail(&e),
+    };
+    if cli.check_config {
+        let description = prepared.source.describe();
+        let collector = HubCollector::new(prepared.source, prepared.settings.collector);
+        return verdict(
+            collector
+                .collect_once(Format::Text)
+                .await
+                .map(|(workers, _)| format!("{description}, {workers} workers"))
+                .map_err(|e| e.0),
+        );
+    }
+    if cli.once {
+        let collector = HubCollector::new(prepared.source, prepared.settings.collector);
+        return match collector.collect_once(Format::Text).await {
+            Ok((_, text)) => {
+                // Not print!: a closed pipe (`| head`) is an error to report, not a panic.
+                let mut stdout = std::io::stdout().lock();
+                match stdout
+                    .write_all(text.as_bytes())
+                    .and_then(|()| stdout.flush())
+                {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(&format!("writing the metrics to stdout: {e}")),
+                }
+            }
+            Err(e) => fail(&e.0),
+        };
+    }
+    serve(prepared).await
+}
+
+/// A file named with `--config` must exist (Rocket.toml may be absent: then the defaults and the
+/// environment apply).
+fn check_config_file(cli: &Cli) -> Result<(), ConfigError> {
+    match &cli.config {
+        Some(path) => std::fs::metadata(path)
+            .map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))
+            .and_then(|meta| {
+                if meta.is_file() {
+                    Ok(())
+                } else {
+                    Err(ConfigError(format!(
+                        "--config {}: not a file",
+                        path.display()
+                    )))
+                }
+            }),
+        None => Ok(()),
+    }
+}
+
+/// `--check-config`'s one line on stdout: `ok: ...` (exit 0) or `error: ...` (exit 1).
+fn verdict(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(message) => {
+            println!("ok: {message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            // One line, whatever the source's error text holds.
+            println!("error: {}", message.replace(['\r', '\n'], " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(prepared: Prepared) -> ExitCode {
+    eprintln!(
+        "kobo-exporter: serving metrics from {}",
+        prepared.source.describe()
+    );
+    let collector = HubCollector::new(prepared.source, prepared.settings.collector.clone());
+    let web = routes::WebOptions {
+        path_prefix: prepared.settings.path_prefix.clone(),
+        basic_auth: prepared.basic_auth,
+    };
+    match routes::build_with(prepared.figment, collector, web)
+        .launch()
+        .await
+    {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("cannot serve: {e}")),
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("kobo-exporter: {error}");
+    ExitCode::FAILURE
+}
