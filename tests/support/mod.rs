@@ -5,4 +5,5 @@
 
 pub mod fixture;
 pub mod hub;
+pub mod kobo_wire;
 pub mod proxy;
