@@ -26,9 +26,11 @@ pub enum MetricSet {
 /// empty hub): they are still listed, so that their HELP and TYPE are served, as the reference exporter
 /// does. Task and queue families appear only when the snapshot has task data.
 pub fn hub_families(snapshot: &HubSnapshot, set: MetricSet) -> Vec<MetricFamily> {
-    let mut families = workers::reference_families(snapshot);
+    // Sorted once for every per-worker family.
+    let sorted = workers::sorted(snapshot);
+    let mut families = workers::reference_families(&sorted);
     if set == MetricSet::All {
-        families.extend(workers::extra_families(snapshot));
+        families.extend(workers::extra_families(&sorted, snapshot.tasks.as_ref()));
         if let Some(tasks) = &snapshot.tasks {
             families.extend(tasks::task_families(tasks));
             families.extend(tasks::queue_families(snapshot, tasks));

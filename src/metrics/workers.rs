@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use kobo_backend_api::{HubSnapshot, LastSeen, TaskState, WorkerRecord};
+use kobo_backend_api::{HubSnapshot, LastSeen, TaskState, TaskSummary, WorkerRecord};
 use prometheus::proto::MetricFamily;
 
 use super::family::{gauge_family, push_gauge};
@@ -63,14 +63,13 @@ pub fn sorted(snapshot: &HubSnapshot) -> Vec<&WorkerRecord> {
     workers
 }
 
-/// The reference families, samples ordered by worker name.
-pub fn reference_families(snapshot: &HubSnapshot) -> Vec<MetricFamily> {
-    let workers = sorted(snapshot);
+/// The reference families, samples in the order of `workers` ([`sorted`]).
+pub fn reference_families(workers: &[&WorkerRecord]) -> Vec<MetricFamily> {
     REFERENCE_GAUGES
         .iter()
         .map(|(name, help, value)| {
             let mut family = gauge_family(name, help);
-            for worker in &workers {
+            for worker in workers {
                 if let Some(v) = value(worker) {
                     push_gauge(&mut family, &[("worker", &worker.name)], v);
                 }
@@ -85,9 +84,8 @@ const WORKER_TASK_STATES: [TaskState; 2] = [TaskState::Assigned, TaskState::Open
 
 /// The per-worker families beyond the reference: `max_tasks` (sources that know it), the arches and channels
 /// a worker accepts (info metrics, value 1), and its ASSIGNED and OPEN tasks counted from the task table
-/// (when the snapshot has task data; 0 where it has none).
-pub fn extra_families(snapshot: &HubSnapshot) -> Vec<MetricFamily> {
-    let workers = sorted(snapshot);
+/// (when there is task data; 0 where it has none). Samples in the order of `workers` ([`sorted`]).
+pub fn extra_families(workers: &[&WorkerRecord], tasks: Option<&TaskSummary>) -> Vec<MetricFamily> {
     let mut max_tasks = gauge_family(
         "kobo_worker_max_tasks",
         "Maximum number of tasks the worker takes at once (0 = no limit)",
@@ -100,7 +98,7 @@ pub fn extra_families(snapshot: &HubSnapshot) -> Vec<MetricFamily> {
         "kobo_worker_channel",
         "1 for every channel the worker takes tasks from",
     );
-    for worker in &workers {
+    for worker in workers {
         if let Some(n) = worker.max_tasks {
             push_gauge(&mut max_tasks, &[("worker", &worker.name)], n as f64);
         }
@@ -116,7 +114,7 @@ pub fn extra_families(snapshot: &HubSnapshot) -> Vec<MetricFamily> {
         }
     }
     let mut families = vec![max_tasks, arch, channel];
-    if let Some(tasks) = &snapshot.tasks {
+    if let Some(tasks) = tasks {
         let mut counted = gauge_family(
             "kobo_worker_tasks",
             "Non-archived tasks of the worker in state ASSIGNED or OPEN, counted from the task table",
@@ -125,7 +123,7 @@ pub fn extra_families(snapshot: &HubSnapshot) -> Vec<MetricFamily> {
         for c in &tasks.per_worker {
             *by_worker.entry((c.worker.as_str(), c.state)).or_default() += c.count;
         }
-        for worker in &workers {
+        for worker in workers {
             for state in WORKER_TASK_STATES {
                 let count = by_worker
                     .get(&(worker.name.as_str(), state))
