@@ -17,6 +17,19 @@ pub const REQUIRED_TABLES: [&str; 5] = [
     "hub_channel",
 ];
 
+/// The SQL one scrape runs, built by a source for a hub's schema: the worker query (every scrape) and the two
+/// task aggregates (a refresh of the task metrics). Each SQL source exposes its own as `scrape_sql`, so the
+/// benchmark's raw-SQL floor runs exactly what the source runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapeSql {
+    /// Every worker with its arches and channels.
+    pub workers: String,
+    /// Tasks by state, arch and channel ([`crate::tasks::groups_sql`]).
+    pub task_groups: String,
+    /// ASSIGNED and OPEN tasks per worker ([`crate::tasks::per_worker_sql`]).
+    pub worker_tasks: String,
+}
+
 /// `hub_worker` columns every kobo hub has. `min_priority` (a 2016 migration) is optional.
 pub const REQUIRED_WORKER_COLUMNS: [&str; 8] = [
     "id",

@@ -49,6 +49,8 @@
 mod connect;
 mod queries;
 
+pub use queries::scrape_sql;
+
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use kobo_backend_api::normalise::{
-    int_from_unsigned, names_from_json, HubSchema, WorkerRow, REQUIRED_TABLES,
+    int_from_unsigned, names_from_json, HubSchema, ScrapeSql, WorkerRow, REQUIRED_TABLES,
 };
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{tasks, HubSnapshot, SourceError, TaskGroup, TaskSummary, WorkerTaskCount};
@@ -16,12 +16,7 @@ use mysql_async::{Row, Value};
 use crate::connect::describe;
 
 /// The queries of one hub, built for its schema.
-#[derive(Debug, Clone)]
-pub(crate) struct HubQueries {
-    workers: String,
-    task_groups: String,
-    worker_tasks: String,
-}
+pub(crate) type HubQueries = ScrapeSql;
 
 /// The columns of the required tables in the current database, from `information_schema` (which shows
 /// only tables the user has a privilege on: a missing GRANT reads as a missing table, and the message
@@ -35,9 +30,7 @@ fn schema_sql() -> String {
     )
 }
 
-/// Checks that the database is a kobo hub and builds its queries, each carrying MySQL's server-side limit
-/// (`MAX_EXECUTION_TIME`, milliseconds; MariaDB ignores the hint and has `max_statement_time` from the
-/// session set-up instead).
+/// Checks that the database is a kobo hub and builds its queries ([`scrape_sql`]).
 pub(crate) async fn hub_queries(
     conn: &mut impl Queryable,
     query_timeout: Duration,
@@ -60,6 +53,13 @@ pub(crate) async fn hub_queries(
             message
         })
     })?;
+    Ok(scrape_sql(&schema, query_timeout))
+}
+
+/// The SQL of one scrape of a hub with this schema (what the source runs; public for the benchmark's
+/// raw-SQL floor), each query carrying MySQL's server-side limit (`MAX_EXECUTION_TIME`, milliseconds;
+/// MariaDB ignores the hint and has `max_statement_time` from the session set-up instead).
+pub fn scrape_sql(schema: &HubSchema, query_timeout: Duration) -> ScrapeSql {
     let hint = |sql: String| {
         let millis = query_timeout.as_millis().max(1);
         sql.replacen(
@@ -68,11 +68,11 @@ pub(crate) async fn hub_queries(
             1,
         )
     };
-    Ok(HubQueries {
-        workers: hint(worker_sql(&schema)),
+    ScrapeSql {
+        workers: hint(worker_sql(schema)),
         task_groups: hint(task_groups_sql()),
         worker_tasks: hint(tasks::per_worker_sql()),
-    })
+    }
 }
 
 /// The one query per scrape that reads every worker with the names of its arches and channels as JSON

@@ -46,6 +46,8 @@
 mod connect;
 mod queries;
 
+pub use queries::scrape_sql;
+
 pub use connect::APPLICATION_NAME;
 
 #[cfg(any(test, feature = "testing"))]

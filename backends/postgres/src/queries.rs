@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use kobo_backend_api::normalise::{HubSchema, WorkerRow, REQUIRED_TABLES};
+use kobo_backend_api::normalise::{HubSchema, ScrapeSql, WorkerRow, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{tasks, HubSnapshot, SourceError, TaskGroup, TaskSummary, WorkerTaskCount};
 use sqlx::postgres::PgRow;
@@ -23,12 +23,7 @@ const SCHEMA_SQL: &str = "SELECT t.name, a.attname::text \
        AND t.name = 'hub_worker'";
 
 /// The queries of one hub, built for its schema.
-#[derive(Debug, Clone)]
-pub(crate) struct HubQueries {
-    workers: String,
-    task_groups: String,
-    worker_tasks: String,
-}
+pub(crate) type HubQueries = ScrapeSql;
 
 /// Checks that the database is a kobo hub and builds its queries.
 pub(crate) async fn hub_queries(
@@ -50,14 +45,20 @@ pub(crate) async fn hub_queries(
     }
     let schema =
         HubSchema::check(&tables, &worker_columns).map_err(|message| context.schema(message))?;
-    Ok(HubQueries {
-        workers: worker_sql(&schema),
+    Ok(scrape_sql(&schema))
+}
+
+/// The SQL of one scrape of a hub with this schema (what the source runs; public for the benchmark's
+/// raw-SQL floor).
+pub fn scrape_sql(schema: &HubSchema) -> ScrapeSql {
+    ScrapeSql {
+        workers: worker_sql(schema),
         // The session's TimeZone is UTC (see `connect`): timestamptz renders as UTC.
         task_groups: tasks::groups_sql(|expr| {
             format!("to_char({expr}, 'YYYY-MM-DD HH24:MI:SS.US')")
         }),
         worker_tasks: tasks::per_worker_sql(),
-    })
+    }
 }
 
 /// The one query per scrape that reads every worker with the names of its arches and channels. Explicit

@@ -5,6 +5,8 @@
 //! pool, never on the async executor. The SQL lives in [`queries`].
 
 mod queries;
+
+pub use queries::scrape_sql;
 mod url;
 
 use std::path::{Path, PathBuf};

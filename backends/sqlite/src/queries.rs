@@ -4,17 +4,13 @@
 
 use std::time::Instant;
 
-use kobo_backend_api::normalise::{names_from_json, HubSchema, WorkerRow};
+use kobo_backend_api::normalise::{names_from_json, HubSchema, ScrapeSql, WorkerRow};
 use kobo_backend_api::{tasks, HubSnapshot, SourceError, TaskSummary};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
 /// The queries of one hub, built for its schema.
-pub(crate) struct HubQueries {
-    workers: String,
-    task_groups: String,
-    worker_tasks: String,
-}
+pub(crate) type HubQueries = ScrapeSql;
 
 /// Checks the schema and builds the queries: one that reads every worker with its arches and channels
 /// (explicit columns only: never `worker_key`, the worker's secret, never `SELECT *`) and the two task
@@ -37,6 +33,12 @@ pub(crate) fn hub_queries(conn: &Connection, target: &str) -> Result<HubQueries,
         target: target.to_string(),
         message,
     })?;
+    Ok(scrape_sql(&schema))
+}
+
+/// The SQL of one scrape of a hub with this schema (what the source runs; public for the benchmark's
+/// raw-SQL floor).
+pub fn scrape_sql(schema: &HubSchema) -> ScrapeSql {
     let workers = format!(
         "SELECT {columns}, \
          (SELECT json_group_array(a.name) FROM hub_worker_arches wa JOIN hub_arch a ON a.id = wa.arch_id \
@@ -46,12 +48,12 @@ pub(crate) fn hub_queries(conn: &Connection, target: &str) -> Result<HubQueries,
          FROM hub_worker w",
         columns = schema.worker_columns_sql()
     );
-    Ok(HubQueries {
+    ScrapeSql {
         workers,
         // Django writes dt_created as text `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC: min() of it is that text.
         task_groups: tasks::groups_sql(|expr| expr.to_string()),
         worker_tasks: tasks::per_worker_sql(),
-    })
+    }
 }
 
 /// Reads the workers and, if asked, the task aggregates, in one read transaction (one consistent view).
