@@ -1,11 +1,14 @@
 //! kobo-hubgen: writes a deterministic synthetic kobo hub (kobo's own schema, then set-based inserts) into
 //! an empty SQLite file, PostgreSQL database or MariaDB/MySQL database, and optionally kobo's last-seen
 //! files into a worker directory.
+//!
+//! For tests and benchmarks of the XML-RPC source it also speaks kobo's XML-RPC wire format ([`wire`]).
 
 pub mod mysql;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;
+pub mod wire;
 
 use std::fs::File;
 use std::path::Path;
