@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+// tests/xmlrpc.rs uses all of them; the fault and concurrency tests only `fixture_exports`.
+#[allow(unused_imports)]
 pub use kobo_hubgen::wire::{py, utc, Export, Py};
 
 /// Every fixture worker's export, from the fixture database and `fixture-last-seen.tsv`.

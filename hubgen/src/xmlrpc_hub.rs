@@ -1,0 +1,978 @@
+//! A small kobo hub served over XML-RPC on 127.0.0.1, for tests and benchmarks of the XML-RPC source.
+//!
+//! [`XmlRpcHub`] answers what the exporter calls, in kobo's exact wire format ([`crate::wire`]: Python's
+//! `xmlrpc.client` marshaller):
+//!
+//! - `client.list_workers(True)` / `client.list_workers(False)` (no argument: `True`): the sorted names of
+//!   the enabled / disabled workers;
+//! - `client.get_worker_info(name)`: the worker's export, `{}` for an unknown name;
+//! - `system.multicall` of those: one `[result]` or fault struct per call, in order.
+//!
+//! Anything else gets a fault (at the top level as kobo's dispatcher gives it; inside a multicall as
+//! Python's `system_multicall` does). A body that is not an XML-RPC `methodCall` gets a fault too; an HTTP
+//! request that cannot be read (no `Content-Length`, a head or body over the limits, not a POST) gets a
+//! `4xx` answer. Every response closes its connection (`Connection: close`), as the hub's gunicorn does.
+//! The request path is not checked: [`XmlRpcHub::url`] gives kobo's `/xmlrpc/client/`.
+//!
+//! Requests are parsed with quick-xml in one pass (linear in the body), and the answers are dumped once at
+//! start, so a multicall for thousands of workers costs no more than copying their exports.
+//!
+//! [`exports_from_sqlite`] reads the workers of a hub database (one written by kobo-hubgen, or kobo's own)
+//! as `Worker.export()` gives them, to serve them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use quick_xml::events::Event;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::wire::py::{self, Py};
+use crate::wire::{utc, Export};
+
+/// How long one connection may take, from accept to the last byte of the answer.
+const PER_CONNECTION: Duration = Duration::from_secs(30);
+/// The largest request head and body read.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// The deepest element nesting accepted in a request (a multicall needs 9).
+const MAX_DEPTH: usize = 64;
+
+/// A kobo hub serving a fixed set of workers over XML-RPC on 127.0.0.1; stops serving when dropped.
+#[derive(Debug)]
+pub struct XmlRpcHub {
+    addr: SocketAddr,
+    counters: Arc<Counters>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+impl Drop for XmlRpcHub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl XmlRpcHub {
+    /// Serves these workers on a free port of 127.0.0.1 (must be called inside a tokio runtime).
+    pub async fn start(exports: Vec<Export>) -> std::io::Result<XmlRpcHub> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let answers = Arc::new(Answers::new(&exports));
+        let counters = Arc::new(Counters::default());
+        let shared = Arc::clone(&counters);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (answers, counters) = (Arc::clone(&answers), Arc::clone(&shared));
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(PER_CONNECTION, serve(stream, &answers, &counters))
+                            .await;
+                });
+            }
+        });
+        Ok(XmlRpcHub {
+            addr,
+            counters,
+            task,
+        })
+    }
+
+    /// The address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL to give the exporter's XML-RPC source: kobo's client endpoint, `http://<addr>/xmlrpc/client/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/xmlrpc/client/", self.addr)
+    }
+
+    /// HTTP requests answered so far (every answer written in full, faults and `4xx` included).
+    pub fn requests(&self) -> usize {
+        self.counters.requests.load(Ordering::SeqCst)
+    }
+
+    /// XML-RPC calls answered so far, faults included: a plain call counts one, a `system.multicall` counts
+    /// the calls inside it.
+    pub fn calls(&self) -> usize {
+        self.counters.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// Every worker of the SQLite hub database at `path` as `Worker.export()` gives it, ordered by id: three
+/// queries (workers, their arches, their channels), whatever the number of workers. Last seen is the mtime
+/// of the worker's file in `worker_dir` (kobo's URL-safe base64 of the name), `None` for a worker without
+/// one, or for every worker without `worker_dir`.
+pub fn exports_from_sqlite(path: &Path, worker_dir: Option<&Path>) -> Result<Vec<Export>, String> {
+    let shown = path.display();
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("cannot open the hub database {shown}: {e}"))?;
+    let query = |what: &str, e: rusqlite::Error| format!("{shown}: reading {what}: {e}");
+    let mut exports: Vec<Export> = conn
+        .prepare(
+            "SELECT id, name, enabled, max_load, ready, task_count, current_load FROM hub_worker \
+             ORDER BY id",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |r| {
+                    Ok(Export {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        arches: Vec::new(),
+                        channels: Vec::new(),
+                        enabled: r.get(2)?,
+                        max_load: r.get(3)?,
+                        ready: r.get(4)?,
+                        task_count: r.get(5)?,
+                        current_load: r.get(6)?,
+                        last_seen: None,
+                    })
+                })?
+                .collect()
+        })
+        .map_err(|e| query("the workers", e))?;
+    let index: HashMap<i64, usize> = exports
+        .iter()
+        .enumerate()
+        .map(|(at, export)| (export.id, at))
+        .collect();
+
+    let arches: Vec<(i64, i64, String, String)> = conn
+        .prepare(
+            "SELECT wa.worker_id, a.id, a.name, a.pretty_name FROM hub_worker_arches wa \
+             JOIN hub_arch a ON a.id = wa.arch_id ORDER BY wa.worker_id, a.name, a.id",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect()
+        })
+        .map_err(|e| query("the workers' arches", e))?;
+    for (worker, id, name, pretty) in arches {
+        if let Some(&at) = index.get(&worker) {
+            exports[at].arches.push((id, name, pretty));
+        }
+    }
+    let channels: Vec<(i64, i64, String)> = conn
+        .prepare(
+            "SELECT wc.worker_id, c.id, c.name FROM hub_worker_channels wc \
+             JOIN hub_channel c ON c.id = wc.channel_id ORDER BY wc.worker_id, c.id",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(|e| query("the workers' channels", e))?;
+    for (worker, id, name) in channels {
+        if let Some(&at) = index.get(&worker) {
+            exports[at].channels.push((id, name));
+        }
+    }
+
+    if let Some(dir) = worker_dir {
+        let mtimes = kobo_backend_api::worker_dir::WorkerDir::new(dir)
+            .read_mtimes()
+            .map_err(|e| e.to_string())?;
+        for export in &mut exports {
+            let file = kobo_backend_api::worker_dir::file_name(&export.name);
+            export.last_seen = mtimes.get(&file).map(|&mtime| utc(mtime));
+        }
+    }
+    Ok(exports)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The answers.
+
+/// The hub's answers, dumped once: the two lists and each worker's export.
+#[derive(Debug)]
+struct Answers {
+    /// `Marshaller.dump` of the enabled / disabled names.
+    enabled: String,
+    disabled: String,
+    /// Worker name to `Marshaller.dump` of its export.
+    exports: HashMap<String, String>,
+    /// `Marshaller.dump` of `{}`.
+    empty: String,
+}
+
+impl Answers {
+    fn new(exports: &[Export]) -> Answers {
+        let names = |enabled: bool| {
+            let mut names: Vec<&str> = exports
+                .iter()
+                .filter(|e| e.enabled == enabled)
+                .map(|e| e.name.as_str())
+                .collect();
+            names.sort_unstable();
+            py::value(&Py::List(
+                names.into_iter().map(|n| Py::Str(n.to_string())).collect(),
+            ))
+        };
+        Answers {
+            enabled: names(true),
+            disabled: names(false),
+            exports: exports
+                .iter()
+                .map(|e| (e.name.clone(), py::value(&e.py())))
+                .collect(),
+            empty: py::value(&Py::Dict(Vec::new())),
+        }
+    }
+
+    /// The body answering a request body, and how many calls it answered.
+    fn answer(&self, body: &[u8]) -> (String, usize) {
+        let call = match std::str::from_utf8(body)
+            .map_err(|e| format!("the body is not UTF-8: {e}"))
+            .and_then(parse_call)
+        {
+            Ok(call) => call,
+            // kobo's dispatcher answers an unreadable call with a fault, as it does any exception.
+            Err(why) => return (py::fault(1, &format!("ExpatError: {why}")), 0),
+        };
+        if call.method == "system.multicall" {
+            let [Param::Array(calls)] = call.params.as_slice() else {
+                return (
+                    py::fault(
+                        1,
+                        "TypeError: system_multicall() takes exactly one argument, a list of calls",
+                    ),
+                    0,
+                );
+            };
+            let items: Vec<Result<&str, (i64, String)>> =
+                calls.iter().map(|inner| self.inner(inner)).collect();
+            let mut inner = String::with_capacity(
+                items
+                    .iter()
+                    .map(|item| item.as_ref().map_or(200, |dumped| dumped.len() + 40))
+                    .sum::<usize>()
+                    + 64,
+            );
+            for item in &items {
+                match item {
+                    Ok(dumped) => {
+                        inner.push_str("<value><array><data>\n");
+                        inner.push_str(dumped);
+                        inner.push_str("</data></array></value>\n");
+                    }
+                    Err((code, string)) => inner.push_str(&py::value(&Py::Dict(vec![
+                        ("faultCode", Py::Int(*code)),
+                        ("faultString", Py::Str(string.clone())),
+                    ]))),
+                }
+            }
+            let body = py::response_of(&format!(
+                "<value><array><data>\n{inner}</data></array></value>\n"
+            ));
+            return (body, items.len());
+        }
+        let body = match self.call(&call.method, &call.params) {
+            Ok(dumped) => py::response_of(dumped),
+            Err(Failure::Unsupported) => py::fault(
+                1,
+                &format!("Exception: method \"{}\" is not supported", call.method),
+            ),
+            Err(Failure::Arguments(why)) => py::fault(1, &format!("TypeError: {why}")),
+        };
+        (body, 1)
+    }
+
+    /// One call inside a `system.multicall`: its dumped result, or its fault as Python's
+    /// `system_multicall` gives it.
+    fn inner(&self, call: &Param) -> Result<&str, (i64, String)> {
+        let Param::Struct(members) = call else {
+            return Err((
+                1,
+                "<class 'TypeError'>:each call of a multicall must be a struct".into(),
+            ));
+        };
+        let member = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let Some(Param::Str(method)) = member("methodName") else {
+            return Err((1, "<class 'KeyError'>:'methodName'".into()));
+        };
+        let params = match member("params") {
+            Some(Param::Array(params)) => params.as_slice(),
+            Some(_) => {
+                return Err((
+                    1,
+                    "<class 'TypeError'>:the params of a call must be an array".into(),
+                ))
+            }
+            None => return Err((1, "<class 'KeyError'>:'params'".into())),
+        };
+        if method == "system.multicall" {
+            return Err((
+                1,
+                "<class 'Exception'>:system.multicall inside system.multicall is not supported"
+                    .into(),
+            ));
+        }
+        self.call(method, params).map_err(|failure| match failure {
+            Failure::Unsupported => (
+                1,
+                format!("<class 'Exception'>:method \"{method}\" is not supported"),
+            ),
+            Failure::Arguments(why) => (1, format!("<class 'TypeError'>:{why}")),
+        })
+    }
+
+    /// The dumped result of a call other than `system.multicall`.
+    fn call(&self, method: &str, params: &[Param]) -> Result<&str, Failure> {
+        match method {
+            "client.list_workers" => match params {
+                [] | [Param::Bool(true)] => Ok(&self.enabled),
+                [Param::Bool(false)] => Ok(&self.disabled),
+                [Param::Int(i)] => Ok(if *i != 0 {
+                    &self.enabled
+                } else {
+                    &self.disabled
+                }),
+                _ => Err(Failure::Arguments(
+                    "list_workers() takes at most one argument, enabled (a boolean)".into(),
+                )),
+            },
+            "client.get_worker_info" => match params {
+                [Param::Str(name)] => Ok(self.exports.get(name).unwrap_or(&self.empty)),
+                _ => Err(Failure::Arguments(
+                    "get_worker_info() takes exactly one argument, worker_name (a string)".into(),
+                )),
+            },
+            _ => Err(Failure::Unsupported),
+        }
+    }
+}
+
+/// Why a call has no result.
+enum Failure {
+    Unsupported,
+    Arguments(String),
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Request parsing: quick-xml events into a small element tree, then the tree into a call.
+
+/// An XML-RPC value of a request.
+#[derive(Debug, Clone, PartialEq)]
+enum Param {
+    Str(String),
+    Bool(bool),
+    Int(i64),
+    Array(Vec<Param>),
+    /// Members in document order.
+    Struct(Vec<(String, Param)>),
+    Nil,
+    /// A double, dateTime.iso8601 or base64 value: nothing the hub's calls take.
+    Other(&'static str),
+}
+
+/// A parsed `methodCall`.
+#[derive(Debug, PartialEq)]
+struct MethodCall {
+    method: String,
+    params: Vec<Param>,
+}
+
+/// An element of the request: its name, child elements and text (the concatenation of its text pieces).
+#[derive(Debug, Default)]
+struct Node {
+    name: String,
+    children: Vec<Node>,
+    text: String,
+}
+
+/// Parses a `methodCall` document in one pass.
+fn parse_call(body: &str) -> Result<MethodCall, String> {
+    let root = parse_tree(body)?;
+    if root.name != "methodCall" {
+        return Err(format!("the document is <{}>, not <methodCall>", root.name));
+    }
+    let mut method = None;
+    let mut params = Vec::new();
+    for child in &root.children {
+        match child.name.as_str() {
+            "methodName" => method = Some(child.text.trim().to_string()),
+            "params" => {
+                for param in &child.children {
+                    if param.name != "param" {
+                        return Err(format!("<{}> inside <params>", param.name));
+                    }
+                    match param.children.as_slice() {
+                        [value] => params.push(parse_value(value)?),
+                        _ => return Err("a <param> must hold one <value>".into()),
+                    }
+                }
+            }
+            other => return Err(format!("<{other}> inside <methodCall>")),
+        }
+    }
+    let method = method.ok_or("no <methodName>")?;
+    if method.is_empty() {
+        return Err("an empty <methodName>".into());
+    }
+    Ok(MethodCall { method, params })
+}
+
+/// The element tree of a document, built without recursion (at most [`MAX_DEPTH`] deep).
+fn parse_tree(body: &str) -> Result<Node, String> {
+    let mut reader = quick_xml::Reader::from_str(body);
+    let mut stack: Vec<Node> = Vec::new();
+    let mut root: Option<Node> = None;
+    let at = |reader: &quick_xml::Reader<&[u8]>| reader.buffer_position();
+    loop {
+        let event = reader.read_event().map_err(|e| {
+            format!(
+                "not well-formed XML at byte {}: {e}",
+                reader.error_position()
+            )
+        })?;
+        let open = |name: &str, stack: &Vec<Node>, root: &Option<Node>| {
+            if root.is_some() {
+                Err(format!("a second root element <{name}>"))
+            } else if stack.len() >= MAX_DEPTH {
+                Err(format!("elements nested deeper than {MAX_DEPTH}"))
+            } else {
+                Ok(Node {
+                    name: name.to_string(),
+                    ..Node::default()
+                })
+            }
+        };
+        match event {
+            Event::Start(start) => {
+                let node = open(start.name().as_ref(), &stack, &root)?;
+                stack.push(node);
+            }
+            Event::Empty(start) => {
+                let node = open(start.name().as_ref(), &stack, &root)?;
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(node),
+                    None => root = Some(node),
+                }
+            }
+            Event::End(_) => {
+                // quick-xml checks that the end tag matches the open element.
+                let node = stack
+                    .pop()
+                    .ok_or_else(|| format!("an end tag without a start at byte {}", at(&reader)))?;
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(node),
+                    None => root = Some(node),
+                }
+            }
+            Event::Text(text) => {
+                if let Some(node) = stack.last_mut() {
+                    node.text.push_str(&text.xml10_content());
+                } else if !text.trim().is_empty() {
+                    return Err("text outside the root element".into());
+                }
+            }
+            Event::CData(data) => match stack.last_mut() {
+                Some(node) => node.text.push_str(&data.xml10_content()),
+                None => return Err("CDATA outside the root element".into()),
+            },
+            Event::GeneralRef(reference) => {
+                let node = stack
+                    .last_mut()
+                    .ok_or("an entity reference outside the root element")?;
+                if reference.is_char_ref() {
+                    match reference.resolve_char_ref() {
+                        Ok(Some(c)) => node.text.push(c),
+                        _ => {
+                            return Err(format!("an invalid character reference &{};", &*reference))
+                        }
+                    }
+                } else {
+                    match quick_xml::escape::resolve_predefined_entity(&reference) {
+                        Some(text) => node.text.push_str(text),
+                        None => return Err(format!("an unknown entity &{};", &*reference)),
+                    }
+                }
+            }
+            Event::Eof => break,
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::DocType(_) => return Err("a DOCTYPE in an XML-RPC request".into()),
+        }
+    }
+    if let Some(open) = stack.last() {
+        return Err(format!("the XML ends early, inside <{}>", open.name));
+    }
+    root.ok_or_else(|| "the body holds no XML element".into())
+}
+
+/// A `<value>` element as a parameter.
+fn parse_value(node: &Node) -> Result<Param, String> {
+    if node.name != "value" {
+        return Err(format!("<{}> where a <value> belongs", node.name));
+    }
+    let typed = match node.children.as_slice() {
+        // An untyped value is a string.
+        [] => return Ok(Param::Str(node.text.clone())),
+        [typed] => typed,
+        _ => return Err("a <value> with more than one element".into()),
+    };
+    let text = typed.text.as_str();
+    let leaf = |param: Param| {
+        if typed.children.is_empty() {
+            Ok(param)
+        } else {
+            Err(format!("elements inside <{}>", typed.name))
+        }
+    };
+    match typed.name.as_str() {
+        "string" => leaf(Param::Str(text.to_string())),
+        "boolean" => match text.trim() {
+            "1" => leaf(Param::Bool(true)),
+            "0" => leaf(Param::Bool(false)),
+            other => Err(format!("a boolean {other:?}")),
+        },
+        "int" | "i4" | "i8" => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("an integer {text:?}"))
+            .and_then(|i| leaf(Param::Int(i))),
+        "nil" => leaf(Param::Nil),
+        "double" => leaf(Param::Other("a double")),
+        "dateTime.iso8601" => leaf(Param::Other("a dateTime.iso8601")),
+        "base64" => leaf(Param::Other("base64 data")),
+        "array" => match typed.children.as_slice() {
+            [data] if data.name == "data" => data
+                .children
+                .iter()
+                .map(parse_value)
+                .collect::<Result<_, _>>()
+                .map(Param::Array),
+            _ => Err("an <array> must hold one <data>".into()),
+        },
+        "struct" => typed
+            .children
+            .iter()
+            .map(|member| {
+                if member.name != "member" {
+                    return Err(format!("<{}> inside <struct>", member.name));
+                }
+                let name = member.children.iter().find(|c| c.name == "name");
+                let value = member.children.iter().find(|c| c.name == "value");
+                match (name, value, member.children.len()) {
+                    (Some(name), Some(value), 2) => Ok((name.text.clone(), parse_value(value)?)),
+                    _ => Err("a <member> must hold one <name> and one <value>".into()),
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(Param::Struct),
+        other => Err(format!("an unknown value type <{other}>")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// HTTP.
+
+/// Reads one request, answers it and closes the connection.
+async fn serve(mut stream: TcpStream, answers: &Answers, counters: &Counters) {
+    let (status, body) = match read_request(&mut stream).await {
+        Ok(Some(body)) => {
+            let (answer, calls) = answers.answer(&body);
+            counters.calls.fetch_add(calls, Ordering::SeqCst);
+            ("200 OK", answer)
+        }
+        Ok(None) => return,
+        Err((status, why)) => (status, format!("{why}\n")),
+    };
+    let content_type = if status == "200 OK" {
+        "text/xml"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nServer: gunicorn\r\nDate: {}\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nVary: Cookie\r\nContent-Length: {}\r\n\r\n",
+        http_date(SystemTime::now()),
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).await.is_ok()
+        && stream.write_all(body.as_bytes()).await.is_ok()
+    {
+        counters.requests.fetch_add(1, Ordering::SeqCst);
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// The body of one POST request; `None` when the client went away; an HTTP status and why for a request
+/// that cannot be answered.
+async fn read_request(stream: &mut TcpStream) -> Result<Option<Vec<u8>>, (&'static str, String)> {
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut searched: usize = 0;
+    let head_end = loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+        let from = searched.saturating_sub(3);
+        if let Some(at) = data[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            break from + at + 4;
+        }
+        searched = data.len();
+        if data.len() > MAX_HEAD {
+            return Err((
+                "431 Request Header Fields Too Large",
+                "the request head is too large".into(),
+            ));
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_ascii_lowercase();
+    let mut lines = head.lines();
+    let request_line = lines.next().unwrap_or_default();
+    if !request_line.starts_with("post ") {
+        return Err((
+            "405 Method Not Allowed",
+            "XML-RPC calls are POST requests".into(),
+        ));
+    }
+    let length = lines
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .ok_or(("411 Length Required", "no Content-Length".to_string()))?
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| ("400 Bad Request", "an invalid Content-Length".to_string()))?;
+    if length > MAX_BODY {
+        return Err((
+            "413 Payload Too Large",
+            format!("the body is larger than {MAX_BODY} bytes"),
+        ));
+    }
+    while data.len() < head_end + length {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    data.truncate(head_end + length);
+    Ok(Some(data.split_off(head_end)))
+}
+
+/// An HTTP `Date` (IMF-fixdate).
+fn http_date(now: SystemTime) -> String {
+    let seconds = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // utc() gives YYYY-MM-DDTHH:MM:SSZ.
+    let iso = utc(seconds);
+    let (date, time) = iso.split_once('T').unwrap_or((&iso, "00:00:00Z"));
+    let mut parts = date.split('-');
+    let (year, month, day) = (
+        parts.next().unwrap_or("1970"),
+        parts
+            .next()
+            .and_then(|m| m.parse::<usize>().ok())
+            .unwrap_or(1),
+        parts.next().unwrap_or("01"),
+    );
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    format!(
+        "{}, {day} {} {year} {} GMT",
+        DAYS[seconds.div_euclid(86_400).rem_euclid(7) as usize],
+        MONTHS[(month.clamp(1, 12)) - 1],
+        time.trim_end_matches('Z')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn export(id: i64, name: &str, enabled: bool) -> Export {
+        Export {
+            id,
+            name: name.into(),
+            arches: vec![(2, "x86_64".into(), "x86_64".into())],
+            channels: vec![(1, "default".into())],
+            enabled,
+            max_load: 2,
+            ready: true,
+            task_count: 1,
+            current_load: 1,
+            last_seen: Some(utc(1_750_000_000)),
+        }
+    }
+
+    fn hub_exports() -> Vec<Export> {
+        vec![
+            export(1, "b.example.com", true),
+            export(2, "a&<x>.example.com", true),
+            export(3, "off.example.com", false),
+        ]
+    }
+
+    /// A request as the exporter (dxr) encodes it.
+    fn call(method: &str, params: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\"?>\n<methodCall><methodName>{method}</methodName><params>{params}</params></methodCall>"
+        )
+    }
+
+    fn worker_info(name: &str) -> String {
+        format!(
+            "<value><struct><member><name>methodName</name><value><string>client.get_worker_info</string></value></member>\
+             <member><name>params</name><value><array><data><value><string>{name}</string></value></data></array></value></member></struct></value>"
+        )
+    }
+
+    /// Sends one request over HTTP and returns the status line and body.
+    async fn post(hub: &XmlRpcHub, body: &str) -> (String, String) {
+        let mut stream = TcpStream::connect(hub.addr()).await.unwrap();
+        let request = format!(
+            "POST /xmlrpc/client/ HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+            hub.addr(),
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+        (head.lines().next().unwrap().to_string(), body.to_string())
+    }
+
+    #[tokio::test]
+    async fn answers_a_single_call_in_kobos_format() {
+        let hub = XmlRpcHub::start(hub_exports()).await.unwrap();
+        assert_eq!(
+            hub.url(),
+            format!("http://127.0.0.1:{}/xmlrpc/client/", hub.addr().port())
+        );
+        let (status, body) = post(
+            &hub,
+            &call(
+                "client.list_workers",
+                "<param><value><boolean>1</boolean></value></param>",
+            ),
+        )
+        .await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(
+            body,
+            "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><array><data>\n\
+             <value><string>a&amp;&lt;x&gt;.example.com</string></value>\n\
+             <value><string>b.example.com</string></value>\n</data></array></value>\n</param>\n</params>\n</methodResponse>\n"
+        );
+        let (_, body) = post(
+            &hub,
+            &call(
+                "client.list_workers",
+                "<param><value><boolean>0</boolean></value></param>",
+            ),
+        )
+        .await;
+        assert!(body.contains("<string>off.example.com</string>"), "{body}");
+        assert!(!body.contains("b.example.com"), "{body}");
+        let (_, body) = post(
+            &hub,
+            &call(
+                "client.get_worker_info",
+                "<param><value><string>b.example.com</string></value></param>",
+            ),
+        )
+        .await;
+        assert_eq!(body, py::response(&hub_exports()[0].py()));
+        let (_, body) = post(
+            &hub,
+            &call(
+                "client.get_worker_info",
+                "<param><value>nobody</value></param>",
+            ),
+        )
+        .await;
+        assert!(
+            body.contains("<param>\n<value><struct>\n</struct></value>\n</param>"),
+            "{body}"
+        );
+        assert_eq!((hub.requests(), hub.calls()), (4, 4));
+    }
+
+    #[tokio::test]
+    async fn answers_a_multicall_in_order_with_inner_faults() {
+        let hub = XmlRpcHub::start(hub_exports()).await.unwrap();
+        let lists = "<value><struct><member><name>methodName</name><value><string>client.list_workers</string></value></member>\
+             <member><name>params</name><value><array><data><value><boolean>0</boolean></value></data></array></value></member></struct></value>";
+        let unknown = "<value><struct><member><name>methodName</name><value><string>worker.update_worker</string></value></member>\
+             <member><name>params</name><value><array><data></data></array></value></member></struct></value>";
+        let params = format!(
+            "<param><value><array><data>{}{}{lists}{unknown}{}</data></array></value></param>",
+            worker_info("a&amp;&lt;x&gt;.example.com"),
+            worker_info("b.example.com"),
+            worker_info("gone.example.com"),
+        );
+        let (status, body) = post(&hub, &call("system.multicall", &params)).await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let exports = hub_exports();
+        let expected = py::multicall(&[
+            Ok(py::value(&exports[1].py())),
+            Ok(py::value(&exports[0].py())),
+            Ok(py::value(&Py::List(vec![Py::Str(
+                "off.example.com".into(),
+            )]))),
+            Err((
+                1,
+                "<class 'Exception'>:method \"worker.update_worker\" is not supported".into(),
+            )),
+            Ok(py::value(&Py::Dict(vec![]))),
+        ]);
+        assert_eq!(body, expected);
+        assert_eq!((hub.requests(), hub.calls()), (1, 5));
+    }
+
+    #[tokio::test]
+    async fn unknown_methods_get_a_fault() {
+        let hub = XmlRpcHub::start(hub_exports()).await.unwrap();
+        let (status, body) = post(&hub, &call("client.enable_worker", "")).await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(
+            body,
+            py::fault(
+                1,
+                "Exception: method \"client.enable_worker\" is not supported"
+            )
+        );
+        let (_, body) = post(
+            &hub,
+            &call(
+                "client.get_worker_info",
+                "<param><value><int>1</int></value></param>",
+            ),
+        )
+        .await;
+        assert!(body.contains("<name>faultCode</name>"), "{body}");
+        assert!(body.contains("TypeError: get_worker_info()"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn malformed_requests_get_a_fault_or_a_4xx_never_a_panic() {
+        let hub = XmlRpcHub::start(hub_exports()).await.unwrap();
+        for body in [
+            "",
+            "not xml",
+            "<methodCall><methodName>client.list_workers</methodName><params>",
+            "<methodCall><methodName>client.list_workers</methodName></methodResponse>",
+            "<methodResponse/>",
+            "<methodCall><params/></methodCall>",
+            "<methodCall><methodName>system.multicall</methodName><params><param><value><bogus/></value></param></params></methodCall>",
+            "<methodCall><methodName>system.multicall</methodName></methodCall>",
+            "<methodCall><methodName>client.get_worker_info</methodName><params><param><value><string>&nope;</string></value></param></params></methodCall>",
+            "<methodCall><methodName>x</methodName><params><param><value><int>99999999999999999999</int></value></param></params></methodCall>",
+            "\u{feff}<a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a>",
+        ] {
+            let (status, answer) = post(&hub, body).await;
+            assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+            assert!(answer.contains("<fault>"), "{body}: {answer}");
+        }
+        let multicall_of_junk = call(
+            "system.multicall",
+            "<param><value><array><data><value><int>1</int></value><value><struct></struct></value></data></array></value></param>",
+        );
+        let (_, answer) = post(&hub, &multicall_of_junk).await;
+        assert_eq!(
+            answer.matches("<name>faultCode</name>").count(),
+            2,
+            "{answer}"
+        );
+
+        // HTTP problems: a 4xx, and the hub goes on serving.
+        for raw in [
+            "GET /xmlrpc/client/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST /xmlrpc/client/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST /xmlrpc/client/ HTTP/1.1\r\nContent-Length: lots\r\n\r\n",
+            "POST /xmlrpc/client/ HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n",
+        ] {
+            let mut stream = TcpStream::connect(hub.addr()).await.unwrap();
+            stream.write_all(raw.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            assert!(response.starts_with("HTTP/1.1 4"), "{raw:?}: {response}");
+        }
+        let invalid_utf8 = b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n\xff\xfe";
+        let mut stream = TcpStream::connect(hub.addr()).await.unwrap();
+        stream.write_all(invalid_utf8).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.contains("not UTF-8"), "{response}");
+        let (_, body) = post(&hub, &call("client.list_workers", "")).await;
+        assert!(body.contains("b.example.com"), "{body}");
+    }
+
+    #[test]
+    fn requests_parse_in_linear_time() {
+        // 20,000 calls in one multicall: a quadratic parser would take minutes.
+        let calls: String = (0..20_000)
+            .map(|i| worker_info(&format!("worker-{i:05}.example.com")))
+            .collect();
+        let body = call(
+            "system.multicall",
+            &format!("<param><value><array><data>{calls}</data></array></value></param>"),
+        );
+        let started = std::time::Instant::now();
+        let parsed = parse_call(&body).unwrap();
+        let Param::Array(items) = &parsed.params[0] else {
+            panic!()
+        };
+        assert_eq!(items.len(), 20_000);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let answers = Answers::new(&[export(1, "worker-00007.example.com", true)]);
+        let (answer, count) = answers.answer(body.as_bytes());
+        assert_eq!(count, 20_000);
+        assert_eq!(answer.matches("<name>current_load</name>").count(), 1);
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            http_date(UNIX_EPOCH + Duration::from_secs(1_764_094_720)),
+            "Tue, 25 Nov 2025 18:18:40 GMT"
+        );
+    }
+
+    #[test]
+    fn exports_from_a_generated_sqlite_hub() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hub.sqlite3");
+        let spec = crate::HubSpec {
+            workers: 50,
+            tasks: 100,
+            seed: 1,
+        };
+        crate::sqlite::generate(&db, &spec).unwrap();
+        let workers = dir.path().join("workers");
+        crate::write_worker_dir(&workers, &spec).unwrap();
+        let exports = exports_from_sqlite(&db, Some(&workers)).unwrap();
+        assert_eq!(exports.len(), 50);
+        for (n, export) in exports.iter().enumerate() {
+            let w = n as u64 + 1;
+            assert_eq!(export.name, crate::HubSpec::worker_name(w));
+            assert_eq!(export.last_seen, spec.last_seen(w).map(utc));
+            assert!(export.arches.windows(2).all(|p| p[0].1 <= p[1].1));
+            assert!(export.channels.windows(2).all(|p| p[0].0 < p[1].0));
+        }
+        assert!(exports.iter().any(|e| !e.arches.is_empty()));
+        assert!(exports.iter().any(|e| !e.channels.is_empty()));
+        let without = exports_from_sqlite(&db, None).unwrap();
+        assert!(without.iter().all(|e| e.last_seen.is_none()));
+        assert!(exports_from_sqlite(&dir.path().join("missing.sqlite3"), None).is_err());
+        assert!(exports_from_sqlite(&db, Some(&dir.path().join("nowhere"))).is_err());
+    }
+}
