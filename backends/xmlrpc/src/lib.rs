@@ -238,6 +238,41 @@ fn worker(name: &str, result: Result<Value, ItemError>) -> Result<decode::Decode
     decode::worker(name, value)
 }
 
+/// Not an API: exposed for the multicall benchmark (`benches/multicall.rs`) only. What a scrape does with
+/// the body of one `system.multicall` of `client.get_worker_info` for `names`, without HTTP: the UTF-8 and
+/// XML-RPC decoding, the multicall results, each worker's record and the id directory. Returns the records
+/// and how many workers were left out.
+#[doc(hidden)]
+pub fn decode_worker_infos(
+    body: &[u8],
+    names: &[String],
+) -> Result<(Vec<WorkerRecord>, usize), String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8 ({e})"))?;
+    let value = rpc::decode(text)?.map_err(|fault| format!("fault {}", fault.code()))?;
+    let mut directory = Directory::default();
+    let mut workers = Vec::with_capacity(names.len());
+    let mut left_out = 0;
+    for (name, result) in names
+        .iter()
+        .zip(rpc::multicall_results(value, names.len())?)
+    {
+        match worker(name, result) {
+            Ok(decoded) => {
+                directory.learn_worker(
+                    decoded.id,
+                    &decoded.record.name,
+                    &decoded.arch_ids,
+                    &decoded.channel_ids,
+                );
+                workers.push(decoded.record);
+            }
+            Err(_) => left_out += 1,
+        }
+    }
+    std::hint::black_box(&directory);
+    Ok((workers, left_out))
+}
+
 /// `text` ending with a full stop.
 pub(crate) fn sentence(mut text: String) -> String {
     if !text.ends_with('.') {
