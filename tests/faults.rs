@@ -82,8 +82,9 @@ const RECOVERY_ALLOWANCE: usize = 0;
 
 /// Bytes of the server's answers a connection forwards in [`Mode::Reset`] before it is reset: past the
 /// start of a query's answer on a pooled database connection (the pool's ping and the transaction's start
-/// answer with a few dozen bytes), past the two `client.list_workers` answers of the XML-RPC source (each
-/// on its own connection, under 1 KiB with the headers), so that the multicall's answer breaks off.
+/// answer with a few dozen bytes), past the XML-RPC source's answer to the `system.multicall` of the two
+/// `client.list_workers` calls (on its own connection, under 1 KiB with the headers), so that the answer to
+/// the multicall of `client.get_worker_info` breaks off.
 fn reset_after(backend: Backend) -> usize {
     match backend {
         Backend::Postgres | Backend::Mysql => 64,

@@ -34,12 +34,13 @@ use std::time::{Duration, Instant};
 
 use common::exposition::{parse, Exposition};
 use kobo_backend_sqlite::SqliteSource;
-use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource, ALLOWED_METHODS};
+use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource, ALLOWED_METHODS, DEFAULT_MULTICALL_CHUNK};
 use kobo_exporter::api::{
     DataSource, HubSnapshot, LastSeen, SourceError, TaskGroup, TaskSummary, WorkerDir,
     WorkerTaskCount,
 };
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
+use kobo_hubgen::xmlrpc_hub::XmlRpcHub;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -813,6 +814,8 @@ struct Quirks {
     faulting: Vec<String>,
     /// Names listed as enabled workers that the hub then does not know (deleted in between): `{}`.
     vanished: Vec<String>,
+    /// `client.list_workers(enabled)` for this `enabled` answers with this fault (inside the multicall).
+    list_fault: Option<(bool, String)>,
     /// Keep connections open (no `Connection: close`).
     keep_alive: bool,
     /// gzip every response when the request accepts it.
@@ -847,21 +850,33 @@ fn fixture_handler(quirks: Quirks) -> impl Fn(&Received) -> Reply + Send + Sync 
     let missing = capture(INFO_MISSING).result_value().to_string();
     let list_enabled = capture(LIST_ENABLED);
     let list_disabled = capture(LIST_DISABLED);
+    // `client.list_workers(True)`, with the vanished workers listed too.
+    let list_enabled = if quirks.vanished.is_empty() {
+        list_enabled
+    } else {
+        let mut names: Vec<Py> = exports
+            .iter()
+            .filter(|e| e.enabled)
+            .map(|e| Py::Str(e.name.clone()))
+            .collect();
+        names.extend(quirks.vanished.iter().map(|n| Py::Str(n.clone())));
+        hub_response(py::response(&Py::List(names)))
+    };
+    // The lists as results inside a multicall (their dumped values), or the fault asked for.
+    let list_enabled_value = list_enabled.result_value().to_string();
+    let list_disabled_value = list_disabled.result_value().to_string();
+    let quirks_list_fault = quirks.list_fault.clone();
+    let list_result = move |enabled: bool| -> Result<String, (i64, String)> {
+        match &quirks_list_fault {
+            Some((faulting, fault)) if *faulting == enabled => Err((1, fault.clone())),
+            _ if enabled => Ok(list_enabled_value.clone()),
+            _ => Ok(list_disabled_value.clone()),
+        }
+    };
     move |request: &Received| {
         let call = request.call();
         let response = match (call.method.as_str(), call.params.as_slice()) {
-            ("client.list_workers", [] | [X::Bool(true)]) if quirks.vanished.is_empty() => {
-                list_enabled.clone()
-            }
-            ("client.list_workers", [] | [X::Bool(true)]) => {
-                let mut names: Vec<Py> = exports
-                    .iter()
-                    .filter(|e| e.enabled)
-                    .map(|e| Py::Str(e.name.clone()))
-                    .collect();
-                names.extend(quirks.vanished.iter().map(|n| Py::Str(n.clone())));
-                hub_response(py::response(&Py::List(names)))
-            }
+            ("client.list_workers", [] | [X::Bool(true)]) => list_enabled.clone(),
             ("client.list_workers", [X::Bool(false)]) => list_disabled.clone(),
             ("system.multicall", _) => {
                 let items: Vec<Result<String, (i64, String)>> = inner_calls(&call)
@@ -885,6 +900,8 @@ fn fixture_handler(quirks: Quirks) -> impl Fn(&Received) -> Reply + Send + Sync 
                                     Ok(missing.clone())
                                 }
                             }
+                            ("client.list_workers", [] | [X::Bool(true)]) => list_result(true),
+                            ("client.list_workers", [X::Bool(false)]) => list_result(false),
                             ("client.task_info", [X::Int(id)]) => {
                                 match hub.task(*id).filter(|_| !quirks.gone_tasks.contains(id)) {
                                     Some(task) => Ok(py::value(&hub.export(task, false))),
@@ -1001,9 +1018,9 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-/// A synthetic hub of `n` workers (even ones enabled), some with odd names, answered by the marshaller.
-fn synthetic_handler(n: usize) -> impl Fn(&Received) -> Reply + Send + Sync + 'static {
-    let exports: Vec<Export> = (0..n)
+/// `n` synthetic workers (even ones enabled), some with odd names.
+fn synthetic_exports(n: usize) -> Vec<Export> {
+    (0..n)
         .map(|i| Export {
             id: i as i64 + 1,
             name: match i % 7 {
@@ -1023,33 +1040,44 @@ fn synthetic_handler(n: usize) -> impl Fn(&Received) -> Reply + Send + Sync + 's
             current_load: (i % 4) as i64,
             last_seen: (i % 11 != 0).then(|| utc(1_750_000_000 + i as i64)),
         })
-        .collect();
+        .collect()
+}
+
+/// A synthetic hub of `n` workers (even ones enabled), some with odd names, answered by the marshaller.
+fn synthetic_handler(n: usize) -> impl Fn(&Received) -> Reply + Send + Sync + 'static {
+    let exports = synthetic_exports(n);
+    // `client.list_workers(enabled)`: the sorted names.
+    let names = |exports: &[Export], enabled: bool| {
+        let mut names: Vec<String> = exports
+            .iter()
+            .filter(|e| e.enabled == enabled)
+            .map(|e| e.name.clone())
+            .collect();
+        names.sort();
+        Py::List(names.into_iter().map(Py::Str).collect())
+    };
     move |request: &Received| {
         let call = request.call();
         let body = match (call.method.as_str(), call.params.as_slice()) {
-            ("client.list_workers", [X::Bool(enabled)]) => {
-                let mut names: Vec<String> = exports
-                    .iter()
-                    .filter(|e| e.enabled == *enabled)
-                    .map(|e| e.name.clone())
-                    .collect();
-                names.sort();
-                py::response(&Py::List(names.into_iter().map(Py::Str).collect()))
-            }
+            ("client.list_workers", [X::Bool(enabled)]) => py::response(&names(&exports, *enabled)),
             ("system.multicall", _) => {
                 let items: Vec<Result<String, (i64, String)>> = inner_calls(&call)
                     .iter()
-                    .map(|inner| {
-                        let [X::Str(name)] = inner.params.as_slice() else {
-                            panic!("{inner:?}")
-                        };
-                        assert_eq!(inner.method, "client.get_worker_info");
-                        let export = exports
-                            .iter()
-                            .find(|e| &e.name == name)
-                            .expect("a known worker");
-                        Ok(py::value(&export.py()))
-                    })
+                    .map(
+                        |inner| match (inner.method.as_str(), inner.params.as_slice()) {
+                            ("client.list_workers", [X::Bool(enabled)]) => {
+                                Ok(py::value(&names(&exports, *enabled)))
+                            }
+                            ("client.get_worker_info", [X::Str(name)]) => {
+                                let export = exports
+                                    .iter()
+                                    .find(|e| &e.name == name)
+                                    .expect("a known worker");
+                                Ok(py::value(&export.py()))
+                            }
+                            _ => panic!("{inner:?}"),
+                        },
+                    )
                     .collect();
                 py::multicall(&items)
             }
@@ -1352,20 +1380,18 @@ async fn the_fixture_hub_gives_the_sqlite_sources_records_and_metrics() {
         insta::assert_snapshot!("xmlrpc__fixture", text);
     });
 
-    // One scrape: the two lists, then one multicall of the five workers; nothing else.
+    // One scrape: one multicall of the two lists, then one multicall of the five workers; nothing else.
     let received = hub.received();
     let calls: Vec<Call> = received.iter().map(Received::call).collect();
+    assert_eq!(hub.methods(), ["system.multicall", "system.multicall"]);
+    let lists = inner_calls(&calls[0]);
     assert_eq!(
-        hub.methods(),
-        [
-            "client.list_workers",
-            "client.list_workers",
-            "system.multicall"
-        ]
+        lists.iter().map(|c| c.method.as_str()).collect::<Vec<_>>(),
+        ["client.list_workers", "client.list_workers"]
     );
-    assert_eq!(calls[0].params, [X::Bool(true)]);
-    assert_eq!(calls[1].params, [X::Bool(false)]);
-    let inner = inner_calls(&calls[2]);
+    assert_eq!(lists[0].params, [X::Bool(true)]);
+    assert_eq!(lists[1].params, [X::Bool(false)]);
+    let inner = inner_calls(&calls[1]);
     let names: Vec<String> = inner
         .iter()
         .map(|c| {
@@ -1409,12 +1435,14 @@ async fn the_url_may_lack_the_trailing_slash() {
 
 #[tokio::test]
 async fn requests_per_scrape_are_bounded_and_only_allowed_methods_are_called() {
+    // One multicall of the two lists, then ceil(workers / chunk) multicalls of get_worker_info.
     for (workers, chunk, expected_requests) in [
-        (0, 300, 2),
-        (1, 300, 3),
-        (300, 300, 3),
-        (2000, 300, 9),
-        (7, 3, 5),
+        (0, DEFAULT_MULTICALL_CHUNK, 1),
+        (1, DEFAULT_MULTICALL_CHUNK, 2),
+        (2000, DEFAULT_MULTICALL_CHUNK, 2),
+        (300, 300, 2),
+        (2000, 300, 8),
+        (7, 3, 4),
     ] {
         let hub = TestHub::start(synthetic_handler(workers)).await;
         let options = XmlRpcOptions {
@@ -1435,14 +1463,28 @@ async fn requests_per_scrape_are_bounded_and_only_allowed_methods_are_called() {
             expected_requests,
             "{workers} workers, chunks of {chunk}: {methods:?}"
         );
-        assert_eq!(methods[..2], ["client.list_workers", "client.list_workers"]);
         assert!(
-            methods[2..].iter().all(|m| m == "system.multicall"),
+            methods.iter().all(|m| m == "system.multicall"),
             "{methods:?}"
+        );
+        let received = hub.received();
+        let lists = inner_calls(&received[0].call());
+        assert_eq!(
+            lists,
+            [
+                Call {
+                    method: "client.list_workers".into(),
+                    params: vec![X::Bool(true)]
+                },
+                Call {
+                    method: "client.list_workers".into(),
+                    params: vec![X::Bool(false)]
+                }
+            ]
         );
         // Every worker asked for exactly once, at most `chunk` per request.
         let mut asked = Vec::new();
-        for request in &hub.received()[2..] {
+        for request in &received[1..] {
             let inner = inner_calls(&request.call());
             assert!(!inner.is_empty() && inner.len() <= chunk);
             for call in inner {
@@ -1451,6 +1493,7 @@ async fn requests_per_scrape_are_bounded_and_only_allowed_methods_are_called() {
                     "{}",
                     call.method
                 );
+                assert_eq!(call.method, "client.get_worker_info");
                 let [X::Str(name)] = call.params.as_slice() else {
                     panic!("{call:?}")
                 };
@@ -1486,6 +1529,82 @@ async fn requests_per_scrape_are_bounded_and_only_allowed_methods_are_called() {
 }
 
 #[tokio::test]
+async fn the_request_count_stays_constant_as_workers_grow_from_10_to_2000() {
+    // kobo_hubgen's XML-RPC hub, as the benchmark runner serves it; the source with its defaults.
+    let mut requests = Vec::new();
+    for workers in [10, 2000] {
+        let hub = XmlRpcHub::start(synthetic_exports(workers))
+            .await
+            .expect("hub");
+        let source = XmlRpcSource::new(XmlRpcOptions::new(hub.url())).expect("source");
+        let started = Instant::now();
+        let snapshot = source
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{workers} workers: {e}"));
+        let elapsed = started.elapsed();
+        assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
+        assert_eq!(snapshot.workers.len(), workers);
+        assert_eq!(
+            snapshot
+                .workers
+                .iter()
+                .filter(|w| w.last_seen == LastSeen::Never)
+                .count(),
+            workers.div_ceil(11)
+        );
+        // The lists' multicall (2 calls) and one multicall of every worker's get_worker_info.
+        assert_eq!(hub.calls(), 2 + workers, "{workers} workers");
+        println!(
+            "{workers} workers: {} requests, {} calls in {elapsed:?}",
+            hub.requests(),
+            hub.calls()
+        );
+        requests.push(hub.requests());
+    }
+    assert_eq!(
+        requests,
+        [2, 2],
+        "requests per scrape for 10 and 2,000 workers"
+    );
+}
+
+#[tokio::test]
+async fn a_fault_on_list_workers_inside_the_multicall_fails_the_collection() {
+    let fault = "PermissionDenied: Login required.";
+    for enabled in [true, false] {
+        let hub = TestHub::start(fixture_handler(Quirks {
+            list_fault: Some((enabled, fault.into())),
+            ..Quirks::default()
+        }))
+        .await;
+        let error = message(hub.source().collect().await);
+        let call = if enabled {
+            "client.list_workers(True)"
+        } else {
+            "client.list_workers(False)"
+        };
+        assert_eq!(
+            error,
+            format!(
+                "query on {} failed: {call} (in system.multicall): the hub answered with fault 1: {fault}",
+                hub.url
+            )
+        );
+        // Nothing is read after the lists, and the task path fails the same way.
+        assert_eq!(hub.methods(), ["system.multicall"]);
+        let error = message(hub.source().collect_with_tasks().await);
+        assert!(
+            error.contains(&format!(
+                "{call} (in system.multicall): the hub answered with fault"
+            )),
+            "{error}"
+        );
+        assert_eq!(hub.methods(), ["system.multicall", "system.multicall"]);
+    }
+}
+
+#[tokio::test]
 async fn a_fault_or_a_vanished_worker_in_the_multicall_drops_only_that_worker() {
     let quirks = Quirks {
         faulting: vec!["worker-0003.example.com".into()],
@@ -1517,7 +1636,7 @@ async fn a_fault_or_a_vanished_worker_in_the_multicall_drops_only_that_worker() 
              more (deleted or renamed since the worker list was read)."
         ]
     );
-    assert_eq!(hub.methods().len(), 3);
+    assert_eq!(hub.methods().len(), 2);
 }
 
 /// A hub that answers every request with `reply`, and the error a scrape of it gives.
@@ -1545,7 +1664,8 @@ async fn top_level_faults_are_errors() {
     let (error, _) = error_from(move |_| Reply::Close(login.wire(false))).await;
     assert!(
         error.contains(
-            "client.list_workers: the hub answered with fault 1: PermissionDenied: Login required."
+            "system.multicall of client.list_workers: the hub answered with fault 1: PermissionDenied: \
+             Login required."
         ),
         "{error}"
     );
@@ -1588,7 +1708,7 @@ async fn http_errors_name_the_status() {
         ))
     })
     .await;
-    assert!(error.contains("client.list_workers: HTTP 502 Bad Gateway: text/html, an HTML page titled \"502 Bad Gateway\""), "{error}");
+    assert!(error.contains("system.multicall of client.list_workers: HTTP 502 Bad Gateway: text/html, an HTML page titled \"502 Bad Gateway\""), "{error}");
 
     let (error, hub) = error_from(|_| {
         Reply::Close(http(
@@ -1667,7 +1787,9 @@ async fn malformed_and_truncated_xml_are_errors() {
     })
     .await;
     assert!(
-        error.contains("client.list_workers, HTTP 200 OK, the response broke off after"),
+        error.contains(
+            "system.multicall of client.list_workers, HTTP 200 OK, the response broke off after"
+        ),
         "{error}"
     );
 
@@ -1682,13 +1804,33 @@ async fn malformed_and_truncated_xml_are_errors() {
         "{error}"
     );
     let (error, _) = error_from(|_| Reply::Close(b"SSH-2.0-OpenSSH_9.6\r\n".to_vec())).await;
-    assert!(error.contains("client.list_workers"), "{error}");
+    assert!(
+        error.contains("system.multicall of client.list_workers"),
+        "{error}"
+    );
 
-    // A valid response of the wrong shape.
+    // A valid response of the wrong shape: the multicall's result, or a list inside it.
     let (error, _) =
         error_from(|_| Reply::Close(hub_response(py::response(&Py::Int(3))).wire(false))).await;
     assert!(
+        error.contains(
+            "system.multicall of client.list_workers: the system.multicall result is an integer, not \
+             an array"
+        ),
+        "{error}"
+    );
+    let lists = py::multicall(&[Ok(py::value(&Py::Int(3))), Ok(py::value(&Py::List(vec![])))]);
+    let (error, _) =
+        error_from(move |_| Reply::Close(hub_response(lists.clone()).wire(false))).await;
+    assert!(
         error.contains("client.list_workers(True): the result is an integer, not an array"),
+        "{error}"
+    );
+    let one_list = py::multicall(&[Ok(py::value(&Py::List(vec![])))]);
+    let (error, _) =
+        error_from(move |_| Reply::Close(hub_response(one_list.clone()).wire(false))).await;
+    assert!(
+        error.contains("system.multicall of client.list_workers: system.multicall answered 1 results for 2 calls"),
         "{error}"
     );
 }
@@ -1752,7 +1894,9 @@ async fn a_hub_that_never_answers_times_out() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     assert!(elapsed >= Duration::from_millis(900), "took {elapsed:?}");
     assert!(
-        error.contains("client.list_workers: no complete response within 1s (request_timeout)"),
+        error.contains(
+            "system.multicall of client.list_workers: no complete response within 1s (request_timeout)"
+        ),
         "{error}"
     );
     assert!(
@@ -1775,7 +1919,9 @@ async fn a_hub_that_never_answers_times_out() {
             .await,
     );
     assert!(
-        error.starts_with(&format!("cannot connect to {url}: client.list_workers: ")),
+        error.starts_with(&format!(
+            "cannot connect to {url}: system.multicall of client.list_workers: "
+        )),
         "{error}"
     );
 }
@@ -1811,7 +1957,7 @@ async fn credentials_are_sent_and_never_shown() {
     let source = XmlRpcSource::new(bearer.clone()).expect("source");
     source.collect().await.expect("collect");
     assert!(!format!("{bearer:?} {source:?}").contains(TOKEN));
-    assert_eq!(hub.received().len(), 3);
+    assert_eq!(hub.received().len(), 2);
     for request in hub.received() {
         assert_eq!(
             request.header("authorization"),
@@ -1866,7 +2012,7 @@ async fn gzip_responses_and_connection_reuse() {
         (&second.workers, &second.tasks, &second.warnings)
     );
     assert_eq!(first.workers.len(), 5);
-    assert_eq!(hub.received().len(), 6);
+    assert_eq!(hub.received().len(), 4);
     assert_eq!(
         hub.connections.load(Ordering::SeqCst),
         1,
@@ -2025,21 +2171,20 @@ async fn task_metrics_of_the_fixture_hub_equal_the_sqlite_sources() {
     assert_eq!(
         hub.methods(),
         [
-            "client.list_workers",
-            "client.list_workers",
+            "system.multicall",
             "system.multicall",
             "client.get_tasks",
             "system.multicall"
         ]
     );
     assert_eq!(
-        calls[3].params,
+        calls[2].params,
         [
             X::Arr(vec![]),
             X::Arr(vec![X::Int(0), X::Int(1), X::Int(2), X::Int(8)])
         ]
     );
-    assert_eq!(task_info_ids(&calls[4]), [2, 34]);
+    assert_eq!(task_info_ids(&calls[3]), [2, 34]);
     for call in &calls {
         assert!(ALLOWED_METHODS.contains(&call.method.as_str()));
     }
@@ -2050,14 +2195,7 @@ async fn task_metrics_of_the_fixture_hub_equal_the_sqlite_sources() {
     assert_eq!(plain.workers, snapshot.workers);
     let timings: Vec<&str> = plain.timings.iter().map(|(name, _)| *name).collect();
     assert_eq!(timings, ["workers"]);
-    assert_eq!(
-        hub.methods()[5..],
-        [
-            "client.list_workers",
-            "client.list_workers",
-            "system.multicall"
-        ]
-    );
+    assert_eq!(hub.methods()[4..], ["system.multicall", "system.multicall"]);
 }
 
 #[tokio::test]
@@ -2084,14 +2222,14 @@ async fn task_metrics_cost_one_get_tasks_and_at_most_one_task_info_multicall() {
         started.elapsed()
     );
     assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
-    // 2 lists + ceil(5 / 2) multicalls of workers + 1 get_tasks + 1 multicall of task_info.
+    // 1 multicall of the lists + ceil(5 / 2) multicalls of workers + 1 get_tasks + 1 multicall of
+    // task_info.
     let calls: Vec<Call> = hub.received().iter().map(Received::call).collect();
     let methods: Vec<&str> = calls.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(
         methods,
         [
-            "client.list_workers",
-            "client.list_workers",
+            "system.multicall",
             "system.multicall",
             "system.multicall",
             "system.multicall",
@@ -2100,7 +2238,7 @@ async fn task_metrics_cost_one_get_tasks_and_at_most_one_task_info_multicall() {
         ]
     );
     // Thousands of i386 and ppc64le tasks, still one lookup per arch: the lowest task id of each.
-    assert_eq!(task_info_ids(&calls[6]), [2, 34]);
+    assert_eq!(task_info_ids(&calls[5]), [2, 34]);
 
     let reference = sqlite_with_tasks(&extra).await;
     assert_eq!(
@@ -2139,12 +2277,7 @@ async fn a_fault_on_get_tasks_fails_the_task_collection_and_the_exporter_serves_
     );
     assert_eq!(
         hub.methods(),
-        [
-            "client.list_workers",
-            "client.list_workers",
-            "system.multicall",
-            "client.get_tasks"
-        ]
+        ["system.multicall", "system.multicall", "client.get_tasks"]
     );
 
     // The collector falls back to the workers: kobo_up 1, no task families, one task error counted.
@@ -2178,12 +2311,10 @@ async fn a_fault_on_get_tasks_fails_the_task_collection_and_the_exporter_serves_
     assert_eq!(
         hub.methods(),
         [
-            "client.list_workers",
-            "client.list_workers",
+            "system.multicall",
             "system.multicall",
             "client.get_tasks",
-            "client.list_workers",
-            "client.list_workers",
+            "system.multicall",
             "system.multicall"
         ]
     );
@@ -2234,5 +2365,5 @@ async fn an_arch_that_cannot_be_named_leaves_its_tasks_out_with_a_warning() {
     assert!(!kobo_exporter::render(&snapshot)
         .expect("render")
         .contains("i386"));
-    assert_eq!(task_info_ids(&hub.received()[4].call()), [2, 34]);
+    assert_eq!(task_info_ids(&hub.received()[3].call()), [2, 34]);
 }

@@ -80,16 +80,42 @@ impl HubClient {
         &self.endpoint.shown
     }
 
-    /// `client.list_workers(enabled)`.
-    pub(crate) async fn list_workers(&self, enabled: bool) -> Result<Vec<String>, SourceError> {
-        let request = Request::Single(Call::ListWorkers { enabled });
-        let value = self.call(&request).await?;
-        crate::decode::worker_names(value).map_err(|why| {
-            self.data(format!(
-                "client.list_workers({}): {why}",
-                python_bool(enabled)
-            ))
-        })
+    /// `client.list_workers(True)` and `client.list_workers(False)` in one `system.multicall` request: the
+    /// enabled and the disabled workers' names. A fault (or an unusable answer) for either call fails the
+    /// whole read, as a fault on a lone `client.list_workers` call would.
+    pub(crate) async fn worker_lists(&self) -> Result<(Vec<String>, Vec<String>), SourceError> {
+        let calls = vec![
+            Call::ListWorkers { enabled: true },
+            Call::ListWorkers { enabled: false },
+        ];
+        let label = "system.multicall of client.list_workers";
+        let value = self.call_as(&Request::Multicall(calls), label).await?;
+        let results =
+            rpc::multicall_results(value, 2).map_err(|why| self.data(format!("{label}: {why}")))?;
+        let mut lists = Vec::with_capacity(2);
+        for (enabled, result) in [true, false].into_iter().zip(results) {
+            let call = format!("client.list_workers({})", python_bool(enabled));
+            let names = match result {
+                Ok(value) => crate::decode::worker_names(value)
+                    .map_err(|why| self.data(format!("{call}: {why}")))?,
+                Err(ItemError::Fault(fault)) => {
+                    return Err(self.query(format!(
+                        "{call} (in system.multicall): the hub answered with fault {}: {}",
+                        fault.code(),
+                        rpc::summarise_fault(fault.string())
+                    )))
+                }
+                Err(ItemError::Malformed(what)) => {
+                    return Err(
+                        self.data(format!("{call}: system.multicall answered {what} for it"))
+                    )
+                }
+            };
+            lists.push(names);
+        }
+        let disabled = lists.pop().unwrap_or_default();
+        let enabled = lists.pop().unwrap_or_default();
+        Ok((enabled, disabled))
     }
 
     /// `client.get_worker_info(name)` for each name, in one `system.multicall` request; one result per
@@ -130,9 +156,13 @@ impl HubClient {
     }
 
     /// Sends one request and returns its result value; faults and anything that is not an XML-RPC response
-    /// are errors.
+    /// are errors, which name the request's method.
     async fn call(&self, request: &Request) -> Result<Value, SourceError> {
-        let method = request.method();
+        self.call_as(request, request.method()).await
+    }
+
+    /// [`call`](Self::call), with errors naming the request as `method` (for a multicall, what it holds).
+    async fn call_as(&self, request: &Request, method: &str) -> Result<Value, SourceError> {
         let body = rpc::encode(request).map_err(|why| self.query(why))?;
         let started = Instant::now();
         let reply = self.post(method, body).await?;

@@ -1,11 +1,14 @@
 //! The XML-RPC source: reads a kobo hub through its client API (`<hub>/xmlrpc/client/`), with no database
 //! access and no login on a stock hub.
 //!
-//! Per scrape ([`DataSource::collect`]) it calls `client.list_workers(True)`, `client.list_workers(False)`,
-//! then `client.get_worker_info(name)` for every worker, batched through `system.multicall` in chunks of
-//! [`XmlRpcOptions::multicall_chunk`]: `2 + ceil(workers / chunk)` HTTP requests, over one reused
-//! connection pool. It never calls anything else ([`ALLOWED_METHODS`]): no `worker.*` method (those need a
-//! worker's key and fake its last seen) and nothing that changes the hub.
+//! Per scrape ([`DataSource::collect`]) it makes one `system.multicall` of `client.list_workers(True)` and
+//! `client.list_workers(False)`, then calls `client.get_worker_info(name)` for every worker, batched
+//! through `system.multicall` in chunks of [`XmlRpcOptions::multicall_chunk`] (default
+//! [`DEFAULT_MULTICALL_CHUNK`], 5000): `1 + ceil(workers / chunk)` HTTP requests, over one reused
+//! connection pool. That is 2 requests per scrape whatever the number of workers, up to the chunk size (a
+//! hub with no workers needs only the first). It never calls anything else ([`ALLOWED_METHODS`]): no
+//! `worker.*` method (those need a worker's key and fake its last seen) and nothing that changes the hub;
+//! the calls inside a multicall are checked against the same list.
 //!
 //! What it provides, per metric: `enabled`, `ready`, `current_load`, `max_load`, `task_count` (kobo's
 //! cached columns, as the database sources), arches and channels, and last seen (from the hub's
@@ -27,12 +30,12 @@
 //!    channel that no worker export names (an arch nobody serves, i.e. a stranded queue): one task per such
 //!    id, whose nested `arch` and `channel` structs give the names.
 //!
-//! That is `2 + ceil(workers / chunk) + 1` requests, plus one when an arch or channel needs a name. The
-//! exporter's collector calls it only when the operator sets `task_metrics = true` for an XML-RPC source
-//! (the default there is `false`), and then at most once every `task_refresh_interval`; the scrapes in
-//! between use [`DataSource::collect`] and the cached task data. When it fails (a fault on
-//! `client.get_tasks`, a timeout, a response over the size cap), the collector drops the task metrics and
-//! serves the workers.
+//! That is `1 + ceil(workers / chunk) + 1` requests (3 up to the chunk size), plus one when an arch or
+//! channel needs a name. The exporter's collector calls it only when the operator sets `task_metrics =
+//! true` for an XML-RPC source (the default there is `false`), and then at most once every
+//! `task_refresh_interval`; the scrapes in between use [`DataSource::collect`] and the cached task data.
+//! When it fails (a fault on `client.get_tasks`, a timeout, a response over the size cap), the collector
+//! drops the task metrics and serves the workers.
 //!
 //! The aggregates are computed here by names, as the SQL sources group them (arch and channel names, not
 //! ids; same-named channels are one group). The reads are not one consistent snapshot: a task may change
@@ -41,10 +44,10 @@
 //!
 //! A worker whose `client.get_worker_info` fails inside the multicall (a fault, `{}` for a worker deleted
 //! between the calls, a malformed export) is left out with a warning; the scrape goes on. Anything else
-//! (no connection, a timeout, an HTTP error, a fault on `client.list_workers` or `client.get_tasks`, a body
-//! that is not XML-RPC or is over the size cap) fails the collection with an error naming the hub URL
-//! (redacted) and the HTTP status. Passwords and tokens never appear in `Debug` output, errors, warnings or
-//! logs.
+//! (no connection, a timeout, an HTTP error, a fault on either `client.list_workers` call inside their
+//! multicall or on `client.get_tasks`, a body that is not XML-RPC or is over the size cap) fails the
+//! collection with an error naming the hub URL (redacted) and the HTTP status. Passwords and tokens never
+//! appear in `Debug` output, errors, warnings or logs.
 //!
 //! Modules: [`options`] (settings), `client` (HTTP), `rpc` (XML-RPC encoding, decoding, the allow-list),
 //! `decode` (worker exports to records), `tasks` (task exports to aggregates).
@@ -62,7 +65,7 @@ use async_trait::async_trait;
 use dxr::Value;
 use kobo_backend_api::{DataSource, HubSnapshot, SourceError, TaskState, WorkerRecord};
 
-pub use options::{XmlRpcOptions, DEFAULT_USER_AGENT};
+pub use options::{XmlRpcOptions, DEFAULT_MULTICALL_CHUNK, DEFAULT_USER_AGENT};
 pub use rpc::ALLOWED_METHODS;
 pub use tasks::TASK_WARNING_PREFIX;
 
@@ -88,10 +91,10 @@ impl XmlRpcSource {
     }
 
     /// Every worker's name, enabled and disabled, sorted and de-duplicated (a worker enabled or disabled
-    /// between the two calls shows in both lists).
+    /// between the two calls of the multicall may show in both lists, or in neither).
     async fn worker_names(&self) -> Result<Vec<String>, SourceError> {
-        let mut names = self.client.list_workers(true).await?;
-        names.extend(self.client.list_workers(false).await?);
+        let (mut names, disabled) = self.client.worker_lists().await?;
+        names.extend(disabled);
         names.sort_unstable();
         names.dedup();
         Ok(names)
@@ -201,7 +204,7 @@ impl DataSource for XmlRpcSource {
         self.client.shown().to_string()
     }
 
-    /// The workers: `2 + ceil(workers / multicall_chunk)` requests.
+    /// The workers: `1 + ceil(workers / multicall_chunk)` requests (2 up to the chunk size).
     async fn collect(&self) -> Result<HubSnapshot, SourceError> {
         let started = Instant::now();
         let (mut snapshot, _) = self.read_workers().await?;

@@ -35,15 +35,21 @@ pub struct XmlRpcOptions {
     pub request_timeout: Duration,
     /// Largest response body accepted, in bytes, after gzip decoding.
     pub max_response_bytes: u64,
-    /// How many `client.get_worker_info` calls go into one `system.multicall` request.
+    /// How many `client.get_worker_info` calls go into one `system.multicall` request. The default, 5000,
+    /// reads a hub of up to 5,000 workers in 2 requests per scrape (the answer is about 0.5-1 KB per
+    /// worker, well within `max_response_bytes`); lower it for a proxy that limits body sizes.
     pub multicall_chunk: usize,
     /// The `User-Agent` header: `kobo-exporter/<version>` by default.
     pub user_agent: String,
 }
 
+/// The default [`XmlRpcOptions::multicall_chunk`]: workers per `system.multicall` of
+/// `client.get_worker_info`.
+pub const DEFAULT_MULTICALL_CHUNK: usize = 5000;
+
 impl XmlRpcOptions {
     /// Options for this endpoint with the defaults: TLS verified against the system's roots, no
-    /// credentials, 10 s per request, responses up to 64 MiB, 300 workers per multicall.
+    /// credentials, 10 s per request, responses up to 64 MiB, 5000 workers per multicall.
     pub fn new(url: impl Into<String>) -> Self {
         XmlRpcOptions {
             url: url.into(),
@@ -54,7 +60,7 @@ impl XmlRpcOptions {
             bearer_token: None,
             request_timeout: Duration::from_secs(10),
             max_response_bytes: 64 * 1024 * 1024,
-            multicall_chunk: 300,
+            multicall_chunk: DEFAULT_MULTICALL_CHUNK,
             user_agent: DEFAULT_USER_AGENT.to_string(),
         }
     }
@@ -242,6 +248,15 @@ mod tests {
             Ok(e) => panic!("accepted: {e:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn the_default_chunk_fits_in_the_default_response_cap() {
+        let options = XmlRpcOptions::new("http://hub/");
+        assert_eq!(options.multicall_chunk, DEFAULT_MULTICALL_CHUNK);
+        // 2 requests for 5,000 workers; a get_worker_info export is roughly 0.5-1 KB: allow 4 KB a worker.
+        const { assert!(DEFAULT_MULTICALL_CHUNK >= 5000) };
+        assert!(DEFAULT_MULTICALL_CHUNK as u64 * 4096 < options.max_response_bytes);
     }
 
     #[test]
