@@ -947,6 +947,48 @@ mod tests {
         );
     }
 
+    /// `cargo test -p kobo-hubgen --lib ten_thousand -- --ignored --nocapture`: the timings at scale.
+    #[tokio::test]
+    #[ignore = "a measurement: generates a hub of 10,000 workers"]
+    async fn ten_thousand_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hub.sqlite3");
+        let spec = crate::HubSpec {
+            workers: 10_000,
+            tasks: 1000,
+            seed: 1,
+        };
+        crate::sqlite::generate(&db, &spec).unwrap();
+        let workers = dir.path().join("workers");
+        crate::write_worker_dir(&workers, &spec).unwrap();
+        let started = std::time::Instant::now();
+        let exports = exports_from_sqlite(&db, Some(&workers)).unwrap();
+        println!(
+            "exports_from_sqlite: {} workers in {:?}",
+            exports.len(),
+            started.elapsed()
+        );
+        assert_eq!(exports.len(), 10_000);
+        let calls: String = exports.iter().map(|e| worker_info(&e.name)).collect();
+        let body = call(
+            "system.multicall",
+            &format!("<param><value><array><data>{calls}</data></array></value></param>"),
+        );
+        let started = std::time::Instant::now();
+        let hub = XmlRpcHub::start(exports).await.unwrap();
+        println!("XmlRpcHub::start: {:?}", started.elapsed());
+        let started = std::time::Instant::now();
+        let (status, answer) = post(&hub, &body).await;
+        println!(
+            "a multicall of 10,000 get_worker_info: {} bytes asked, {} bytes answered in {:?}",
+            body.len(),
+            answer.len(),
+            started.elapsed()
+        );
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(hub.calls(), 10_000);
+    }
+
     #[test]
     fn exports_from_a_generated_sqlite_hub() {
         let dir = tempfile::tempdir().unwrap();

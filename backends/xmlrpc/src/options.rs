@@ -36,8 +36,10 @@ pub struct XmlRpcOptions {
     /// Largest response body accepted, in bytes, after gzip decoding.
     pub max_response_bytes: u64,
     /// How many `client.get_worker_info` calls go into one `system.multicall` request. The default, 5000,
-    /// reads a hub of up to 5,000 workers in 2 requests per scrape (the answer is about 0.5-1 KB per
-    /// worker, well within `max_response_bytes`); lower it for a proxy that limits body sizes.
+    /// reads a hub of up to 5,000 workers in 2 requests per scrape. The answer is about 0.5-2.5 KB per
+    /// worker, depending on its arches and channels (2.3 KB for kobo-hubgen's workers): at most some 12
+    /// MB for 5,000, well within the default `max_response_bytes`. Lower it for a proxy that limits body
+    /// sizes.
     pub multicall_chunk: usize,
     /// The `User-Agent` header: `kobo-exporter/<version>` by default.
     pub user_agent: String,
@@ -254,7 +256,7 @@ mod tests {
     fn the_default_chunk_fits_in_the_default_response_cap() {
         let options = XmlRpcOptions::new("http://hub/");
         assert_eq!(options.multicall_chunk, DEFAULT_MULTICALL_CHUNK);
-        // 2 requests for 5,000 workers; a get_worker_info export is roughly 0.5-1 KB: allow 4 KB a worker.
+        // 2 requests for 5,000 workers; a get_worker_info export is 0.5-2.5 KB: allow 4 KB a worker.
         const { assert!(DEFAULT_MULTICALL_CHUNK >= 5000) };
         assert!(DEFAULT_MULTICALL_CHUNK as u64 * 4096 < options.max_response_bytes);
     }
