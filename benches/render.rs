@@ -187,10 +187,11 @@ fn bench_render(c: &mut Criterion) {
     for workers in [1_000usize, 10_000] {
         let hub = snapshot(workers);
         group.throughput(Throughput::Elements(workers as u64));
-        if workers >= 10_000 {
-            // A render takes 100+ ms: 20 samples of one iteration each, rather than 100 growing ones.
-            group.sampling_mode(SamplingMode::Flat).sample_size(20);
-        }
+        // Renders take milliseconds (1,000 workers) to 100 ms (10,000): samples of a fixed number of
+        // iterations, rather than 100 growing ones.
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(if workers >= 10_000 { 20 } else { 50 });
         for (id, set, format) in [
             ("text_all", MetricSet::All, Format::Text),
             ("text_reference", MetricSet::Reference, Format::Text),
