@@ -1,0 +1,367 @@
+//! The table: one row per (source, size, scenario), printed and written as Markdown and JSON, and the checks
+//! of quick mode.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::{Context, Plan, Result, Scenario, Size, Source};
+
+/// What the server counted per scrape.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerCount {
+    pub per_scrape: f64,
+    /// What `per_scrape` counts (`transactions`, `statements`, `HTTP requests`).
+    pub what: &'static str,
+    /// A second count (MariaDB's SELECTs, XML-RPC calls).
+    pub second: Option<(&'static str, f64)>,
+}
+
+/// One measured row.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub source: Source,
+    pub size: Size,
+    pub scenario: Scenario,
+    pub scrapes: usize,
+    pub failures: usize,
+    pub up: bool,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    pub body_bytes: usize,
+    pub server: Option<ServerCount>,
+    pub rss_kib_start: u64,
+    pub rss_kib_end: u64,
+    pub rss_kib_peak: u64,
+    pub floor_p50_ms: Option<f64>,
+}
+
+/// RSS the issue allows, KiB.
+const RSS_LIMIT_KIB: u64 = 20 * 1024;
+
+impl Row {
+    /// The target p50, milliseconds, where there is a floor.
+    pub fn target_ms(&self) -> Option<f64> {
+        let (factor, plus) = self.scenario.target();
+        self.floor_p50_ms.map(|floor| factor * floor + plus)
+    }
+
+    pub fn ratio(&self) -> Option<f64> {
+        self.floor_p50_ms.map(|floor| self.p50_ms / floor)
+    }
+
+    pub fn meets_target(&self) -> Option<bool> {
+        self.target_ms().map(|target| self.p50_ms <= target)
+    }
+
+    fn server_text(&self) -> String {
+        match self.server {
+            None => "n/a (in-process)".into(),
+            Some(count) => {
+                let mut text = format!("{:.2} {}", count.per_scrape, count.what);
+                if let Some((what, n)) = count.second {
+                    let _ = write!(text, ", {n:.2} {what}");
+                }
+                text
+            }
+        }
+    }
+
+    fn target_text(&self) -> String {
+        let (factor, plus) = self.scenario.target();
+        match (self.target_ms(), self.meets_target()) {
+            (Some(target), Some(met)) => format!(
+                "{} {factor}x{}: {target:.2} ms",
+                if met { "met" } else { "MISSED" },
+                if plus > 0.0 {
+                    format!(" + {plus} ms")
+                } else {
+                    String::new()
+                }
+            ),
+            _ => "request count constant".into(),
+        }
+    }
+
+    /// One line for the progress log.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {} x{}: p50 {:.2} ms, p99 {:.2} ms, {} bytes, RSS {:.1} MiB",
+            self.source.name(),
+            self.scenario.key(),
+            self.scrapes,
+            self.p50_ms,
+            self.p99_ms,
+            self.body_bytes,
+            self.rss_kib_end as f64 / 1024.0
+        )
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "source": self.source.name(),
+            "workers": self.size.workers,
+            "tasks": self.size.tasks,
+            "scenario": self.scenario.key(),
+            "scrapes": self.scrapes,
+            "failures": self.failures,
+            "complete": self.up,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "mean_ms": self.mean_ms,
+            "body_bytes": self.body_bytes,
+            "server_per_scrape": self.server.map(|c| json!({
+                "count": c.per_scrape,
+                "what": c.what,
+                "second": c.second.map(|(what, n)| json!({"count": n, "what": what})),
+            })),
+            "floor_p50_ms": self.floor_p50_ms,
+            "ratio_to_floor": self.ratio(),
+            "target_ms": self.target_ms(),
+            "meets_target": self.meets_target(),
+            "rss_kib_after_warmup": self.rss_kib_start,
+            "rss_kib_end": self.rss_kib_end,
+            "rss_kib_peak": self.rss_kib_peak,
+        })
+    }
+}
+
+fn count(n: u32) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+fn bytes(n: usize) -> String {
+    if n >= 1024 * 1024 {
+        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    } else {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    }
+}
+
+/// The Markdown table.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| source | hub (workers / tasks) | metrics | scrapes | p50 ms | p99 ms | body | server-side per scrape | raw-SQL floor p50 ms | p50 / floor | target (p50) | RSS MiB (warm -> end) |\n\
+         |---|---|---|---:|---:|---:|---:|---|---:|---:|---|---|\n",
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} / {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {:.1} -> {:.1} |",
+            row.source.name(),
+            count(row.size.workers),
+            count(row.size.tasks),
+            row.scenario.name(),
+            row.scrapes,
+            row.p50_ms,
+            row.p99_ms,
+            bytes(row.body_bytes),
+            row.server_text(),
+            row.floor_p50_ms
+                .map_or("-".into(), |floor| format!("{floor:.2}")),
+            row.ratio().map_or("-".into(), |r| format!("{r:.2}")),
+            row.target_text(),
+            row.rss_kib_start as f64 / 1024.0,
+            row.rss_kib_end as f64 / 1024.0,
+        );
+    }
+    out
+}
+
+/// Where and how the run was made.
+fn environment(plan: &Plan, quick: bool) -> Value {
+    let output = |program: &str, args: &[&str]| -> Option<String> {
+        let out = Command::new(program).args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "quick": quick,
+        "exporter": plan.exporter.display().to_string(),
+        "commit": output("git", &["rev-parse", "--short", "HEAD"]),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "kernel": output("uname", &["-sr"]),
+        "date_utc": output("date", &["-u", "+%Y-%m-%d %H:%M"]),
+        "warmup_scrapes": plan.warmup,
+    })
+}
+
+/// Prints the table and writes `results.md` and `results.json` into `out`.
+pub fn write(out: &Path, rows: &[Row], plan: &Plan, quick: bool) -> Result<()> {
+    let env = environment(plan, quick);
+    let table = markdown(rows);
+    let header = format!(
+        "kobo-bench{}: exporter {} at commit {}, {} CPUs, {}; {} warm-up scrapes per row\n\n",
+        if quick { " --quick" } else { "" },
+        plan.exporter.display(),
+        env["commit"].as_str().unwrap_or("?"),
+        env["cpus"],
+        env["date_utc"].as_str().unwrap_or("?"),
+        plan.warmup,
+    );
+    println!("\n{header}{table}");
+    let md = out.join("results.md");
+    std::fs::write(&md, format!("{header}{table}")).context(format!("writing {}", md.display()))?;
+    let json_path = out.join("results.json");
+    let document = json!({
+        "environment": env,
+        "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&document).context("encoding the results")?;
+    std::fs::write(&json_path, text).context(format!("writing {}", json_path.display()))?;
+    eprintln!("results: {} and {}", md.display(), json_path.display());
+    Ok(())
+}
+
+/// What failed: scrapes that failed or were incomplete, query counts that are not what the design says,
+/// an XML-RPC request count that grows with the hub; and, outside quick mode, missed targets and RSS over
+/// 20 MiB (reported, listed here too).
+pub fn checks(rows: &[Row], quick: bool) -> Vec<String> {
+    let mut failures = Vec::new();
+    for row in rows {
+        let what = format!(
+            "{} {}x{} {}",
+            row.source.name(),
+            row.size.workers,
+            row.size.tasks,
+            row.scenario.key()
+        );
+        if row.failures > 0 || !row.up || row.scrapes == 0 {
+            failures.push(format!(
+                "{what}: {} failed scrapes, complete: {}",
+                row.failures, row.up
+            ));
+        }
+        if let Some(count) = row.server {
+            if let Some(problem) = count_problem(row.source, row.scenario, count) {
+                failures.push(format!("{what}: {problem}"));
+            }
+        }
+        if !quick {
+            if row.meets_target() == Some(false) {
+                failures.push(format!(
+                    "{what}: p50 {:.2} ms misses the target {:.2} ms",
+                    row.p50_ms,
+                    row.target_ms().unwrap_or(f64::NAN)
+                ));
+            }
+            if row.rss_kib_end > RSS_LIMIT_KIB {
+                failures.push(format!(
+                    "{what}: RSS {:.1} MiB is over 20 MiB",
+                    row.rss_kib_end as f64 / 1024.0
+                ));
+            }
+        }
+    }
+    // XML-RPC: the same requests per scrape whatever the number of workers.
+    for scenario in [Scenario::Reference, Scenario::Full] {
+        let counts: Vec<(u32, f64)> = rows
+            .iter()
+            .filter(|r| r.source == Source::Xmlrpc && r.scenario == scenario)
+            .filter_map(|r| r.server.map(|c| (r.size.workers, c.per_scrape)))
+            .collect();
+        if let (Some(min), Some(max)) = (
+            counts.iter().map(|c| c.1).reduce(f64::min),
+            counts.iter().map(|c| c.1).reduce(f64::max),
+        ) {
+            if max - min > 0.01 {
+                failures.push(format!(
+                    "xmlrpc {}: HTTP requests per scrape grow with the workers: {counts:?}",
+                    scenario.key()
+                ));
+            }
+        }
+    }
+    failures
+}
+
+/// Whether a server-side count contradicts the design: PostgreSQL one transaction per scrape; MariaDB one
+/// SELECT per scrape (three when the task metrics are read).
+fn count_problem(source: Source, scenario: Scenario, count: ServerCount) -> Option<String> {
+    // Connection set-up and the schema check at the first scrape add a little, once.
+    const SLACK: f64 = 0.1;
+    match source {
+        Source::Postgres => (count.per_scrape > 1.0 + SLACK || count.per_scrape < 1.0 - SLACK)
+            .then(|| format!("{:.2} transactions per scrape, not 1", count.per_scrape)),
+        Source::Mysql => {
+            let selects = count.second.map_or(f64::NAN, |(_, n)| n);
+            let expected = if scenario == Scenario::FullRefresh {
+                3.0
+            } else {
+                1.0
+            };
+            ((selects - expected).abs() > SLACK)
+                .then(|| format!("{selects:.2} SELECTs per scrape, not {expected}"))
+        }
+        Source::Sqlite | Source::Xmlrpc => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(source: Source, workers: u32, server: f64) -> Row {
+        Row {
+            source,
+            size: Size {
+                workers,
+                tasks: 1_000,
+            },
+            scenario: Scenario::Reference,
+            scrapes: 100,
+            failures: 0,
+            up: true,
+            p50_ms: 2.0,
+            p99_ms: 3.0,
+            mean_ms: 2.1,
+            body_bytes: 1000,
+            server: Some(ServerCount {
+                per_scrape: server,
+                what: "x",
+                second: Some(("SELECTs", server)),
+            }),
+            rss_kib_start: 10_000,
+            rss_kib_end: 10_100,
+            rss_kib_peak: 10_200,
+            floor_p50_ms: Some(0.4),
+        }
+    }
+
+    #[test]
+    fn checks_catch_growing_xmlrpc_requests_and_wrong_query_counts() {
+        let good = vec![
+            row(Source::Xmlrpc, 10, 2.0),
+            row(Source::Xmlrpc, 200, 2.0),
+            row(Source::Postgres, 10, 1.0),
+            row(Source::Mysql, 10, 1.0),
+        ];
+        assert!(checks(&good, true).is_empty(), "{:?}", checks(&good, true));
+        let bad = vec![
+            row(Source::Xmlrpc, 10, 3.0),
+            row(Source::Xmlrpc, 200, 4.0),
+            row(Source::Postgres, 10, 3.0),
+            row(Source::Mysql, 10, 2.0),
+        ];
+        assert_eq!(checks(&bad, true).len(), 3, "{:?}", checks(&bad, true));
+    }
+
+    #[test]
+    fn targets_are_two_times_the_floor_plus_a_millisecond() {
+        let mut r = row(Source::Sqlite, 10, 1.0);
+        assert_eq!(r.target_ms(), Some(1.8));
+        assert_eq!(r.meets_target(), Some(false));
+        r.p50_ms = 1.7;
+        assert_eq!(r.meets_target(), Some(true));
+        assert!(markdown(&[r]).contains("| met 2x + 1 ms: 1.80 ms |"));
+    }
+}
