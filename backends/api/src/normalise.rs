@@ -30,6 +30,19 @@ pub struct ScrapeSql {
     pub worker_tasks: String,
 }
 
+/// Names the worker in an error about one of its columns: `hub_worker.enabled is TEXT, not an integer`
+/// becomes `hub_worker.enabled of worker "w1" is TEXT, not an integer` (the column is the message's first
+/// word). Sources decode a worker's columns under their bare names and call this only when decoding failed:
+/// formatting the worker's name for every column of every row would cost more than the decoding.
+pub fn of_worker(message: String, worker: &str) -> String {
+    let end = message.find([' ', ':']).unwrap_or(message.len());
+    format!(
+        "{} of worker {worker:?}{}",
+        &message[..end],
+        &message[end..]
+    )
+}
+
 /// `hub_worker` columns every kobo hub has. `min_priority` (a 2016 migration) is optional.
 pub const REQUIRED_WORKER_COLUMNS: [&str; 8] = [
     "id",
@@ -158,6 +171,19 @@ pub fn int_from_unsigned(value: u64, column: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_about_a_column_names_the_worker() {
+        assert_eq!(
+            of_worker("hub_worker.enabled is TEXT, not an integer".into(), "w\"1"),
+            "hub_worker.enabled of worker \"w\\\"1\" is TEXT, not an integer"
+        );
+        assert_eq!(
+            of_worker("hub_worker.max_load: bad value".into(), "w1"),
+            "hub_worker.max_load of worker \"w1\": bad value"
+        );
+        assert_eq!(of_worker("arches".into(), "w1"), "arches of worker \"w1\"");
+    }
 
     #[test]
     fn schema_check_names_the_first_missing_table_or_column() {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine as _;
@@ -81,14 +81,18 @@ impl WorkerDir {
     /// Sets every worker's last seen from the directory: `At(mtime)` where its file exists, `Never` where
     /// it does not. On error the workers are left untouched and the error is returned.
     pub fn apply(&self, workers: &mut [WorkerRecord]) -> Result<(), SourceError> {
-        let mtimes = self.read_mtimes()?;
-        for worker in workers {
-            worker.last_seen = match mtimes.get(&file_name(&worker.name)) {
-                Some(&t) => LastSeen::At(t),
-                None => LastSeen::Never,
-            };
-        }
+        apply_mtimes(&self.read_mtimes()?, workers);
         Ok(())
+    }
+}
+
+/// Sets every worker's last seen from a listing ([`WorkerDir::read_mtimes`]).
+fn apply_mtimes(mtimes: &HashMap<String, i64>, workers: &mut [WorkerRecord]) {
+    for worker in workers {
+        worker.last_seen = match mtimes.get(&file_name(&worker.name)) {
+            Some(&t) => LastSeen::At(t),
+            None => LastSeen::Never,
+        };
     }
 }
 
@@ -109,12 +113,47 @@ pub fn apply_optional(
     }
 }
 
-/// [`apply_optional`] on a snapshot, timed as its `last_seen` collector when there is a directory.
-pub fn apply_timed(dir: Option<&WorkerDir>, snapshot: &mut HubSnapshot) {
-    if dir.is_some() {
-        let started = std::time::Instant::now();
-        apply_optional(dir, &mut snapshot.workers, &mut snapshot.warnings);
-        snapshot.timings.push(("last_seen", started.elapsed()));
+/// Last seen read beside the queries: [`spawn`](Self::spawn) lists the directory on tokio's blocking pool
+/// while the source reads the database, [`apply`](Self::apply) then fills the snapshot as
+/// [`apply_optional`] does (the same warnings, the listing's own time as the `last_seen` timing). A scrape then takes the
+/// longer of the two, not their sum: on a hub of thousands of workers the listing (a stat per worker)
+/// costs as much as the worker query.
+pub struct LastSeenTask {
+    listing: Option<tokio::task::JoinHandle<(Result<HashMap<String, i64>, SourceError>, Duration)>>,
+}
+
+impl LastSeenTask {
+    /// Starts listing `dir` (nothing to do without one). Must be called inside a tokio runtime.
+    pub fn spawn(dir: Option<&WorkerDir>) -> LastSeenTask {
+        let listing = dir.cloned().map(|dir| {
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let mtimes = dir.read_mtimes();
+                (mtimes, started.elapsed())
+            })
+        });
+        LastSeenTask { listing }
+    }
+
+    /// Waits for the listing and fills the snapshot's last seen.
+    pub async fn apply(self, snapshot: &mut HubSnapshot) {
+        let Some(listing) = self.listing else {
+            return;
+        };
+        let (mtimes, took) = match listing.await {
+            Ok(done) => done,
+            Err(e) => {
+                snapshot
+                    .warnings
+                    .push(format!("{WARNING_PREFIX}: the listing did not finish: {e}"));
+                return;
+            }
+        };
+        match mtimes {
+            Ok(mtimes) => apply_mtimes(&mtimes, &mut snapshot.workers),
+            Err(e) => snapshot.warnings.push(format!("{WARNING_PREFIX}: {e}")),
+        }
+        snapshot.timings.push(("last_seen", took));
     }
 }
 

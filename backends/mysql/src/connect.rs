@@ -55,11 +55,15 @@ impl SslMode {
 /// The session set-up each new connection runs. `max_statement_time` (seconds) is MariaDB's server-side
 /// query limit; it sits in a MariaDB-only executable comment (`/*M!...*/`), which MySQL skips as a comment.
 /// MySQL gets its limit from the `MAX_EXECUTION_TIME` hint of the worker query instead.
-pub(crate) fn session_setup(query_timeout: Duration) -> String {
-    format!(
-        "SET SESSION group_concat_max_len = {GROUP_CONCAT_MAX_LEN} /*M!100108 , max_statement_time = {:.3} */",
-        query_timeout.as_secs_f64().max(0.001)
-    )
+pub(crate) fn session_setup(query_timeout: Duration) -> Vec<String> {
+    vec![
+        format!(
+            "SET SESSION group_concat_max_len = {GROUP_CONCAT_MAX_LEN} /*M!100108 , max_statement_time = {:.3} */",
+            query_timeout.as_secs_f64().max(0.001)
+        ),
+        // Every transaction of the session read-only, also the worker query's own (autocommit).
+        "SET SESSION TRANSACTION READ ONLY".to_string(),
+    ]
 }
 
 /// mysql_async options for `options`: the URL as mysql_async reads it (`socket=`, `require_ssl=`, ...)
@@ -112,7 +116,7 @@ pub(crate) fn opts(options: &DatabaseOptions, context: &ErrorContext) -> Result<
     }
     let mut builder = OptsBuilder::from_opts(parsed)
         .pool_opts(pool_opts)
-        .setup(vec![session_setup(options.query_timeout)])
+        .setup(session_setup(options.query_timeout))
         .ssl_opts(ssl_opts)
         .connect_attribute("program_name", PROGRAM_NAME);
     if !url_sets_prefer_socket {
@@ -305,6 +309,7 @@ mod tests {
             );
         }
         let setup = session_setup(Duration::from_millis(1500));
-        assert!(setup.contains("max_statement_time = 1.500"), "{setup}");
+        assert!(setup[0].contains("max_statement_time = 1.500"), "{setup:?}");
+        assert_eq!(setup[1], "SET SESSION TRANSACTION READ ONLY");
     }
 }

@@ -18,12 +18,12 @@
 //! socket, where the server may match a different account); add `prefer_socket=true` to allow that.
 //!
 //! # What it does per scrape
-//! One read-only transaction with a consistent snapshot (`SET TRANSACTION READ ONLY` +
-//! `START TRANSACTION WITH CONSISTENT SNAPSHOT`), so the exporter cannot write even if its user could and
-//! every number comes from one snapshot, with one query reading every worker with its arches and channels
-//! and, when task metrics are refreshed ([`DataSource::collect_with_tasks`]), the two grouped task queries
-//! of `kobo_backend_api::tasks` (the `queries` module): a constant number of queries whatever the number of
-//! workers. Names are compared byte for byte (grouped as binary strings, sorted in Rust), as on PostgreSQL
+//! One query reading every worker with its arches and channels: a single statement, one round trip, its
+//! own consistent snapshot. When task metrics are refreshed ([`DataSource::collect_with_tasks`]) it and the
+//! two grouped task queries of `kobo_backend_api::tasks` (the `queries` module) run in one read-only
+//! transaction with a consistent snapshot (`SET TRANSACTION READ ONLY` + `START TRANSACTION WITH CONSISTENT
+//! SNAPSHOT`). A constant number of queries whatever the number of workers. Every session is read-only
+//! (`SET SESSION TRANSACTION READ ONLY`), so the exporter cannot write even if its user could. Names are compared byte for byte (grouped as binary strings, sorted in Rust), as on PostgreSQL
 //! and SQLite, not by the table's case-insensitive collation. The schema is checked on first use and again
 //! after any error.
 //!
@@ -63,7 +63,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kobo_backend_api::secrets::ErrorContext;
-use kobo_backend_api::worker_dir::apply_timed;
+use kobo_backend_api::worker_dir::LastSeenTask;
 use kobo_backend_api::{DataSource, DatabaseOptions, HubSnapshot, SourceError, WorkerDir};
 use mysql_async::{Pool, TxOpts};
 use queries::HubQueries;
@@ -85,7 +85,8 @@ pub struct MysqlSource {
     queries: Mutex<Option<HubQueries>>,
 }
 
-/// The transaction of every scrape: read-only, with a consistent snapshot (REPEATABLE READ, the default).
+/// The transaction of a scrape that reads the task metrics: read-only, with a consistent snapshot
+/// (REPEATABLE READ, the default).
 pub(crate) fn snapshot_tx() -> TxOpts {
     let mut opts = TxOpts::new();
     opts.with_consistent_snapshot(true)
@@ -126,29 +127,37 @@ impl MysqlSource {
         *self.queries.lock().unwrap_or_else(PoisonError::into_inner) = queries;
     }
 
-    /// One scrape: the hub read in one read-only, consistent-snapshot transaction, then last seen.
+    /// One scrape: the worker query alone, or with the task queries in one read-only, consistent-snapshot
+    /// transaction; last seen listed beside it.
     async fn read(&self, with_tasks: bool) -> Result<HubSnapshot, SourceError> {
+        // Last seen is listed on the blocking pool while the database answers.
+        let last_seen = LastSeenTask::spawn(self.worker_dir.as_ref());
         let mut conn = connect::acquire(&self.pool, self.connect_timeout, &self.context).await?;
-        let mut tx = conn
-            .start_transaction(snapshot_tx())
-            .await
-            .map_err(|e| self.context.query(connect::describe(&e)))?;
         let queries = match self.cached_queries() {
             Some(queries) => queries,
             None => {
                 let queries =
-                    queries::hub_queries(&mut tx, self.query_timeout, &self.context).await?;
+                    queries::hub_queries(&mut conn, self.query_timeout, &self.context).await?;
                 self.set_queries(Some(queries.clone()));
                 queries
             }
         };
-        let mut snapshot = queries::read(&mut tx, &queries, with_tasks, &self.context).await?;
-        tx.commit()
-            .await
-            .map_err(|e| self.context.query(connect::describe(&e)))?;
+        let mut snapshot = if with_tasks {
+            let mut tx = conn
+                .start_transaction(snapshot_tx())
+                .await
+                .map_err(|e| self.context.query(connect::describe(&e)))?;
+            let snapshot = queries::read(&mut tx, &queries, true, &self.context).await?;
+            tx.commit()
+                .await
+                .map_err(|e| self.context.query(connect::describe(&e)))?;
+            snapshot
+        } else {
+            // One statement is its own snapshot: no transaction statements around it.
+            queries::read(&mut conn, &queries, false, &self.context).await?
+        };
         drop(conn);
-        // One listing of a local directory: quick enough not to need the blocking pool.
-        apply_timed(self.worker_dir.as_ref(), &mut snapshot);
+        last_seen.apply(&mut snapshot).await;
         Ok(snapshot)
     }
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use kobo_backend_api::normalise::{
-    int_from_unsigned, names_from_json, HubSchema, ScrapeSql, WorkerRow, REQUIRED_TABLES,
+    int_from_unsigned, names_from_json, of_worker, HubSchema, ScrapeSql, WorkerRow, REQUIRED_TABLES,
 };
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{tasks, HubSnapshot, SourceError, TaskGroup, TaskSummary, WorkerTaskCount};
@@ -166,19 +166,21 @@ impl Values {
 fn worker_row(values: Vec<Value>) -> Result<WorkerRow, String> {
     let mut values = Values(values.into_iter());
     let name = required(text(values.next(), "hub_worker.name")?, "hub_worker.name")?;
-    let what = |column: &str| format!("hub_worker.{column} of worker {name:?}");
-    Ok(WorkerRow {
-        enabled: int(values.next(), &what("enabled"))?.map(|v| v != 0),
-        ready: int(values.next(), &what("ready"))?.map(|v| v != 0),
-        current_load: int(values.next(), &what("current_load"))?,
-        max_load: int(values.next(), &what("max_load"))?,
-        task_count: int(values.next(), &what("task_count"))?,
-        max_tasks: int(values.next(), &what("max_tasks"))?,
-        min_priority: int(values.next(), &what("min_priority"))?,
-        arches: names(values.next(), &what("arches"))?,
-        channels: names(values.next(), &what("channels"))?,
-        name: name.clone(),
-    })
+    let mut columns = || -> Result<WorkerRow, String> {
+        Ok(WorkerRow {
+            enabled: int(values.next(), "hub_worker.enabled")?.map(|v| v != 0),
+            ready: int(values.next(), "hub_worker.ready")?.map(|v| v != 0),
+            current_load: int(values.next(), "hub_worker.current_load")?,
+            max_load: int(values.next(), "hub_worker.max_load")?,
+            task_count: int(values.next(), "hub_worker.task_count")?,
+            max_tasks: int(values.next(), "hub_worker.max_tasks")?,
+            min_priority: int(values.next(), "hub_worker.min_priority")?,
+            arches: names(values.next(), "hub_worker.arches")?,
+            channels: names(values.next(), "hub_worker.channels")?,
+            name: name.clone(),
+        })
+    };
+    columns().map_err(|message| of_worker(message, &name))
 }
 
 fn group_row(values: Vec<Value>) -> Result<TaskGroup, String> {

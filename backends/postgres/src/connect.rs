@@ -56,7 +56,9 @@ pub(crate) fn connect_options(
 
 /// A lazy pool for `options`: at most `max_connections`, opened on demand, tested before each use (so one
 /// broken by a server restart is replaced, not handed out), each starting with
-/// `SET statement_timeout` to the query timeout and `SET TimeZone = 'UTC'` (times are read as UTC text).
+/// `SET statement_timeout` to the query timeout, `SET TimeZone = 'UTC'` (times are read as UTC text) and
+/// `SET default_transaction_read_only = on` (every statement of the session is read-only, also the worker
+/// query that runs outside an explicit transaction).
 /// Needs a tokio runtime: the pool spawns its maintenance task.
 pub(crate) fn pool(
     options: &DatabaseOptions,
@@ -83,8 +85,10 @@ pub(crate) fn pool(
         .test_before_acquire(true)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                let set =
-                    format!("SET statement_timeout = {statement_timeout_ms}; SET TimeZone = 'UTC'");
+                let set = format!(
+                    "SET statement_timeout = {statement_timeout_ms}; SET TimeZone = 'UTC'; \
+                     SET default_transaction_read_only = on"
+                );
                 conn.execute(AssertSqlSafe(set)).await.map(|_| ())
             })
         })

@@ -16,12 +16,13 @@
 //! leaves out, as sqlx does.
 //!
 //! # What it does per scrape
-//! One read-only transaction (`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`), so the exporter cannot
-//! write even if its role could and every number comes from one snapshot, with one query reading every
-//! worker with its arches and channels and, when task metrics are refreshed
-//! ([`DataSource::collect_with_tasks`]), the two grouped task queries of `kobo_backend_api::tasks` (the
-//! `queries` module): a constant number of queries whatever the number of workers. The schema is checked
-//! on first use and again after any error.
+//! One query reading every worker with its arches and channels: a single statement, one round trip, its
+//! own consistent snapshot. When task metrics are refreshed ([`DataSource::collect_with_tasks`]) it and the
+//! two grouped task queries of `kobo_backend_api::tasks` (the `queries` module) run in one read-only
+//! transaction (`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`), so every number comes from one
+//! snapshot. A constant number of queries whatever the number of workers. Every session is read-only
+//! (`default_transaction_read_only`), so the exporter cannot write even if its role could. The schema is
+//! checked on first use and again after any error.
 //!
 //! Connections come from a small lazy pool (the `connect` module): none is opened before the first scrape,
 //! and one that a server restart broke fails the ping before use and is replaced, so a restarted server
@@ -62,12 +63,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kobo_backend_api::secrets::ErrorContext;
-use kobo_backend_api::worker_dir::apply_timed;
+use kobo_backend_api::worker_dir::LastSeenTask;
 use kobo_backend_api::{DataSource, DatabaseOptions, HubSnapshot, SourceError, WorkerDir};
 use queries::HubQueries;
 use sqlx::{Connection, PgPool};
 
-/// How each scrape starts its transaction.
+/// How a scrape that reads the task metrics starts its transaction.
 pub(crate) const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// Slack on top of the connect and query timeouts before the client gives up on a collection.
@@ -120,28 +121,36 @@ impl PostgresSource {
         *self.queries.lock().unwrap_or_else(PoisonError::into_inner) = queries;
     }
 
-    /// One scrape: the hub read in one read-only transaction, then last seen.
+    /// One scrape: the worker query alone, or with the task queries in one read-only transaction; last
+    /// seen listed beside it.
     async fn read(&self, with_tasks: bool) -> Result<HubSnapshot, SourceError> {
+        // Last seen is listed on the blocking pool while the database answers.
+        let last_seen = LastSeenTask::spawn(self.worker_dir.as_ref());
         let mut conn = connect::acquire(&self.pool, self.connect_timeout, &self.context).await?;
-        let mut tx = conn
-            .begin_with(BEGIN)
-            .await
-            .map_err(|e| self.context.query(connect::describe(&e)))?;
         let queries = match self.cached_queries() {
             Some(queries) => queries,
             None => {
-                let queries = queries::hub_queries(&mut tx, &self.context).await?;
+                let queries = queries::hub_queries(&mut conn, &self.context).await?;
                 self.set_queries(Some(queries.clone()));
                 queries
             }
         };
-        let mut snapshot = queries::read(&mut tx, &queries, with_tasks, &self.context).await?;
-        tx.commit()
-            .await
-            .map_err(|e| self.context.query(connect::describe(&e)))?;
+        let mut snapshot = if with_tasks {
+            let mut tx = conn
+                .begin_with(BEGIN)
+                .await
+                .map_err(|e| self.context.query(connect::describe(&e)))?;
+            let snapshot = queries::read(&mut tx, &queries, true, &self.context).await?;
+            tx.commit()
+                .await
+                .map_err(|e| self.context.query(connect::describe(&e)))?;
+            snapshot
+        } else {
+            // One statement is its own snapshot: no BEGIN and COMMIT round trips.
+            queries::read(&mut conn, &queries, false, &self.context).await?
+        };
         drop(conn);
-        // One listing of a local directory: quick enough not to need the blocking pool.
-        apply_timed(self.worker_dir.as_ref(), &mut snapshot);
+        last_seen.apply(&mut snapshot).await;
         Ok(snapshot)
     }
 

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use kobo_backend_api::normalise::{HubSchema, ScrapeSql, WorkerRow, REQUIRED_TABLES};
+use kobo_backend_api::normalise::{of_worker, HubSchema, ScrapeSql, WorkerRow, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{tasks, HubSnapshot, SourceError, TaskGroup, TaskSummary, WorkerTaskCount};
 use sqlx::postgres::PgRow;
@@ -119,19 +119,21 @@ async fn fetch<T>(
 
 fn worker_row(row: &PgRow) -> Result<WorkerRow, String> {
     let name = required(text(row, 0, "hub_worker.name")?, "hub_worker.name")?;
-    let what = |column: &str| format!("hub_worker.{column} of worker {name:?}");
-    Ok(WorkerRow {
-        enabled: flag(row, 1, &what("enabled"))?,
-        ready: flag(row, 2, &what("ready"))?,
-        current_load: int(row, 3, &what("current_load"))?,
-        max_load: int(row, 4, &what("max_load"))?,
-        task_count: int(row, 5, &what("task_count"))?,
-        max_tasks: int(row, 6, &what("max_tasks"))?,
-        min_priority: int(row, 7, &what("min_priority"))?,
-        arches: names(row, 8, &what("arches"))?,
-        channels: names(row, 9, &what("channels"))?,
-        name: name.clone(),
-    })
+    let columns = || -> Result<WorkerRow, String> {
+        Ok(WorkerRow {
+            enabled: flag(row, 1, "hub_worker.enabled")?,
+            ready: flag(row, 2, "hub_worker.ready")?,
+            current_load: int(row, 3, "hub_worker.current_load")?,
+            max_load: int(row, 4, "hub_worker.max_load")?,
+            task_count: int(row, 5, "hub_worker.task_count")?,
+            max_tasks: int(row, 6, "hub_worker.max_tasks")?,
+            min_priority: int(row, 7, "hub_worker.min_priority")?,
+            arches: names(row, 8, "hub_worker.arches")?,
+            channels: names(row, 9, "hub_worker.channels")?,
+            name: name.clone(),
+        })
+    };
+    columns().map_err(|message| of_worker(message, &name))
 }
 
 fn group_row(row: &PgRow) -> Result<TaskGroup, String> {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kobo_backend_api::worker_dir::apply_timed;
+use kobo_backend_api::worker_dir::LastSeenTask;
 use kobo_backend_api::{DataSource, HubSnapshot, SourceError, WorkerDir};
 use rusqlite::{Connection, OpenFlags};
 
@@ -88,11 +88,12 @@ impl HubConnection {
 }
 
 impl SqliteSource {
-    /// Reads the hub on tokio's blocking pool, then last seen.
+    /// Reads the hub on tokio's blocking pool, and last seen beside it.
     async fn read(&self, with_tasks: bool) -> Result<HubSnapshot, SourceError> {
         let connection = Arc::clone(&self.connection);
         let path = self.path.clone();
-        let worker_dir = self.worker_dir.clone();
+        // Last seen is listed on another blocking thread while the query runs.
+        let last_seen = LastSeenTask::spawn(self.worker_dir.as_ref());
         let join = tokio::task::spawn_blocking(move || {
             // A poisoned lock only means an earlier scrape panicked; the connection is dropped below on
             // any error anyway, so the data behind it is still usable.
@@ -104,18 +105,19 @@ impl SqliteSource {
                 None => HubConnection::open(&path)?,
             };
             let target = path.display().to_string();
-            let mut snapshot = queries::read(&hub.conn, &hub.queries, with_tasks, &target)?;
+            let snapshot = queries::read(&hub.conn, &hub.queries, with_tasks, &target)?;
             // Kept only after a successful read: after an error the next scrape reopens the file (it may
             // have been replaced, or the schema migrated).
             *guard = Some(hub);
             drop(guard);
-            apply_timed(worker_dir.as_ref(), &mut snapshot);
             Ok(snapshot)
         });
-        join.await.map_err(|e| SourceError::Query {
+        let mut snapshot = join.await.map_err(|e| SourceError::Query {
             target: self.path.display().to_string(),
             message: format!("the query task failed: {e}"),
-        })?
+        })??;
+        last_seen.apply(&mut snapshot).await;
+        Ok(snapshot)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use kobo_backend_api::normalise::{names_from_json, HubSchema, ScrapeSql, WorkerRow};
+use kobo_backend_api::normalise::{names_from_json, of_worker, HubSchema, ScrapeSql, WorkerRow};
 use kobo_backend_api::{tasks, HubSnapshot, SourceError, TaskSummary};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
@@ -166,20 +166,20 @@ fn int(row: &Row<'_>, idx: usize, column: &str) -> Result<i64, String> {
 fn worker_from_row(row: &Row<'_>) -> Result<WorkerRow, String> {
     let name: String = row.get(0).map_err(|e| format!("hub_worker.name: {e}"))?;
     let column = |idx: usize, column: &str| {
-        optional_int(row, idx, &format!("hub_worker.{column} of worker {name:?}"))
+        optional_int(row, idx, column).map_err(|message| of_worker(message, &name))
     };
     let json = |idx: usize, what: &str| -> Result<Vec<Option<String>>, String> {
         let text: Option<String> = row.get(idx).map_err(|e| format!("{what}: {e}"))?;
         names_from_json(text.as_deref()).map_err(|e| format!("{what} of worker {name:?}: {e}"))
     };
     Ok(WorkerRow {
-        enabled: column(1, "enabled")?.map(|v| v != 0),
-        ready: column(2, "ready")?.map(|v| v != 0),
-        current_load: column(3, "current_load")?,
-        max_load: column(4, "max_load")?,
-        task_count: column(5, "task_count")?,
-        max_tasks: column(6, "max_tasks")?,
-        min_priority: column(7, "min_priority")?,
+        enabled: column(1, "hub_worker.enabled")?.map(|v| v != 0),
+        ready: column(2, "hub_worker.ready")?.map(|v| v != 0),
+        current_load: column(3, "hub_worker.current_load")?,
+        max_load: column(4, "hub_worker.max_load")?,
+        task_count: column(5, "hub_worker.task_count")?,
+        max_tasks: column(6, "hub_worker.max_tasks")?,
+        min_priority: column(7, "hub_worker.min_priority")?,
         arches: json(8, "arches")?,
         channels: json(9, "channels")?,
         name,

@@ -86,6 +86,24 @@ async fn the_exporters_transaction_is_read_only_even_for_a_superuser() {
 }
 
 #[tokio::test]
+async fn the_exporters_session_is_read_only_outside_a_transaction_too() {
+    // The worker query of a scrape runs without BEGIN: the session default must make it read-only.
+    let Some(db) = fixture_database().await else {
+        return;
+    };
+    let source = PostgresSource::new(db.options()).expect("source");
+    let mut conn = connect::acquire(&source.pool, Duration::from_secs(3), &source.context)
+        .await
+        .expect("conn");
+    let error = conn
+        .execute("UPDATE hub_worker SET enabled = NOT enabled")
+        .await
+        .expect_err("write");
+    let message = connect::describe(&error);
+    assert!(message.contains("SQLSTATE 25006"), "{message}");
+}
+
+#[tokio::test]
 async fn a_wrong_password_is_a_clear_error_without_the_password() {
     let Some(mut db) = fixture_database().await else {
         return;
