@@ -3,16 +3,18 @@
 //! exposition text.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kobo_backend_api::{DataSource, HubSnapshot, SourceError, TaskSummary};
 use prometheus::process_collector::ProcessCollector;
+use prometheus::proto::MetricFamily;
 use tokio::time::timeout_at;
 
 use crate::exposition::Format;
 use crate::metrics::exporter::{self, ExporterStatus};
-use crate::metrics::{hub_families, MetricSet};
+use crate::metrics::{hub_family_groups, MetricSet};
 
 /// How the collector works.
 #[derive(Debug, Clone)]
@@ -67,6 +69,8 @@ pub struct HubCollector {
     /// The exporter's own numbers; held only briefly, so that a scrape can answer while a collection is stuck.
     stats: Mutex<Stats>,
     process: Option<ProcessCollector>,
+    /// The size of the last exposition: the next one's buffer is allocated at once.
+    last_size: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -103,6 +107,7 @@ impl HubCollector {
             collection: tokio::sync::Mutex::new(Cache::default()),
             stats: Mutex::new(stats),
             process: cfg!(target_os = "linux").then(ProcessCollector::for_self),
+            last_size: AtomicUsize::new(0),
         }
     }
 
@@ -248,13 +253,18 @@ impl HubCollector {
         outcome
     }
 
+    /// Writes the exposition group by group ([`hub_family_groups`]) into a buffer of the last one's size.
     fn render(&self, outcome: &Outcome, format: Format) -> Result<String, ScrapeError> {
         let set = self.options.metrics;
-        let mut families = match (outcome, set) {
-            (Ok(snapshot), _) => hub_families(snapshot, set),
+        let failed =
+            |e: prometheus::Error| ScrapeError(format!("rendering the metrics failed: {e}"));
+        let mut out = String::with_capacity(self.last_size.load(Ordering::Relaxed) + 4096);
+        let mut emit = |families: Vec<MetricFamily>| format.encode_into(&families, &mut out);
+        match (outcome, set) {
+            (Ok(snapshot), _) => hub_family_groups(snapshot, set, &mut emit).map_err(failed)?,
             (Err(message), MetricSet::Reference) => return Err(ScrapeError(message.clone())),
-            (Err(_), MetricSet::All) => Vec::new(),
-        };
+            (Err(_), MetricSet::All) => {}
+        }
         if set == MetricSet::All {
             let status = {
                 let stats = self.stats();
@@ -271,11 +281,11 @@ impl HubCollector {
                     },
                 }
             };
-            families.extend(exporter::families(&status, self.process.as_ref()));
+            emit(exporter::families(&status, self.process.as_ref())).map_err(failed)?;
         }
-        format
-            .encode(&families)
-            .map_err(|e| ScrapeError(format!("rendering the metrics failed: {e}")))
+        format.finish(&mut out);
+        self.last_size.store(out.len(), Ordering::Relaxed);
+        Ok(out)
     }
 
     /// Reads the source, refreshing the task data when it is due; the error is the message to report.

@@ -36,6 +36,26 @@ impl Format {
         }
     }
 
+    /// Appends the families to `out`: for an exposition written group by group (the memory of one group
+    /// at a time), ended by [`finish`](Self::finish).
+    pub fn encode_into(
+        self,
+        families: &[MetricFamily],
+        out: &mut String,
+    ) -> Result<(), prometheus::Error> {
+        match self {
+            Format::Text => encode_into(families, out),
+            Format::OpenMetrics => openmetrics::encode_into(families, out),
+        }
+    }
+
+    /// Ends an exposition written with [`encode_into`](Self::encode_into) (`# EOF` for OpenMetrics).
+    pub fn finish(self, out: &mut String) {
+        if self == Format::OpenMetrics {
+            openmetrics::finish(out);
+        }
+    }
+
     /// The format for an `Accept` header: OpenMetrics when `application/openmetrics-text` (no version,
     /// 1.0.0 or 0.0.1) is preferred to `text/plain`, `text/*` and `*/*`, otherwise the text format (also
     /// when nothing the exporter serves is named). Other media types are ignored, ties keep the header's
@@ -86,21 +106,30 @@ impl Format {
 /// Writes the families in the given order. A family without samples is written as its `# HELP` and
 /// `# TYPE` lines only (the encoder refuses empty families, the reference exporter serves their headers).
 pub fn encode(families: &[MetricFamily]) -> Result<String, prometheus::Error> {
+    let mut out = String::with_capacity(capacity(families));
+    encode_into(families, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode`], appending to `out`.
+pub fn encode_into(families: &[MetricFamily], out: &mut String) -> Result<(), prometheus::Error> {
     let encoder = TextEncoder::new();
-    let mut out = String::with_capacity(
-        families
-            .iter()
-            .map(|f| 64 + 96 * f.get_metric().len())
-            .sum(),
-    );
     for family in families {
         if family.get_metric().is_empty() {
-            write_headers(family, &mut out);
+            write_headers(family, out);
         } else {
-            encoder.encode_utf8(std::slice::from_ref(family), &mut out)?;
+            encoder.encode_utf8(std::slice::from_ref(family), out)?;
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// About the size of the families' exposition, to allocate it at once.
+pub(crate) fn capacity(families: &[MetricFamily]) -> usize {
+    64 + families
+        .iter()
+        .map(|f| 64 + 96 * f.get_metric().len())
+        .sum::<usize>()
 }
 
 /// `# HELP` and `# TYPE` lines, escaped as the encoder escapes them.

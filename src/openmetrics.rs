@@ -22,17 +22,23 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Writes the families, then `# EOF`.
 pub fn encode(families: &[MetricFamily]) -> Result<String, prometheus::Error> {
-    let mut out = String::with_capacity(
-        64 + families
-            .iter()
-            .map(|f| 64 + 96 * f.get_metric().len())
-            .sum::<usize>(),
-    );
-    for family in families {
-        write_family(family, &mut out)?;
-    }
-    out.push_str("# EOF\n");
+    let mut out = String::with_capacity(crate::exposition::capacity(families));
+    encode_into(families, &mut out)?;
+    finish(&mut out);
     Ok(out)
+}
+
+/// Appends the families to `out`, without `# EOF` ([`finish`]).
+pub fn encode_into(families: &[MetricFamily], out: &mut String) -> Result<(), prometheus::Error> {
+    for family in families {
+        write_family(family, out)?;
+    }
+    Ok(())
+}
+
+/// Ends the exposition.
+pub fn finish(out: &mut String) {
+    out.push_str("# EOF\n");
 }
 
 /// How a family is written: its OpenMetrics name and type, and the suffix of its samples.

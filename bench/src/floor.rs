@@ -15,6 +15,9 @@ use crate::{Context, Result};
 /// Runs before timing, to warm caches and prepared statements as the exporter's warm-up does.
 const WARMUP: usize = 10;
 
+/// A floor measures at most this long (then with fewer iterations).
+const TIME_LIMIT: Duration = Duration::from_secs(10);
+
 /// Median of `iterations` runs, milliseconds.
 fn median_ms(mut times: Vec<Duration>) -> f64 {
     times.sort();
@@ -47,7 +50,11 @@ pub fn sqlite(path: &Path, queries: &[&str], iterations: usize) -> Result<f64> {
         Ok(cells)
     };
     let mut times = Vec::with_capacity(iterations);
+    let all = Instant::now();
     for i in 0..WARMUP + iterations {
+        if i > WARMUP && all.elapsed() > TIME_LIMIT {
+            break;
+        }
         let started = Instant::now();
         std::hint::black_box(run()?);
         if i >= WARMUP {
@@ -60,7 +67,11 @@ pub fn sqlite(path: &Path, queries: &[&str], iterations: usize) -> Result<f64> {
 pub async fn postgres(url: &str, queries: &[&str], iterations: usize) -> Result<f64> {
     let mut conn = pg_connect(url).await?;
     let mut times = Vec::with_capacity(iterations);
+    let all = Instant::now();
     for i in 0..WARMUP + iterations {
+        if i > WARMUP && all.elapsed() > TIME_LIMIT {
+            break;
+        }
         let started = Instant::now();
         for sql in queries {
             let rows = sqlx::query(AssertSqlSafe(sql.to_string()))
@@ -80,7 +91,11 @@ pub async fn postgres(url: &str, queries: &[&str], iterations: usize) -> Result<
 pub async fn mysql(url: &str, queries: &[&str], iterations: usize) -> Result<f64> {
     let mut conn = mysql_connect(url).await?;
     let mut times = Vec::with_capacity(iterations);
+    let all = Instant::now();
     for i in 0..WARMUP + iterations {
+        if i > WARMUP && all.elapsed() > TIME_LIMIT {
+            break;
+        }
         let started = Instant::now();
         for sql in queries {
             let rows: Vec<mysql_async::Row> = conn.query(*sql).await.context("the floor query")?;

@@ -24,7 +24,9 @@ const INDEX_MYSQL: &str = "CREATE INDEX hub_task_archive_state ON hub_task (stat
 const DROP_INDEX: &str = "DROP INDEX hub_task_archive_state";
 
 /// A row measures at most this long (then it stops early and says how many scrapes it made).
-const ROW_TIME_LIMIT: Duration = Duration::from_secs(60);
+const ROW_TIME_LIMIT: Duration = Duration::from_secs(40);
+/// The warm-up takes at most this long.
+const WARMUP_TIME_LIMIT: Duration = Duration::from_secs(10);
 
 /// Every synthetic hub is generated with `hub_worker.min_priority` (kobo's current schema).
 const SCHEMA: HubSchema = HubSchema { min_priority: true };
@@ -239,7 +241,7 @@ impl HubSet {
         let exporter = Exporter::start(&plan.exporter, &self.out, &name, settings).await?;
         let scraper = Scraper::new(exporter.metrics_url())?;
         let workers = self.size.workers as usize;
-        let warmup = scraper.run(plan.warmup, ROW_TIME_LIMIT, workers).await?;
+        let warmup = scraper.run(plan.warmup, WARMUP_TIME_LIMIT, workers).await?;
         let rss_start = exporter.rss_kib()?;
         let before = match status {
             Some(status) => Some(status.read().await?),

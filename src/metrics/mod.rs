@@ -22,19 +22,39 @@ pub enum MetricSet {
     Reference,
 }
 
-/// The hub's metric families for this snapshot, in exposition order. Families may have no samples (an
-/// empty hub): they are still listed, so that their HELP and TYPE are served, as the reference exporter
-/// does. Task and queue families appear only when the snapshot has task data.
+/// Every family the source's snapshot gives for `set`, in exposition order.
 pub fn hub_families(snapshot: &HubSnapshot, set: MetricSet) -> Vec<MetricFamily> {
+    let mut all = Vec::new();
+    let collected: Result<(), std::convert::Infallible> =
+        hub_family_groups(snapshot, set, &mut |group| {
+            all.extend(group);
+            Ok(())
+        });
+    match collected {
+        Ok(()) => all,
+        Err(never) => match never {},
+    }
+}
+
+/// [`hub_families`] group by group: each group is handed to `emit` (to be encoded) and dropped before the
+/// next is built, so a scrape holds one group of the prometheus crate's data model at a time (some 400
+/// bytes per sample), not every sample of a hub of thousands of workers at once.
+pub fn hub_family_groups<E>(
+    snapshot: &HubSnapshot,
+    set: MetricSet,
+    emit: &mut dyn FnMut(Vec<MetricFamily>) -> Result<(), E>,
+) -> Result<(), E> {
     // Sorted once for every per-worker family.
     let sorted = workers::sorted(snapshot);
-    let mut families = workers::reference_families(&sorted);
+    for family in workers::reference_families(&sorted) {
+        emit(vec![family])?;
+    }
     if set == MetricSet::All {
-        families.extend(workers::extra_families(&sorted, snapshot.tasks.as_ref()));
+        emit(workers::extra_families(&sorted, snapshot.tasks.as_ref()))?;
         if let Some(tasks) = &snapshot.tasks {
-            families.extend(tasks::task_families(tasks));
-            families.extend(tasks::queue_families(snapshot, tasks));
+            emit(tasks::task_families(tasks))?;
+            emit(tasks::queue_families(snapshot, tasks))?;
         }
     }
-    families
+    Ok(())
 }

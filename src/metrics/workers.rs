@@ -64,19 +64,19 @@ pub fn sorted(snapshot: &HubSnapshot) -> Vec<&WorkerRecord> {
 }
 
 /// The reference families, samples in the order of `workers` ([`sorted`]).
-pub fn reference_families(workers: &[&WorkerRecord]) -> Vec<MetricFamily> {
-    REFERENCE_GAUGES
-        .iter()
-        .map(|(name, help, value)| {
-            let mut family = gauge_family(name, help);
-            for worker in workers {
-                if let Some(v) = value(worker) {
-                    push_gauge(&mut family, &[("worker", &worker.name)], v);
-                }
+/// Each family is built when the iterator reaches it.
+pub fn reference_families<'a>(
+    workers: &'a [&'a WorkerRecord],
+) -> impl Iterator<Item = MetricFamily> + 'a {
+    REFERENCE_GAUGES.iter().map(move |(name, help, value)| {
+        let mut family = gauge_family(name, help);
+        for worker in workers {
+            if let Some(v) = value(worker) {
+                push_gauge(&mut family, &[("worker", &worker.name)], v);
             }
-            family
-        })
-        .collect()
+        }
+        family
+    })
 }
 
 /// The states `kobo_worker_tasks` counts per worker.
