@@ -2,7 +2,7 @@
 //! scrapes, keep the task data between refreshes, count failures and time the collectors, and render the
 //! exposition text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use tokio::time::timeout_at;
 
 use crate::exposition::Format;
 use crate::metrics::exporter::{self, ExporterStatus};
-use crate::metrics::{hub_family_groups, MetricSet};
+use crate::metrics::{hub_family_groups, FamilySink, MetricSet};
 
 /// How the collector works.
 #[derive(Debug, Clone)]
@@ -71,6 +71,44 @@ pub struct HubCollector {
     process: Option<ProcessCollector>,
     /// The size of the last exposition: the next one's buffer is allocated at once.
     last_size: AtomicUsize,
+    /// The encoding of each keyed group of families ([`FamilySink::keyed`]) with its key and format.
+    reused: Mutex<HashMap<&'static str, (u64, Format, String)>>,
+}
+
+/// Encodes the families into `out`, reusing the encoding of a keyed group whose key and format are those of
+/// the last scrape (between task refreshes, on a hub whose workers' arches and channels did not change).
+struct EncodingSink<'a> {
+    format: Format,
+    out: String,
+    reused: &'a Mutex<HashMap<&'static str, (u64, Format, String)>>,
+}
+
+impl FamilySink for EncodingSink<'_> {
+    type Error = prometheus::Error;
+
+    fn families(&mut self, families: Vec<MetricFamily>) -> Result<(), prometheus::Error> {
+        self.format.encode_into(&families, &mut self.out)
+    }
+
+    fn keyed(
+        &mut self,
+        group: &'static str,
+        key: u64,
+        build: &dyn Fn() -> Vec<MetricFamily>,
+    ) -> Result<(), prometheus::Error> {
+        let mut reused = self.reused.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((k, format, text)) = reused.get(group) {
+            if *k == key && *format == self.format {
+                self.out.push_str(text);
+                return Ok(());
+            }
+        }
+        let mut text = String::new();
+        self.format.encode_into(&build(), &mut text)?;
+        self.out.push_str(&text);
+        reused.insert(group, (key, self.format, text));
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -108,6 +146,7 @@ impl HubCollector {
             stats: Mutex::new(stats),
             process: cfg!(target_os = "linux").then(ProcessCollector::for_self),
             last_size: AtomicUsize::new(0),
+            reused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -258,10 +297,13 @@ impl HubCollector {
         let set = self.options.metrics;
         let failed =
             |e: prometheus::Error| ScrapeError(format!("rendering the metrics failed: {e}"));
-        let mut out = String::with_capacity(self.last_size.load(Ordering::Relaxed) + 4096);
-        let mut emit = |families: Vec<MetricFamily>| format.encode_into(&families, &mut out);
+        let mut sink = EncodingSink {
+            format,
+            out: String::with_capacity(self.last_size.load(Ordering::Relaxed) + 4096),
+            reused: &self.reused,
+        };
         match (outcome, set) {
-            (Ok(snapshot), _) => hub_family_groups(snapshot, set, &mut emit).map_err(failed)?,
+            (Ok(snapshot), _) => hub_family_groups(snapshot, set, &mut sink).map_err(failed)?,
             (Err(message), MetricSet::Reference) => return Err(ScrapeError(message.clone())),
             (Err(_), MetricSet::All) => {}
         }
@@ -281,8 +323,10 @@ impl HubCollector {
                     },
                 }
             };
-            emit(exporter::families(&status, self.process.as_ref())).map_err(failed)?;
+            sink.families(exporter::families(&status, self.process.as_ref()))
+                .map_err(failed)?;
         }
+        let mut out = sink.out;
         format.finish(&mut out);
         self.last_size.store(out.len(), Ordering::Relaxed);
         Ok(out)

@@ -7,6 +7,8 @@ pub mod family;
 pub mod tasks;
 pub mod workers;
 
+use std::convert::Infallible;
+
 use kobo_backend_api::HubSnapshot;
 use prometheus::proto::MetricFamily;
 use serde::Deserialize;
@@ -22,38 +24,75 @@ pub enum MetricSet {
     Reference,
 }
 
+/// Where [`hub_family_groups`] puts the families, group by group.
+pub trait FamilySink {
+    type Error;
+
+    /// The next families of the exposition.
+    fn families(&mut self, families: Vec<MetricFamily>) -> Result<(), Self::Error>;
+
+    /// The next families, which are a function of `key` alone (the same key, the same families): a sink
+    /// may reuse what it made of them for the same `group` and key, without calling `build`.
+    fn keyed(
+        &mut self,
+        group: &'static str,
+        key: u64,
+        build: &dyn Fn() -> Vec<MetricFamily>,
+    ) -> Result<(), Self::Error> {
+        let _ = (group, key);
+        self.families(build())
+    }
+}
+
+/// Collects every family.
+impl FamilySink for Vec<MetricFamily> {
+    type Error = Infallible;
+
+    fn families(&mut self, families: Vec<MetricFamily>) -> Result<(), Infallible> {
+        self.extend(families);
+        Ok(())
+    }
+}
+
 /// Every family the source's snapshot gives for `set`, in exposition order.
 pub fn hub_families(snapshot: &HubSnapshot, set: MetricSet) -> Vec<MetricFamily> {
     let mut all = Vec::new();
-    let collected: Result<(), std::convert::Infallible> =
-        hub_family_groups(snapshot, set, &mut |group| {
-            all.extend(group);
-            Ok(())
-        });
-    match collected {
+    match hub_family_groups(snapshot, set, &mut all) {
         Ok(()) => all,
         Err(never) => match never {},
     }
 }
 
-/// [`hub_families`] group by group: each group is handed to `emit` (to be encoded) and dropped before the
+/// [`hub_families`] group by group: each group is handed to `sink` (to be encoded) and dropped before the
 /// next is built, so a scrape holds one group of the prometheus crate's data model at a time (some 400
-/// bytes per sample), not every sample of a hub of thousands of workers at once.
-pub fn hub_family_groups<E>(
+/// bytes per sample), not every sample of a hub of thousands of workers at once. The groups that change
+/// only with the hub's configuration (the arches and channels workers accept) or its task data go through
+/// [`FamilySink::keyed`], so that the scrapes between task refreshes can reuse their encoding.
+pub fn hub_family_groups<S: FamilySink>(
     snapshot: &HubSnapshot,
     set: MetricSet,
-    emit: &mut dyn FnMut(Vec<MetricFamily>) -> Result<(), E>,
-) -> Result<(), E> {
+    sink: &mut S,
+) -> Result<(), S::Error> {
     // Sorted once for every per-worker family.
     let sorted = workers::sorted(snapshot);
     for family in workers::reference_families(&sorted) {
-        emit(vec![family])?;
+        sink.families(vec![family])?;
     }
     if set == MetricSet::All {
-        emit(workers::extra_families(&sorted, snapshot.tasks.as_ref()))?;
+        sink.families(vec![workers::max_tasks_family(&sorted)])?;
+        sink.keyed("accepted", workers::accepted_key(&sorted), &|| {
+            workers::accepted_families(&sorted)
+        })?;
         if let Some(tasks) = &snapshot.tasks {
-            emit(tasks::task_families(tasks))?;
-            emit(tasks::queue_families(snapshot, tasks))?;
+            sink.keyed(
+                "worker_tasks",
+                workers::worker_tasks_key(&sorted, tasks),
+                &|| vec![workers::worker_tasks_family(&sorted, tasks)],
+            )?;
+            sink.keyed("tasks", tasks::task_key(tasks), &|| {
+                tasks::task_families(tasks)
+            })?;
+            sink.families(tasks::queue_families(snapshot, tasks))?;
         }
     }
     Ok(())

@@ -4,14 +4,16 @@
 //! Label values are names (state, arch, channel), never ids; no task ids, owners, labels or methods, so the
 //! cardinality is bounded by states x arches x channels.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 
 use kobo_backend_api::{HubSnapshot, TaskGroup, TaskSummary};
 use prometheus::proto::MetricFamily;
 
 use super::family::{gauge_family, push_gauge};
 
-/// `kobo_tasks` and `kobo_tasks_oldest_created_timestamp_seconds`, one sample per (state, arch, channel)
+/// `kobo_tasks` and `kobo_tasks_oldest_created_timestamp_seconds` (a function of [`task_key`]), one sample per (state, arch, channel)
 /// with tasks (a missing series means none), ordered by state code, then arch and channel bytewise.
 pub fn task_families(tasks: &TaskSummary) -> Vec<MetricFamily> {
     let mut groups: Vec<&TaskGroup> = tasks.groups.iter().collect();
@@ -44,6 +46,16 @@ pub fn task_families(tasks: &TaskSummary) -> Vec<MetricFamily> {
     vec![count, oldest]
 }
 
+/// What [`task_families`] depend on: the task groups.
+pub fn task_key(tasks: &TaskSummary) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for g in &tasks.groups {
+        (g.state, &g.arch, &g.channel, g.count).hash(&mut hasher);
+        g.oldest_created.map(f64::to_bits).hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// `kobo_queue_workers` and `kobo_queue_workers_ready`: for every arch/channel pair that has active tasks,
 /// the enabled (and the ready) workers that accept both the arch and the channel. 0 means nobody can take
 /// those tasks: the queue is stranded. (kobo also requires a task's priority to reach the worker's
@@ -62,28 +74,32 @@ pub fn queue_families(snapshot: &HubSnapshot, tasks: &TaskSummary) -> Vec<Metric
         "kobo_queue_workers_ready",
         "Enabled and ready workers that accept both the arch and the channel, for every arch/channel pair with active tasks",
     );
-    let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    let pairs: Vec<(&str, &str)> = pairs.into_iter().map(|(_, a, c)| (a, c)).collect();
+    // For every arch, the pairs (by index) that have it: a worker is checked only against the pairs of the
+    // arches it accepts, not against every pair.
+    let mut pairs_of_arch: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (index, (arch, _)) in pairs.iter().enumerate() {
+        pairs_of_arch.entry(arch).or_default().push(index);
+    }
+    let mut counts = vec![(0u64, 0u64); pairs.len()];
     for worker in snapshot.workers.iter().filter(|w| w.enabled) {
-        for (_, arch, channel) in &pairs {
-            // arches and channels are sorted and unique in every record.
-            if worker
-                .arches
-                .binary_search_by(|a| a.as_str().cmp(arch))
-                .is_ok()
-                && worker
+        // arches and channels are sorted and unique in every record.
+        for arch in &worker.arches {
+            for &index in pairs_of_arch.get(arch.as_str()).into_iter().flatten() {
+                let channel = pairs[index].1;
+                if worker
                     .channels
                     .binary_search_by(|c| c.as_str().cmp(channel))
                     .is_ok()
-            {
-                let entry = counts.entry((arch, channel)).or_default();
-                entry.0 += 1;
-                entry.1 += u64::from(worker.ready);
+                {
+                    counts[index].0 += 1;
+                    counts[index].1 += u64::from(worker.ready);
+                }
             }
         }
     }
-    for (_, arch, channel) in &pairs {
-        let (enabled, ready_count) = counts.get(&(*arch, *channel)).copied().unwrap_or_default();
-        let labels = [("arch", *arch), ("channel", *channel)];
+    for (&(arch, channel), &(enabled, ready_count)) in pairs.iter().zip(&counts) {
+        let labels = [("arch", arch), ("channel", channel)];
         push_gauge(&mut workers, &labels, enabled as f64);
         push_gauge(&mut ready, &labels, ready_count as f64);
     }

@@ -1,7 +1,9 @@
 //! Per-worker metrics: first the six gauges of django-kobo-exporter (the same names, HELP texts, `worker`
 //! label and family order, so existing dashboards and alerts keep working), then the exporter's own.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use kobo_backend_api::{HubSnapshot, LastSeen, TaskState, TaskSummary, WorkerRecord};
 use prometheus::proto::MetricFamily;
@@ -86,10 +88,30 @@ const WORKER_TASK_STATES: [TaskState; 2] = [TaskState::Assigned, TaskState::Open
 /// a worker accepts (info metrics, value 1), and its ASSIGNED and OPEN tasks counted from the task table
 /// (when there is task data; 0 where it has none). Samples in the order of `workers` ([`sorted`]).
 pub fn extra_families(workers: &[&WorkerRecord], tasks: Option<&TaskSummary>) -> Vec<MetricFamily> {
+    let mut families = vec![max_tasks_family(workers)];
+    families.extend(accepted_families(workers));
+    if let Some(tasks) = tasks {
+        families.push(worker_tasks_family(workers, tasks));
+    }
+    families
+}
+
+/// `kobo_worker_max_tasks`.
+pub fn max_tasks_family(workers: &[&WorkerRecord]) -> MetricFamily {
     let mut max_tasks = gauge_family(
         "kobo_worker_max_tasks",
         "Maximum number of tasks the worker takes at once (0 = no limit)",
     );
+    for worker in workers {
+        if let Some(n) = worker.max_tasks {
+            push_gauge(&mut max_tasks, &[("worker", &worker.name)], n as f64);
+        }
+    }
+    max_tasks
+}
+
+/// `kobo_worker_arch` and `kobo_worker_channel`: a function of [`accepted_key`] alone.
+pub fn accepted_families(workers: &[&WorkerRecord]) -> Vec<MetricFamily> {
     let mut arch = gauge_family(
         "kobo_worker_arch",
         "1 for every arch the worker accepts tasks for",
@@ -99,9 +121,6 @@ pub fn extra_families(workers: &[&WorkerRecord], tasks: Option<&TaskSummary>) ->
         "1 for every channel the worker takes tasks from",
     );
     for worker in workers {
-        if let Some(n) = worker.max_tasks {
-            push_gauge(&mut max_tasks, &[("worker", &worker.name)], n as f64);
-        }
         for name in &worker.arches {
             push_gauge(&mut arch, &[("worker", &worker.name), ("arch", name)], 1.0);
         }
@@ -113,30 +132,52 @@ pub fn extra_families(workers: &[&WorkerRecord], tasks: Option<&TaskSummary>) ->
             );
         }
     }
-    let mut families = vec![max_tasks, arch, channel];
-    if let Some(tasks) = tasks {
-        let mut counted = gauge_family(
-            "kobo_worker_tasks",
-            "Non-archived tasks of the worker in state ASSIGNED or OPEN, counted from the task table",
-        );
-        let mut by_worker: HashMap<(&str, TaskState), i64> = HashMap::new();
-        for c in &tasks.per_worker {
-            *by_worker.entry((c.worker.as_str(), c.state)).or_default() += c.count;
-        }
-        for worker in workers {
-            for state in WORKER_TASK_STATES {
-                let count = by_worker
-                    .get(&(worker.name.as_str(), state))
-                    .copied()
-                    .unwrap_or(0);
-                push_gauge(
-                    &mut counted,
-                    &[("worker", &worker.name), ("state", state.name())],
-                    count as f64,
-                );
-            }
-        }
-        families.push(counted);
+    vec![arch, channel]
+}
+
+/// What [`accepted_families`] depend on: every worker's name, arches and channels, in order.
+pub fn accepted_key(workers: &[&WorkerRecord]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for worker in workers {
+        (&worker.name, &worker.arches, &worker.channels).hash(&mut hasher);
     }
-    families
+    hasher.finish()
+}
+
+/// `kobo_worker_tasks`: a function of [`worker_tasks_key`] alone.
+pub fn worker_tasks_family(workers: &[&WorkerRecord], tasks: &TaskSummary) -> MetricFamily {
+    let mut counted = gauge_family(
+        "kobo_worker_tasks",
+        "Non-archived tasks of the worker in state ASSIGNED or OPEN, counted from the task table",
+    );
+    let mut by_worker: HashMap<(&str, TaskState), i64> = HashMap::new();
+    for c in &tasks.per_worker {
+        *by_worker.entry((c.worker.as_str(), c.state)).or_default() += c.count;
+    }
+    for worker in workers {
+        for state in WORKER_TASK_STATES {
+            let count = by_worker
+                .get(&(worker.name.as_str(), state))
+                .copied()
+                .unwrap_or(0);
+            push_gauge(
+                &mut counted,
+                &[("worker", &worker.name), ("state", state.name())],
+                count as f64,
+            );
+        }
+    }
+    counted
+}
+
+/// What [`worker_tasks_family`] depends on: the workers' names, in order, and the per-worker task counts.
+pub fn worker_tasks_key(workers: &[&WorkerRecord], tasks: &TaskSummary) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for worker in workers {
+        worker.name.hash(&mut hasher);
+    }
+    for c in &tasks.per_worker {
+        (&c.worker, c.state, c.count).hash(&mut hasher);
+    }
+    hasher.finish()
 }
