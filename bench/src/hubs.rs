@@ -228,7 +228,7 @@ impl HubSet {
         status: Option<&MysqlStatus>,
     ) -> Result<Row> {
         let scrapes = match scenario {
-            Scenario::FullRefresh => (plan.scrapes / 20).max(20),
+            Scenario::FullRefresh => (plan.scrapes / 20).max(100),
             _ => plan.scrapes,
         };
         let name = format!(

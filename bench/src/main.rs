@@ -57,8 +57,8 @@ pub struct Args {
     /// Hub sizes as WORKERSxTASKS (k and M suffixes allowed), e.g. 10x1k,1000x1M,10000x1M.
     #[arg(long, value_delimiter = ',')]
     pub sizes: Option<Vec<Size>>,
-    /// Measured scrapes per row (default 10,000; 200 with --quick). Rows that refresh the task metrics on
-    /// every scrape take a tenth of it.
+    /// Measured scrapes per row (default 10,000; 200 with --quick), or as many as fit in 40 s. Rows that
+    /// refresh the task metrics on every scrape take a twentieth of it (at least 100).
     #[arg(long)]
     pub scrapes: Option<usize>,
     /// Scrapes before measuring (default 200; 20 with --quick).
