@@ -23,8 +23,6 @@ const INDEX_PARTIAL: &str =
 const INDEX_MYSQL: &str = "CREATE INDEX hub_task_archive_state ON hub_task (state, archive)";
 const DROP_INDEX: &str = "DROP INDEX hub_task_archive_state";
 
-/// A row measures at most this long (then it stops early and says how many scrapes it made).
-const ROW_TIME_LIMIT: Duration = Duration::from_secs(40);
 /// The warm-up takes at most this long.
 const WARMUP_TIME_LIMIT: Duration = Duration::from_secs(10);
 
@@ -137,7 +135,7 @@ impl HubSet {
                     let requests = hub.requests() - requests;
                     let calls = hub.calls() - calls;
                     // The exporter's whole life: warm-up and measured scrapes (the first one is no different).
-                    let total = (plan.warmup + row.scrapes) as f64;
+                    let total = (row.warmup_scrapes + row.scrapes) as f64;
                     row.server = Some(ServerCount {
                         per_scrape: requests as f64 / total,
                         what: "HTTP requests",
@@ -190,7 +188,7 @@ impl HubSet {
                 let before = counter.settled().await?;
                 let mut row = self.row(source, scenario, plan, &settings, None).await?;
                 let after = counter.settled().await?;
-                let total = (plan.warmup + row.scrapes) as f64;
+                let total = (row.warmup_scrapes + row.scrapes) as f64;
                 row.server = Some(ServerCount {
                     per_scrape: after.saturating_sub(before) as f64 / total,
                     what: "transactions",
@@ -247,7 +245,7 @@ impl HubSet {
             Some(status) => Some(status.read().await?),
             None => None,
         };
-        let measured = scraper.run(scrapes, ROW_TIME_LIMIT, workers).await?;
+        let measured = scraper.run(scrapes, plan.row_time_limit, workers).await?;
         let server = match (status, before) {
             (Some(status), Some(before)) => {
                 let after = status.read().await?;
@@ -268,6 +266,7 @@ impl HubSet {
             size: self.size,
             scenario,
             scrapes: measured.scrapes,
+            warmup_scrapes: warmup.scrapes,
             failures: warmup.failures + measured.failures,
             up: warmup.up && measured.up,
             p50_ms: measured.percentile_ms(50.0),

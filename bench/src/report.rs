@@ -26,6 +26,8 @@ pub struct Row {
     pub size: Size,
     pub scenario: Scenario,
     pub scrapes: usize,
+    /// Warm-up scrapes made (fewer than asked when its time limit was reached).
+    pub warmup_scrapes: usize,
     pub failures: usize,
     pub up: bool,
     pub p50_ms: f64,
@@ -42,6 +44,12 @@ pub struct Row {
 /// RSS the issue allows, KiB.
 const RSS_LIMIT_KIB: u64 = 20 * 1024;
 
+/// The hub size the issue sets its targets at: 1,000 workers, 1,000,000 tasks.
+pub const TARGET_SIZE: Size = Size {
+    workers: 1_000,
+    tasks: 1_000_000,
+};
+
 impl Row {
     /// The target p50, milliseconds, where there is a floor.
     pub fn target_ms(&self) -> Option<f64> {
@@ -53,7 +61,11 @@ impl Row {
         self.floor_p50_ms.map(|floor| self.p50_ms / floor)
     }
 
+    /// Whether p50 is within the target; `None` where there is no floor or the size is not the targets'.
     pub fn meets_target(&self) -> Option<bool> {
+        if self.size != TARGET_SIZE {
+            return None;
+        }
         self.target_ms().map(|target| self.p50_ms <= target)
     }
 
@@ -82,8 +94,20 @@ impl Row {
                     String::new()
                 }
             ),
+            (Some(target), None) => format!("({target:.2} ms; targets at 1k / 1M)"),
             _ => "request count constant".into(),
         }
+    }
+
+    /// The row's name in messages.
+    fn what(&self) -> String {
+        format!(
+            "{} {}x{} {}",
+            self.source.name(),
+            self.size.workers,
+            self.size.tasks,
+            self.scenario.key()
+        )
     }
 
     /// One line for the progress log.
@@ -107,6 +131,7 @@ impl Row {
             "tasks": self.size.tasks,
             "scenario": self.scenario.key(),
             "scrapes": self.scrapes,
+            "warmup_scrapes": self.warmup_scrapes,
             "failures": self.failures,
             "complete": self.up,
             "p50_ms": self.p50_ms,
@@ -223,18 +248,11 @@ pub fn write(out: &Path, rows: &[Row], plan: &Plan, quick: bool) -> Result<()> {
 }
 
 /// What failed: scrapes that failed or were incomplete, query counts that are not what the design says,
-/// an XML-RPC request count that grows with the hub; and, outside quick mode, missed targets and RSS over
-/// 20 MiB (reported, listed here too).
-pub fn checks(rows: &[Row], quick: bool) -> Vec<String> {
+/// an XML-RPC request count that grows with the hub. Any of these fails the run.
+pub fn checks(rows: &[Row]) -> Vec<String> {
     let mut failures = Vec::new();
     for row in rows {
-        let what = format!(
-            "{} {}x{} {}",
-            row.source.name(),
-            row.size.workers,
-            row.size.tasks,
-            row.scenario.key()
-        );
+        let what = row.what();
         if row.failures > 0 || !row.up || row.scrapes == 0 {
             failures.push(format!(
                 "{what}: {} failed scrapes, complete: {}",
@@ -244,21 +262,6 @@ pub fn checks(rows: &[Row], quick: bool) -> Vec<String> {
         if let Some(count) = row.server {
             if let Some(problem) = count_problem(row.source, row.scenario, count) {
                 failures.push(format!("{what}: {problem}"));
-            }
-        }
-        if !quick {
-            if row.meets_target() == Some(false) {
-                failures.push(format!(
-                    "{what}: p50 {:.2} ms misses the target {:.2} ms",
-                    row.p50_ms,
-                    row.target_ms().unwrap_or(f64::NAN)
-                ));
-            }
-            if row.rss_kib_end > RSS_LIMIT_KIB {
-                failures.push(format!(
-                    "{what}: RSS {:.1} MiB is over 20 MiB",
-                    row.rss_kib_end as f64 / 1024.0
-                ));
             }
         }
     }
@@ -282,6 +285,30 @@ pub fn checks(rows: &[Row], quick: bool) -> Vec<String> {
         }
     }
     failures
+}
+
+/// The issue's targets (at 1,000 workers and 1,000,000 tasks) that a row misses: p50 against the floor,
+/// RSS under 20 MiB. Reported; they do not fail the run.
+pub fn missed_targets(rows: &[Row]) -> Vec<String> {
+    let mut missed = Vec::new();
+    for row in rows.iter().filter(|r| r.size == TARGET_SIZE) {
+        if row.meets_target() == Some(false) {
+            missed.push(format!(
+                "{}: p50 {:.2} ms, target {:.2} ms",
+                row.what(),
+                row.p50_ms,
+                row.target_ms().unwrap_or(f64::NAN)
+            ));
+        }
+        if row.rss_kib_end > RSS_LIMIT_KIB {
+            missed.push(format!(
+                "{}: RSS {:.1} MiB, target under 20 MiB",
+                row.what(),
+                row.rss_kib_end as f64 / 1024.0
+            ));
+        }
+    }
+    missed
 }
 
 /// Whether a server-side count contradicts the design: PostgreSQL one transaction per scrape; MariaDB one
@@ -319,6 +346,7 @@ mod tests {
             },
             scenario: Scenario::Reference,
             scrapes: 100,
+            warmup_scrapes: 20,
             failures: 0,
             up: true,
             p50_ms: 2.0,
@@ -345,23 +373,29 @@ mod tests {
             row(Source::Postgres, 10, 1.0),
             row(Source::Mysql, 10, 1.0),
         ];
-        assert!(checks(&good, true).is_empty(), "{:?}", checks(&good, true));
+        assert!(checks(&good).is_empty(), "{:?}", checks(&good));
         let bad = vec![
             row(Source::Xmlrpc, 10, 3.0),
             row(Source::Xmlrpc, 200, 4.0),
             row(Source::Postgres, 10, 3.0),
             row(Source::Mysql, 10, 2.0),
         ];
-        assert_eq!(checks(&bad, true).len(), 3, "{:?}", checks(&bad, true));
+        assert_eq!(checks(&bad).len(), 3, "{:?}", checks(&bad));
     }
 
     #[test]
-    fn targets_are_two_times_the_floor_plus_a_millisecond() {
+    fn targets_are_two_times_the_floor_plus_a_millisecond_at_the_target_size() {
         let mut r = row(Source::Sqlite, 10, 1.0);
         assert_eq!(r.target_ms(), Some(1.8));
+        assert_eq!(r.meets_target(), None, "no target at 10 workers");
+        assert!(markdown(&[r.clone()]).contains("| (1.80 ms; targets at 1k / 1M) |"));
+        r.size = TARGET_SIZE;
         assert_eq!(r.meets_target(), Some(false));
+        assert_eq!(missed_targets(&[r.clone()]).len(), 1);
         r.p50_ms = 1.7;
         assert_eq!(r.meets_target(), Some(true));
-        assert!(markdown(&[r]).contains("| met 2x + 1 ms: 1.80 ms |"));
+        assert!(markdown(&[r.clone()]).contains("| met 2x + 1 ms: 1.80 ms |"));
+        r.rss_kib_end = 21 * 1024;
+        assert_eq!(missed_targets(&[r]).len(), 1, "RSS over 20 MiB");
     }
 }

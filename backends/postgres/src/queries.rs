@@ -161,38 +161,42 @@ fn required<T>(value: Option<T>, what: &str) -> Result<T, String> {
     value.ok_or_else(|| format!("{what} is NULL"))
 }
 
-/// The column's type name (`INT4`, `BOOL`, ...), `None` for a NULL value.
-fn type_name(row: &PgRow, idx: usize, what: &str) -> Result<Option<String>, String> {
+/// The column's type name (`INT4`, `BOOL`, ...) handed to `read`, or `None` for a NULL value (without
+/// copying the name: this runs for every column of every worker).
+fn typed<T>(
+    row: &PgRow,
+    idx: usize,
+    what: &str,
+    read: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
     let value = row.try_get_raw(idx).map_err(|e| format!("{what}: {e}"))?;
-    Ok((!value.is_null()).then(|| value.type_info().name().to_string()))
+    if value.is_null() {
+        return Ok(None);
+    }
+    read(value.type_info().name()).map(Some)
 }
 
 /// An integer column of any width (Django uses `integer`; counts are `bigint`).
 fn int(row: &PgRow, idx: usize, what: &str) -> Result<Option<i64>, String> {
     let error = |e: sqlx::Error| format!("{what}: {e}");
-    match type_name(row, idx, what)?.as_deref() {
-        None => Ok(None),
-        Some("INT2") => row
-            .try_get::<i16, _>(idx)
-            .map(|v| Some(v.into()))
-            .map_err(error),
-        Some("INT4") => row
-            .try_get::<i32, _>(idx)
-            .map(|v| Some(v.into()))
-            .map_err(error),
-        Some("INT8") => row.try_get::<i64, _>(idx).map(Some).map_err(error),
-        Some(other) => Err(format!("{what} has type {other}, not an integer")),
-    }
+    typed(row, idx, what, |type_name| match type_name {
+        "INT2" => row.try_get::<i16, _>(idx).map(i64::from).map_err(error),
+        "INT4" => row.try_get::<i32, _>(idx).map(i64::from).map_err(error),
+        "INT8" => row.try_get::<i64, _>(idx).map_err(error),
+        other => Err(format!("{what} has type {other}, not an integer")),
+    })
 }
 
 /// A boolean column (`boolean` in Django's schema; an integer is read as C does).
 fn flag(row: &PgRow, idx: usize, what: &str) -> Result<Option<bool>, String> {
-    match type_name(row, idx, what)?.as_deref() {
-        Some("BOOL") => row
+    let is_bool = typed(row, idx, what, |type_name| Ok(type_name == "BOOL"))?;
+    match is_bool {
+        None => Ok(None),
+        Some(true) => row
             .try_get::<bool, _>(idx)
             .map(Some)
             .map_err(|e| format!("{what}: {e}")),
-        _ => Ok(int(row, idx, what)?.map(|v| v != 0)),
+        Some(false) => Ok(int(row, idx, what)?.map(|v| v != 0)),
     }
 }
 
