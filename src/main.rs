@@ -20,7 +20,11 @@ fn main() -> std::process::ExitCode {
 fn tune_malloc() {
     let settings = [
         ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 1),
-        ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 1024 * 1024),
+        (
+            "MALLOC_MMAP_THRESHOLD_",
+            libc::M_MMAP_THRESHOLD,
+            1024 * 1024,
+        ),
     ];
     for (variable, parameter, value) in settings {
         if std::env::var_os(variable).is_none() {

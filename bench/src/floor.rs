@@ -18,12 +18,46 @@ const WARMUP: usize = 10;
 /// A floor measures at most this long (then with fewer iterations).
 const TIME_LIMIT: Duration = Duration::from_secs(10);
 
-/// Median of `iterations` runs, milliseconds.
-fn median_ms(mut times: Vec<Duration>) -> f64 {
-    times.sort();
-    times
-        .get(times.len() / 2)
-        .map_or(f64::NAN, |t| t.as_secs_f64() * 1000.0)
+/// The timing loop of every floor: [`WARMUP`] untimed runs, then up to `iterations` timed ones, stopping
+/// early after [`TIME_LIMIT`].
+struct Samples {
+    iterations: usize,
+    runs: usize,
+    started: Instant,
+    times: Vec<Duration>,
+}
+
+impl Samples {
+    fn new(iterations: usize) -> Samples {
+        Samples {
+            iterations,
+            runs: 0,
+            started: Instant::now(),
+            times: Vec::with_capacity(iterations),
+        }
+    }
+
+    /// Whether to run once more.
+    fn more(&self) -> bool {
+        self.runs < WARMUP + self.iterations
+            && !(self.runs > WARMUP && self.started.elapsed() > TIME_LIMIT)
+    }
+
+    /// One run, which started at `started`.
+    fn record(&mut self, started: Instant) {
+        if self.runs >= WARMUP {
+            self.times.push(started.elapsed());
+        }
+        self.runs += 1;
+    }
+
+    /// The median of the timed runs, milliseconds.
+    fn median_ms(mut self) -> f64 {
+        self.times.sort();
+        self.times
+            .get(self.times.len() / 2)
+            .map_or(f64::NAN, |t| t.as_secs_f64() * 1000.0)
+    }
 }
 
 pub fn sqlite(path: &Path, queries: &[&str], iterations: usize) -> Result<f64> {
@@ -49,29 +83,19 @@ pub fn sqlite(path: &Path, queries: &[&str], iterations: usize) -> Result<f64> {
         }
         Ok(cells)
     };
-    let mut times = Vec::with_capacity(iterations);
-    let all = Instant::now();
-    for i in 0..WARMUP + iterations {
-        if i > WARMUP && all.elapsed() > TIME_LIMIT {
-            break;
-        }
+    let mut samples = Samples::new(iterations);
+    while samples.more() {
         let started = Instant::now();
         std::hint::black_box(run()?);
-        if i >= WARMUP {
-            times.push(started.elapsed());
-        }
+        samples.record(started);
     }
-    Ok(median_ms(times))
+    Ok(samples.median_ms())
 }
 
 pub async fn postgres(url: &str, queries: &[&str], iterations: usize) -> Result<f64> {
     let mut conn = pg_connect(url).await?;
-    let mut times = Vec::with_capacity(iterations);
-    let all = Instant::now();
-    for i in 0..WARMUP + iterations {
-        if i > WARMUP && all.elapsed() > TIME_LIMIT {
-            break;
-        }
+    let mut samples = Samples::new(iterations);
+    while samples.more() {
         let started = Instant::now();
         for sql in queries {
             let rows = sqlx::query(AssertSqlSafe(sql.to_string()))
@@ -80,31 +104,23 @@ pub async fn postgres(url: &str, queries: &[&str], iterations: usize) -> Result<
                 .context("the floor query")?;
             std::hint::black_box(rows);
         }
-        if i >= WARMUP {
-            times.push(started.elapsed());
-        }
+        samples.record(started);
     }
     drop(conn.close().await);
-    Ok(median_ms(times))
+    Ok(samples.median_ms())
 }
 
 pub async fn mysql(url: &str, queries: &[&str], iterations: usize) -> Result<f64> {
     let mut conn = mysql_connect(url).await?;
-    let mut times = Vec::with_capacity(iterations);
-    let all = Instant::now();
-    for i in 0..WARMUP + iterations {
-        if i > WARMUP && all.elapsed() > TIME_LIMIT {
-            break;
-        }
+    let mut samples = Samples::new(iterations);
+    while samples.more() {
         let started = Instant::now();
         for sql in queries {
             let rows: Vec<mysql_async::Row> = conn.query(*sql).await.context("the floor query")?;
             std::hint::black_box(rows);
         }
-        if i >= WARMUP {
-            times.push(started.elapsed());
-        }
+        samples.record(started);
     }
     drop(conn.disconnect().await);
-    Ok(median_ms(times))
+    Ok(samples.median_ms())
 }

@@ -119,8 +119,11 @@ pub fn apply_optional(
 /// longer of the two, not their sum: on a hub of thousands of workers the listing (a stat per worker)
 /// costs as much as the worker query.
 pub struct LastSeenTask {
-    listing: Option<tokio::task::JoinHandle<(Result<HashMap<String, i64>, SourceError>, Duration)>>,
+    listing: Option<tokio::task::JoinHandle<Listing>>,
 }
+
+/// A directory listing ([`WorkerDir::read_mtimes`]) and how long it took.
+type Listing = (Result<HashMap<String, i64>, SourceError>, Duration);
 
 impl LastSeenTask {
     /// Starts listing `dir` (nothing to do without one). Must be called inside a tokio runtime.
