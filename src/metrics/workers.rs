@@ -84,17 +84,10 @@ pub fn reference_families<'a>(
 /// The states `kobo_worker_tasks` counts per worker.
 const WORKER_TASK_STATES: [TaskState; 2] = [TaskState::Assigned, TaskState::Open];
 
-/// The per-worker families beyond the reference: `max_tasks` (sources that know it), the arches and channels
-/// a worker accepts (info metrics, value 1), and its ASSIGNED and OPEN tasks counted from the task table
-/// (when there is task data; 0 where it has none). Samples in the order of `workers` ([`sorted`]).
-pub fn extra_families(workers: &[&WorkerRecord], tasks: Option<&TaskSummary>) -> Vec<MetricFamily> {
-    let mut families = vec![max_tasks_family(workers)];
-    families.extend(accepted_families(workers));
-    if let Some(tasks) = tasks {
-        families.push(worker_tasks_family(workers, tasks));
-    }
-    families
-}
+// The per-worker families beyond the reference, in exposition order: max_tasks (sources that know it), the
+// arches and channels a worker accepts (info metrics of value 1) and, when there is task data, its ASSIGNED
+// and OPEN tasks counted from the task table (0 where it has none). Samples in the order of `workers`
+// (`sorted`); `hub_family_groups` puts them together.
 
 /// `kobo_worker_max_tasks`.
 pub fn max_tasks_family(workers: &[&WorkerRecord]) -> MetricFamily {

@@ -96,28 +96,15 @@ fn apply_mtimes(mtimes: &HashMap<String, i64>, workers: &mut [WorkerRecord]) {
     }
 }
 
-/// How the warnings of [`apply_optional`] begin.
+/// How the warnings of [`LastSeenTask::apply`] begin.
 pub const WARNING_PREFIX: &str = "last seen unavailable";
 
-/// Fills last seen from an optional worker directory, the way every database source does: without a
-/// directory last seen stays unavailable; an unreadable one leaves it unavailable and adds a warning.
-pub fn apply_optional(
-    dir: Option<&WorkerDir>,
-    workers: &mut [WorkerRecord],
-    warnings: &mut Vec<String>,
-) {
-    if let Some(dir) = dir {
-        if let Err(e) = dir.apply(workers) {
-            warnings.push(format!("{WARNING_PREFIX}: {e}"));
-        }
-    }
-}
-
-/// Last seen read beside the queries: [`spawn`](Self::spawn) lists the directory on tokio's blocking pool
-/// while the source reads the database, [`apply`](Self::apply) then fills the snapshot as
-/// [`apply_optional`] does (the same warnings, the listing's own time as the `last_seen` timing). A scrape then takes the
-/// longer of the two, not their sum: on a hub of thousands of workers the listing (a stat per worker)
-/// costs as much as the worker query.
+/// Last seen from an optional worker directory, the way every database source reads it, beside its queries:
+/// [`spawn`](Self::spawn) lists the directory on tokio's blocking pool while the source reads the database,
+/// [`apply`](Self::apply) then fills the snapshot. Without a directory last seen stays unavailable; an
+/// unreadable one leaves it unavailable and adds a warning; the listing's own time is the `last_seen`
+/// timing. A scrape takes the longer of the listing and the queries, not their sum: on a hub of thousands
+/// of workers the listing (a stat per worker) costs as much as the worker query.
 pub struct LastSeenTask {
     listing: Option<tokio::task::JoinHandle<Listing>>,
 }
@@ -195,15 +182,18 @@ mod tests {
         assert_eq!(workers[1].last_seen, LastSeen::Never);
     }
 
-    #[test]
-    fn missing_directory_is_an_error_naming_it_and_changes_nothing() {
+    #[tokio::test]
+    async fn missing_directory_is_an_error_naming_it_and_changes_nothing() {
         let dir = tempfile::tempdir().expect("temp dir");
         let missing = dir.path().join("nope");
-        let mut workers = vec![WorkerRecord::new("w")];
-        let mut warnings = Vec::new();
-        apply_optional(Some(&WorkerDir::new(&missing)), &mut workers, &mut warnings);
-        assert_eq!(workers[0].last_seen, LastSeen::Unavailable);
+        let mut snapshot = HubSnapshot::new(vec![WorkerRecord::new("w")]);
+        LastSeenTask::spawn(Some(&WorkerDir::new(&missing)))
+            .apply(&mut snapshot)
+            .await;
+        assert_eq!(snapshot.workers[0].last_seen, LastSeen::Unavailable);
+        let warnings = &snapshot.warnings;
         assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with(WARNING_PREFIX), "{warnings:?}");
         assert!(
             warnings[0].contains(&missing.display().to_string()),
             "{warnings:?}"
@@ -211,12 +201,12 @@ mod tests {
         assert!(WorkerDir::new(&missing).check().is_err());
     }
 
-    #[test]
-    fn no_directory_leaves_last_seen_unavailable_without_warning() {
-        let mut workers = vec![WorkerRecord::new("w")];
-        let mut warnings = Vec::new();
-        apply_optional(None, &mut workers, &mut warnings);
-        assert_eq!(workers[0].last_seen, LastSeen::Unavailable);
-        assert!(warnings.is_empty());
+    #[tokio::test]
+    async fn no_directory_leaves_last_seen_unavailable_without_warning() {
+        let mut snapshot = HubSnapshot::new(vec![WorkerRecord::new("w")]);
+        LastSeenTask::spawn(None).apply(&mut snapshot).await;
+        assert_eq!(snapshot.workers[0].last_seen, LastSeen::Unavailable);
+        assert!(snapshot.warnings.is_empty());
+        assert!(snapshot.timings.is_empty(), "nothing was listed");
     }
 }
