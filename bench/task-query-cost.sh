@@ -3,7 +3,7 @@
 #   CREATE INDEX hub_task_archive_state ON hub_task (state, archive) WHERE archive = false
 # (PostgreSQL and SQLite: partial; MariaDB has no partial indexes: (state, archive)).
 #
-# For each database it builds a synthetic hub on kobo's real schema (../shared/kobo/schema-*.sql): 1,000
+# For each database it builds a synthetic hub on kobo's real schema (testkit/data/schema-*.sql): 1,000
 # workers and TASKS tasks (default 1,000,000: 1% active, the rest finished, 30% of those archived), then times
 # the two task queries of backends/api/src/tasks.rs (median of RUNS runs, server-side where the database
 # reports it) before and after creating the index, and prints a Markdown table.
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TASKS=${TASKS:-1000000}
 RUNS=${RUNS:-5}
-SHARED=../shared/kobo
+SHARED=testkit/data
 DB=kobo_bench_taskcost
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(sqlite postgres mariadb)
 

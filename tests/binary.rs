@@ -113,7 +113,7 @@ fn serves_any_hub_from_kobo_url_equal_to_the_reference() {
     let url = format!("sqlite://{}", hub.display());
     let worker_dir = workers.path().display().to_string();
     let reference =
-        common::exposition::parse(&common::read_shared("fixture-reference-metrics.txt"))
+        common::exposition::parse(&common::read_test_data("fixture-reference-metrics.txt"))
             .expect("reference");
 
     // The full set: every reference family equal, and the reference families first, in order.

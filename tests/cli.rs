@@ -188,7 +188,7 @@ fn once_with_the_reference_set_equals_the_reference() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let reference =
-        common::exposition::parse(&common::read_shared("fixture-reference-metrics.txt"))
+        common::exposition::parse(&common::read_test_data("fixture-reference-metrics.txt"))
             .expect("reference");
     assert_eq!(
         common::exposition::parse(&text(&out.stdout)).expect("parses"),

@@ -1,5 +1,5 @@
 //! Drop-in compatibility: for the fixture hub, this exporter's output parses equal to what
-//! django-kobo-exporter 1.1.1 served (`../shared/kobo/fixture-reference-metrics.txt`): the same families in
+//! django-kobo-exporter 1.1.1 served (`testkit/data/fixture-reference-metrics.txt`): the same families in
 //! the same order, HELP, TYPE, label sets and values.
 
 mod common;
@@ -20,7 +20,7 @@ async fn render_fixture() -> String {
 #[tokio::test]
 async fn fixture_output_parses_equal_to_the_reference_exporter() {
     let reference =
-        parse(&common::read_shared("fixture-reference-metrics.txt")).expect("reference parses");
+        parse(&common::read_test_data("fixture-reference-metrics.txt")).expect("reference parses");
     let ours = parse(&render_fixture().await).expect("our output parses");
     assert_eq!(reference.order.len(), 6, "the reference has six families");
     // Every reference family: same HELP, TYPE, label sets and values.

@@ -32,7 +32,7 @@ fn make_hub(jail: &Jail, name: &str) -> std::path::PathBuf {
     conn.execute_batch(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/kobo/schema-sqlite.sql"
+            "/testkit/data/schema-sqlite.sql"
         ))
         .expect("schema"),
     )

@@ -142,9 +142,10 @@ async fn the_demo_hub_holds_what_its_sql_describes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let rebuilt = dir.path().join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&rebuilt).expect("create");
-    for file in ["schema-sqlite.sql", "hub.sql"] {
-        conn.execute_batch(&std::fs::read_to_string(root.join(file)).expect("demo sql"))
-            .expect(file);
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("testkit/data/schema-sqlite.sql");
+    for file in [schema, root.join("hub.sql")] {
+        conn.execute_batch(&std::fs::read_to_string(&file).expect("demo sql"))
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
     drop(conn);
     let demo = SqliteSource::open(root.join("hub.sqlite3"), None).expect("demo");

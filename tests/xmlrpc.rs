@@ -1,5 +1,5 @@
 //! The XML-RPC source against a local test hub: an HTTP server on 127.0.0.1 that answers with the real wire
-//! captures of a kobo 0.42.0 hub holding the fixture (`../shared/kobo/xmlrpc-samples.md`, read at run
+//! captures of a kobo 0.42.0 hub holding the fixture (`testkit/data/xmlrpc-samples.md`, read at run
 //! time), byte for byte, and records every request.
 //!
 //! The captures hold `client.get_worker_info` for two of the fixture's five workers (and the empty struct of
@@ -89,7 +89,7 @@ impl Capture {
 
 /// The response captured under the heading that starts with `heading` (after `### `).
 fn capture(heading: &str) -> Capture {
-    let samples = common::read_shared("xmlrpc-samples.md");
+    let samples = common::read_test_data("xmlrpc-samples.md");
     let section = samples
         .split("\n### ")
         .find(|s| s.starts_with(heading))
@@ -1362,7 +1362,7 @@ async fn the_fixture_hub_gives_the_sqlite_sources_records_and_metrics() {
     }
     // The reference exporter's six families, equal to what it served for this hub.
     let reference_metrics =
-        parse(&common::read_shared("fixture-reference-metrics.txt")).expect("reference");
+        parse(&common::read_test_data("fixture-reference-metrics.txt")).expect("reference");
     for name in &reference_metrics.order {
         assert_eq!(
             ours.families.get(name),
@@ -2045,7 +2045,7 @@ fn the_marshaller_reproduces_the_task_captures() {
     assert_eq!(py::fault(1, TASK_MISSING), capture(TASK_INFO_MISSING).body);
     // `client.get_tasks([], [OPEN])` is captured only as the decoded result: the same tasks, in the same
     // order (by id, descending), as the fixture's non-archived OPEN tasks.
-    let samples = common::read_shared("xmlrpc-samples.md");
+    let samples = common::read_test_data("xmlrpc-samples.md");
     let section = samples
         .split("\n### ")
         .find(|s| s.starts_with(TASKS_OPEN))

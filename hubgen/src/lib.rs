@@ -19,9 +19,9 @@ use std::time::{Duration, UNIX_EPOCH};
 pub use rows::{Dialect, HubSpec};
 
 /// kobo's schemas, one per database.
-pub const SCHEMA_SQLITE: &str = include_str!("../schema/schema-sqlite.sql");
-pub const SCHEMA_POSTGRES: &str = include_str!("../schema/schema-postgres.sql");
-pub const SCHEMA_MYSQL: &str = include_str!("../schema/schema-mysql.sql");
+pub const SCHEMA_SQLITE: &str = include_str!("../../testkit/data/schema-sqlite.sql");
+pub const SCHEMA_POSTGRES: &str = include_str!("../../testkit/data/schema-postgres.sql");
+pub const SCHEMA_MYSQL: &str = include_str!("../../testkit/data/schema-mysql.sql");
 
 /// A failure, as a message for the user.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

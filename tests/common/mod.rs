@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: the reference material in `../shared/kobo/`, hubs built in
+//! Helpers shared by the integration tests: the test material in `testkit/data/`, hubs built in
 //! temporary SQLite files, worker directories with chosen mtimes, an exposition-format parser, and the
 //! skip-or-fail rule for database servers.
 #![allow(dead_code)]
@@ -12,16 +12,17 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use kobo_exporter::api::worker_dir::file_name;
 
-/// A file of the shared reference material (`../shared/kobo/<name>` from the workspace root).
-pub fn shared(name: &str) -> PathBuf {
+/// A file of the repository's test material (`testkit/data/<name>`: kobo's schemas, the fixture hub, the
+/// reference exporter's output, the XML-RPC wire captures).
+pub fn test_data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/kobo")
+        .join("testkit/data")
         .join(name)
 }
 
-/// The text of a shared file; panics with its path when it is missing (the tests need it).
-pub fn read_shared(name: &str) -> String {
-    let path = shared(name);
+/// The text of a test-material file; panics with its path when it is missing (the tests need it).
+pub fn read_test_data(name: &str) -> String {
+    let path = test_data(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -55,9 +56,9 @@ pub fn statements(sql: &str) -> Vec<String> {
 pub fn fixture_sqlite_in(dir: &Path) -> PathBuf {
     let path = dir.join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&path).expect("create");
-    conn.execute_batch(&read_shared("schema-sqlite.sql"))
+    conn.execute_batch(&read_test_data("schema-sqlite.sql"))
         .expect("schema");
-    conn.execute_batch(&read_shared("fixture.sql"))
+    conn.execute_batch(&read_test_data("fixture.sql"))
         .expect("fixture");
     path
 }
@@ -85,7 +86,7 @@ pub fn worker_dir(entries: &[(&str, i64)]) -> tempfile::TempDir {
 /// The fixture's worker directory, from `fixture-last-seen.tsv` (workers marked `-` have no file). The
 /// file names of the TSV are checked against kobo's naming rule on the way.
 pub fn fixture_worker_dir() -> tempfile::TempDir {
-    let tsv = read_shared("fixture-last-seen.tsv");
+    let tsv = read_test_data("fixture-last-seen.tsv");
     let mut entries = Vec::new();
     for line in tsv
         .lines()

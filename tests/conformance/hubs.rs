@@ -37,11 +37,11 @@ impl WorkerDirKind {
     }
 }
 
-/// The fixture hub of `../shared/kobo/fixture.sql` with the last-seen files of `fixture-last-seen.tsv`.
+/// The fixture hub of `testkit/data/fixture.sql` with the last-seen files of `fixture-last-seen.tsv`.
 pub fn fixture() -> Hub {
     Hub {
         snapshot: "fixture",
-        statements: common::statements(&common::read_shared("fixture.sql")),
+        statements: common::statements(&common::read_test_data("fixture.sql")),
         drop_columns: Vec::new(),
         worker_dir: WorkerDirKind::Present(common::fixture_worker_dir()),
     }

@@ -11,7 +11,7 @@ pub fn load(hub: &Hub) -> (tempfile::TempDir, Result<SqliteSource, SourceError>)
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&path).expect("create hub");
-    conn.execute_batch(&common::read_shared("schema-sqlite.sql"))
+    conn.execute_batch(&common::read_test_data("schema-sqlite.sql"))
         .expect("schema");
     for statement in &hub.statements {
         conn.execute(statement, [])

@@ -13,7 +13,7 @@ pub use kobo_hubgen::wire::{py, utc, Export, Py};
 /// with last seen from `fixture-last-seen.tsv`.
 pub fn fixture_exports() -> Vec<Export> {
     let (_dir, path) = crate::common::fixture_sqlite();
-    let tsv = crate::common::read_shared("fixture-last-seen.tsv");
+    let tsv = crate::common::read_test_data("fixture-last-seen.tsv");
     let last_seen: BTreeMap<String, Option<String>> = tsv
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())

@@ -1,5 +1,5 @@
 //! Helpers for tests against real database servers (feature `testing`; never part of a normal build): the
-//! shared kobo fixtures, unique database names, the skip-or-fail rule for an unreachable server, and
+//! test material of `testkit/data`, unique database names, the skip-or-fail rule for an unreachable server, and
 //! clean-up from `Drop`.
 
 use std::future::Future;
@@ -12,11 +12,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A file of the shared kobo fixtures (`shared/kobo/<name>`, beside the repository), e.g.
-/// `schema-postgres.sql`, `fixture.sql`. Panics if it cannot be read.
-pub fn shared_file(name: &str) -> String {
+/// A file of the repository's test material (`testkit/data/<name>`), e.g. `schema-postgres.sql`,
+/// `fixture.sql`. Panics if it cannot be read.
+pub fn test_data(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/kobo")
+        .join("../../testkit/data")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }

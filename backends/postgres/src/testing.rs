@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-pub use kobo_backend_api::testing::shared_file;
+pub use kobo_backend_api::testing::test_data;
 use kobo_backend_api::testing::{cleanup_on_own_thread, head, unique_name, unreachable, BoxError};
 use kobo_backend_api::DatabaseOptions;
 use sqlx::postgres::PgConnectOptions;
@@ -146,15 +146,15 @@ impl TestDatabase {
             .await;
     }
 
-    /// Loads kobo 0.42's schema (`shared/kobo/schema-postgres.sql`).
+    /// Loads kobo 0.42's schema (`testkit/data/schema-postgres.sql`).
     pub async fn load_schema(&self) {
-        self.execute(&shared_file("schema-postgres.sql")).await;
+        self.execute(&test_data("schema-postgres.sql")).await;
     }
 
-    /// Loads the schema and the shared fixture hub (`shared/kobo/fixture.sql`).
+    /// Loads the schema and the shared fixture hub (`testkit/data/fixture.sql`).
     pub async fn load_fixture(&self) {
         self.load_schema().await;
-        self.execute(&shared_file("fixture.sql")).await;
+        self.execute(&test_data("fixture.sql")).await;
     }
 
     /// Creates a login role with the documented least privileges on this database (`SELECT` on the six

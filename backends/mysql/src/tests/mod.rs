@@ -7,7 +7,7 @@ mod hub;
 
 use std::time::{Duration, Instant};
 
-use kobo_backend_api::testing::{comparable, shared_file};
+use kobo_backend_api::testing::{comparable, test_data};
 use kobo_backend_api::{DataSource, DatabaseOptions, HubSnapshot, SourceError};
 use kobo_backend_sqlite::SqliteSource;
 
@@ -20,7 +20,7 @@ async fn sqlite_reference(scripts: &[&str]) -> HubSnapshot {
     let file = dir.path().join("reference.sqlite3");
     let db = rusqlite::Connection::open(&file).expect("SQLite reference");
     for script in
-        std::iter::once(shared_file("schema-sqlite.sql").as_str()).chain(scripts.iter().copied())
+        std::iter::once(test_data("schema-sqlite.sql").as_str()).chain(scripts.iter().copied())
     {
         db.execute_batch(script).expect("SQLite reference script");
     }
@@ -36,7 +36,7 @@ async fn sqlite_reference(scripts: &[&str]) -> HubSnapshot {
 
 /// The fixture hub as the SQLite source reads it.
 async fn sqlite_fixture() -> HubSnapshot {
-    sqlite_reference(&[&shared_file("fixture.sql")]).await
+    sqlite_reference(&[&test_data("fixture.sql")]).await
 }
 
 /// Workers and tasks, as the exporter's task refresh reads them.

@@ -11,7 +11,7 @@ use kobo_backend_api::testing::comparable;
 use kobo_backend_api::{DataSource, DatabaseOptions, HubSnapshot, SourceError};
 use kobo_backend_sqlite::SqliteSource;
 
-use crate::testing::{shared_file, TestDatabase};
+use crate::testing::{test_data, TestDatabase};
 use crate::PostgresSource;
 
 /// What the SQLite source reads from `schema-sqlite.sql` with `scripts` loaded after it.
@@ -19,7 +19,7 @@ async fn sqlite_snapshot(scripts: &[&str]) -> HubSnapshot {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&path).expect("create SQLite hub");
-    conn.execute_batch(&shared_file("schema-sqlite.sql"))
+    conn.execute_batch(&test_data("schema-sqlite.sql"))
         .expect("SQLite schema");
     for sql in scripts {
         conn.execute_batch(sql).expect("load SQLite hub");
@@ -36,7 +36,7 @@ async fn sqlite_snapshot(scripts: &[&str]) -> HubSnapshot {
 
 /// The fixture hub as the SQLite source reads it.
 async fn sqlite_fixture() -> HubSnapshot {
-    sqlite_snapshot(&[&shared_file("fixture.sql")]).await
+    sqlite_snapshot(&[&test_data("fixture.sql")]).await
 }
 
 /// Workers and tasks, as the exporter's task refresh reads them.
