@@ -630,3 +630,84 @@ async fn the_proxy_injects_each_fault() {
     proxy.shutdown().await;
     server.abort();
 }
+
+/// Issue 12, defect 1: with `hub_worker` locked for longer than `query_timeout`, scrapes with Prometheus'
+/// 2 s timeout are abandoned at the exporter's deadline, their statements still running. Once the lock is
+/// released, the next scrape must be complete, promptly: with sqlx's pool every later scrape waited the
+/// whole `connect_timeout` and answered `kobo_up 0` ("all N connections of the pool are busy"), for ever,
+/// the connections of the abandoned collections never given back (over TLS, as the server offers it). With
+/// `max_connections = 1` one abandoned scrape was enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_recovers_from_collections_abandoned_at_the_deadline() {
+    for max_connections in [1, 2] {
+        let Some(db) = kobo_backend_postgres::testing::TestDatabase::create().await else {
+            return;
+        };
+        db.load_fixture().await;
+        let worker_dir = common::fixture_worker_dir();
+        let query_timeout = Duration::from_secs(2);
+        let connect_timeout = Duration::from_secs(3);
+        let options = DatabaseOptions {
+            max_connections,
+            connect_timeout,
+            // Longer than the deadline: the deadline, not the server, ends the blocked scrapes.
+            query_timeout,
+            worker_dir: Some(WorkerDir::new(worker_dir.path())),
+            // No sslmode: TLS if the server offers it, as in the issue's reproduction.
+            ..DatabaseOptions::new(db.url())
+        };
+        let source = PostgresSource::new(options).expect("PostgreSQL source");
+        let collector_options = CollectorOptions {
+            task_refresh_interval: Duration::ZERO,
+            reconnect_backoff_max: Duration::ZERO,
+            ..CollectorOptions::default()
+        };
+        let collector = HubCollector::new(Arc::new(source), collector_options);
+        let scrape = || async {
+            let started = Instant::now();
+            let text = collector
+                .scrape(Some(PROMETHEUS_TIMEOUT))
+                .await
+                .expect("a scrape");
+            (Scrape::parse(&text), started.elapsed())
+        };
+        let what = format!("max_connections {max_connections}");
+        assert_eq!(scrape().await.0.up(), Some(1.0), "{what}: before the lock");
+
+        let mut locker = db.session().await;
+        locker
+            .execute("BEGIN; LOCK TABLE hub_worker IN ACCESS EXCLUSIVE MODE")
+            .await;
+        let mut last_abandoned = Instant::now();
+        for i in 1..=max_connections {
+            last_abandoned = Instant::now();
+            let (answer, took) = scrape().await;
+            assert_eq!(answer.up(), Some(0.0), "{what}: scrape {i} under the lock");
+            assert!(
+                took >= DEADLINE && took < PROMETHEUS_TIMEOUT,
+                "{what}: scrape {i} under the lock took {took:?}: it should be abandoned at the deadline"
+            );
+        }
+        // Held past the server's statement_timeout of the last abandoned statement, as in the issue.
+        let past = last_abandoned + query_timeout + Duration::from_millis(300);
+        tokio::time::sleep_until(past.into()).await;
+        locker.execute("ROLLBACK").await;
+
+        for i in 1..=2 {
+            let (answer, took) = scrape().await;
+            assert_eq!(
+                answer.up(),
+                Some(1.0),
+                "{what}: scrape {i} after the lock, after {took:?}\n{}",
+                answer.text
+            );
+            assert!(
+                took < Duration::from_secs(1),
+                "{what}: scrape {i} after the lock took {took:?} (connect_timeout {connect_timeout:?})"
+            );
+        }
+        drop(collector);
+        drop(locker);
+        drop(db);
+    }
+}

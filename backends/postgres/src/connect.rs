@@ -1,15 +1,18 @@
-//! Connecting: [`DatabaseOptions`] to sqlx connect options and a lazy pool, getting a connection from it,
-//! and sqlx errors to messages.
+//! Connecting: [`DatabaseOptions`] to sqlx connect options and a small lazy pool of the source's own
+//! ([`Pool`]), getting a connection from it, and sqlx errors to messages.
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{DatabaseOptions, SourceError};
 use sqlx::error::DatabaseError;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, PgPool};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, PgConnection};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// The `application_name` the exporter's sessions show in `pg_stat_activity`, unless the URL sets one.
 pub const APPLICATION_NAME: &str = "kobo-exporter";
@@ -54,78 +57,281 @@ pub(crate) fn connect_options(
     Ok(connect)
 }
 
-/// A lazy pool for `options`: at most `max_connections`, opened on demand, tested before each use (so one
-/// broken by a server restart is replaced, not handed out), each starting with
-/// `SET statement_timeout` to the query timeout, `SET TimeZone = 'UTC'` (times are read as UTC text) and
-/// `SET default_transaction_read_only = on` (every statement of the session is read-only, also the worker
-/// query that runs outside an explicit transaction).
-/// Needs a tokio runtime: the pool spawns its maintenance task.
-pub(crate) fn pool(
-    options: &DatabaseOptions,
-    context: &ErrorContext,
-) -> Result<PgPool, SourceError> {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(SourceError::Config(format!(
-            "the PostgreSQL source for {} must be created inside a tokio runtime",
-            context.target()
-        )));
-    }
-    if options.max_connections == 0 {
-        return Err(SourceError::Config(format!(
-            "max_connections for {} must be at least 1",
-            context.target()
-        )));
-    }
-    let connect = connect_options(options, context)?;
-    let statement_timeout_ms = options.query_timeout.as_millis().max(1);
-    Ok(PgPoolOptions::new()
-        .max_connections(options.max_connections)
-        .min_connections(0)
-        .acquire_timeout(options.connect_timeout)
-        .test_before_acquire(true)
-        .after_connect(move |conn, _meta| {
-            Box::pin(async move {
-                let set = format!(
-                    "SET statement_timeout = {statement_timeout_ms}; SET TimeZone = 'UTC'; \
-                     SET default_transaction_read_only = on"
-                );
-                conn.execute(AssertSqlSafe(set)).await.map(|_| ())
-            })
-        })
-        .connect_lazy_with(connect))
+/// The most connections a source may keep: an exporter needs a handful (one collection runs at a time).
+pub(crate) const MAX_CONNECTIONS: u32 = 1000;
+
+/// The longest `query_timeout` PostgreSQL can enforce: `statement_timeout` is an int4 of milliseconds.
+pub(crate) const MAX_QUERY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// A connection is replaced after this long, and an idle one after [`IDLE_TIMEOUT`] unused (checked when a
+/// collection needs one), so that server-side session memory does not grow for ever.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// How long closing a discarded connection politely (`Terminate`) may take in the background.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The statements every new session runs before its first use: `statement_timeout` to the query timeout,
+/// `TimeZone` UTC (times are read as UTC text) and `default_transaction_read_only = on` (every statement
+/// of the session is read-only, also the worker query that runs outside an explicit transaction). The one
+/// place of the set-up SQL.
+pub(crate) fn session_setup_sql(query_timeout: Duration) -> String {
+    let statement_timeout_ms = query_timeout.as_millis().max(1);
+    format!(
+        "SET statement_timeout = {statement_timeout_ms}; SET TimeZone = 'UTC'; \
+         SET default_transaction_read_only = on"
+    )
 }
 
-/// A connection from the pool, within `connect_timeout`.
+/// A connection with its age.
+struct Live {
+    conn: PgConnection,
+    opened: Instant,
+}
+
+/// An idle connection.
+struct Idle {
+    live: Live,
+    since: Instant,
+}
+
+/// A small lazy pool of at most `max_connections` connections, opened on demand, each tested
+/// (`ping`) before it is handed out, so that one broken by a server restart is replaced.
 ///
-/// sqlx retries a refused connection until the timeout and then reports only "pool timed out"; in that
-/// case one direct connection attempt finds the real cause (refused, authentication, TLS, ...) for the
-/// error message.
-pub(crate) async fn acquire(
-    pool: &PgPool,
+/// It is the source's own rather than sqlx's `PgPool` because of how sqlx's pool fails (sqlx 0.9):
+/// - a connection dropped in the middle of a statement (a collection abandoned at its deadline) goes back
+///   through a spawned, unbounded "ping, else `close_hard`" task; over TLS with a live server that task
+///   waits for ever (the TLS flush of `close_hard` waits for bytes the server never sends) and keeps the
+///   pool's permit: after `max_connections` such collections the pool is wedged for as long as the process
+///   lives (transact-rs/sqlx#4349 is the same leak with a silent peer);
+/// - a refused connection is retried until the acquire timeout, and a failed session set-up is retried
+///   and reported only as "pool timed out".
+///
+/// Here a connection goes back to the pool only when a collection gave it back ([`Lease::release`]) after
+/// success; a [`Lease`] dropped before (the collection's future dropped mid-statement) closes its socket at
+/// once and frees its place in the pool. Getting a connection is bounded by one `connect_timeout`, and the
+/// first failure of a new connection (refused, authentication, TLS, set-up) is the error, at once.
+///
+/// What it does not do: send PostgreSQL a cancel request for the abandoned statement (sqlx keeps the
+/// backend key data private). The server ends that statement at `statement_timeout` (the query timeout)
+/// at the latest, or when it next writes to the closed socket.
+pub(crate) struct Pool {
+    connect: PgConnectOptions,
+    setup: String,
+    max_connections: u32,
     connect_timeout: Duration,
-    context: &ErrorContext,
-) -> Result<PoolConnection<Postgres>, SourceError> {
-    match pool.acquire().await {
-        Ok(conn) => Ok(conn),
-        Err(sqlx::Error::PoolTimedOut) => {
-            let waited = connect_timeout.as_secs_f64();
-            let options = pool.connect_options();
-            let cause = match tokio::time::timeout(connect_timeout, options.connect()).await {
-                Err(_) => "the server did not answer".to_string(),
-                Ok(Err(e)) => describe(&e),
-                Ok(Ok(conn)) => {
-                    drop(conn.close().await);
+    permits: Semaphore,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// A connection of the [`Pool`], held by one collection. Dropped without [`release`](Lease::release) (the
+/// collection failed, or its future was dropped mid-use), the connection is closed, never reused, and its
+/// place in the pool is free at once: dropping it does no I/O and waits for nothing.
+pub(crate) struct Lease<'a> {
+    pool: &'a Pool,
+    live: Live,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Deref for Lease<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.live.conn
+    }
+}
+
+impl DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.live.conn
+    }
+}
+
+impl Lease<'_> {
+    /// Gives the connection back to the pool for the next collection: only after work that ran to its end
+    /// and left the session clean.
+    pub(crate) fn release(self) {
+        let Lease {
+            pool,
+            live,
+            _permit,
+        } = self;
+        pool.lock_idle().push(Idle {
+            live,
+            since: Instant::now(),
+        });
+        // The permit is dropped after the connection is idle: never more connections than permits.
+        drop(_permit);
+    }
+
+    /// Closes the connection politely in the background (its session is in a known state, e.g. after a
+    /// query error) and frees its place in the pool at once.
+    pub(crate) fn discard(self) {
+        close_in_background(self.live.conn);
+    }
+}
+
+/// Sends `Terminate` and closes `conn` on a spawned task, giving up (dropping the socket) after
+/// [`CLOSE_TIMEOUT`]; without a runtime the socket is just dropped.
+fn close_in_background(conn: PgConnection) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _closed = tokio::time::timeout(CLOSE_TIMEOUT, conn.close()).await;
+        });
+    }
+}
+
+/// Where getting a connection is (for the message when it times out).
+const WAITING: u8 = 0;
+const TESTING: u8 = 1;
+const OPENING: u8 = 2;
+
+/// What went wrong getting a connection (before the error context is added).
+enum AcquireError {
+    /// Nothing came within the time allowed.
+    TimedOut,
+    /// Opening a connection failed.
+    Connect(sqlx::Error),
+    /// The connection opened but its session set-up failed.
+    Setup(sqlx::Error),
+}
+
+impl Pool {
+    /// A lazy pool for `options`: checks them, opens nothing. Needs a tokio runtime (closing discarded
+    /// connections is spawned on it).
+    pub(crate) fn new(
+        options: &DatabaseOptions,
+        context: &ErrorContext,
+    ) -> Result<Pool, SourceError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(SourceError::Config(format!(
+                "the PostgreSQL source for {} must be created inside a tokio runtime",
+                context.target()
+            )));
+        }
+        if options.max_connections == 0 || options.max_connections > MAX_CONNECTIONS {
+            return Err(SourceError::Config(format!(
+                "max_connections for {} is {}: it must be from 1 to {MAX_CONNECTIONS}",
+                context.target(),
+                options.max_connections
+            )));
+        }
+        if options.query_timeout > MAX_QUERY_TIMEOUT {
+            return Err(SourceError::Config(format!(
+                "query_timeout for {} is {} s: PostgreSQL's statement_timeout allows at most {} s \
+                 (2147483647 ms, about 24.8 days)",
+                context.target(),
+                options.query_timeout.as_secs_f64(),
+                MAX_QUERY_TIMEOUT.as_secs()
+            )));
+        }
+        let connect = connect_options(options, context)?;
+        Ok(Pool {
+            connect,
+            setup: session_setup_sql(options.query_timeout),
+            max_connections: options.max_connections,
+            connect_timeout: options.connect_timeout,
+            permits: Semaphore::new(options.max_connections as usize),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Replaces the session set-up SQL (to test a set-up that fails).
+    #[cfg(test)]
+    pub(crate) fn set_setup_sql(&mut self, sql: String) {
+        self.setup = sql;
+    }
+
+    fn lock_idle(&self) -> MutexGuard<'_, Vec<Idle>> {
+        // A plain list: one left by a panic is still fine to use.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A connection, within `connect_timeout` for everything: waiting for a place in the pool, testing an
+    /// idle connection, opening and setting up a new one. The first failure to open one is the error, at
+    /// once (a refused connection is not retried until the timeout).
+    pub(crate) async fn acquire(&self, context: &ErrorContext) -> Result<Lease<'_>, SourceError> {
+        let phase = AtomicU8::new(WAITING);
+        let deadline = Instant::now()
+            .checked_add(self.connect_timeout)
+            .map(tokio::time::Instant::from_std);
+        let result = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.lease(&phase))
+                .await
+                .unwrap_or(Err(AcquireError::TimedOut)),
+            None => self.lease(&phase).await,
+        };
+        result.map_err(|error| {
+            let message = match error {
+                AcquireError::TimedOut => {
+                    let cause = match phase.load(Ordering::Relaxed) {
+                        WAITING => format!(
+                            "all {} connections of the pool are in use by other collections",
+                            self.max_connections
+                        ),
+                        _ => "the server did not answer".to_string(),
+                    };
                     format!(
-                        "all {} connections of the pool are busy (or failed their set-up)",
-                        pool.options().get_max_connections()
+                        "no connection within connect_timeout ({} s): {cause}",
+                        self.connect_timeout.as_secs_f64()
                     )
                 }
+                AcquireError::Connect(e) => describe(&e),
+                AcquireError::Setup(e) => format!(
+                    "the connection opened, but its session set-up ({}) failed: {}",
+                    self.setup,
+                    describe(&e)
+                ),
             };
-            Err(context.connect(format!(
-                "no connection within connect_timeout ({waited} s): {cause}"
-            )))
+            context.connect(message)
+        })
+    }
+
+    /// A place in the pool, then an idle connection that answers a ping or a new one; `phase` says where it
+    /// is.
+    async fn lease(&self, phase: &AtomicU8) -> Result<Lease<'_>, AcquireError> {
+        let Ok(permit) = self.permits.acquire().await else {
+            // The semaphore is never closed.
+            return Err(AcquireError::TimedOut);
+        };
+        loop {
+            let idle = self.lock_idle().pop();
+            let Some(Idle { mut live, since }) = idle else {
+                break;
+            };
+            if live.opened.elapsed() > MAX_LIFETIME || since.elapsed() > IDLE_TIMEOUT {
+                close_in_background(live.conn);
+                continue;
+            }
+            phase.store(TESTING, Ordering::Relaxed);
+            // A broken one is dropped here (its socket closed) and the next one tried; a silent one is
+            // dropped with this future at the deadline.
+            if live.conn.ping().await.is_ok() {
+                return Ok(Lease {
+                    pool: self,
+                    live,
+                    _permit: permit,
+                });
+            }
         }
-        Err(e) => Err(context.connect(describe(&e))),
+        phase.store(OPENING, Ordering::Relaxed);
+        let mut conn = self
+            .connect
+            .connect()
+            .await
+            .map_err(AcquireError::Connect)?;
+        if let Err(e) = conn.execute(AssertSqlSafe(self.setup.clone())).await {
+            close_in_background(conn);
+            return Err(AcquireError::Setup(e));
+        }
+        Ok(Lease {
+            pool: self,
+            live: Live {
+                conn,
+                opened: Instant::now(),
+            },
+            _permit: permit,
+        })
     }
 }
 

@@ -27,7 +27,11 @@
 //! Connections come from a small lazy pool (the `connect` module): none is opened before the first scrape,
 //! and one that a server restart broke fails the ping before use and is replaced, so a restarted server
 //! needs no exporter restart. Each connection runs `SET statement_timeout` to the query timeout; the whole
-//! collection has a client-side limit as well.
+//! collection has a client-side limit as well. Getting a connection is bounded by one `connect_timeout`,
+//! and the first failure to open one (refused, authentication, TLS, session set-up) is reported at once, as
+//! what it is. A connection goes back to the pool only after a complete collection: after an error it is
+//! closed, and a collection abandoned mid-statement (the exporter's deadline) closes its socket and frees
+//! its place in the pool at once, so the pool can never be wedged by abandoned collections.
 //!
 //! # Least privilege
 //! The exporter needs only `SELECT` on the six tables it reads. As a superuser, in the hub's database
@@ -66,7 +70,7 @@ use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::worker_dir::LastSeenTask;
 use kobo_backend_api::{DataSource, DatabaseOptions, HubSnapshot, SourceError, WorkerDir};
 use queries::HubQueries;
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, PgConnection};
 
 /// How a scrape that reads the task metrics starts its transaction.
 pub(crate) const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
@@ -76,7 +80,7 @@ const CLIENT_GRACE: Duration = Duration::from_secs(1);
 
 /// A kobo hub's PostgreSQL database.
 pub struct PostgresSource {
-    pool: PgPool,
+    pool: connect::Pool,
     context: ErrorContext,
     connect_timeout: Duration,
     query_timeout: Duration,
@@ -89,11 +93,13 @@ pub struct PostgresSource {
 impl PostgresSource {
     /// A source for `options.url` (`postgres://` or `postgresql://`). Checks the URL and the options and
     /// sets up a lazy pool: no connection is opened here, so a server that is down is reported by the
-    /// first [`collect`](DataSource::collect), not here. Must be called inside a tokio runtime (the pool's
-    /// maintenance task is spawned on it).
+    /// first [`collect`](DataSource::collect), not here. Refuses a `max_connections` of 0 or above 1,000
+    /// and a `query_timeout` above 2,147,483 s (PostgreSQL's `statement_timeout` is an int4 of
+    /// milliseconds). Must be called inside a tokio runtime (closing discarded connections is spawned on
+    /// it).
     pub fn new(options: DatabaseOptions) -> Result<Self, SourceError> {
         let context = ErrorContext::new(&options);
-        let pool = connect::pool(&options, &context)?;
+        let pool = connect::Pool::new(&options, &context)?;
         Ok(PostgresSource {
             pool,
             context,
@@ -104,10 +110,12 @@ impl PostgresSource {
         })
     }
 
-    /// The longest a collection may take: waiting for a connection (and diagnosing a failure to get one),
-    /// then the queries.
+    /// The longest a collection may take: getting a connection (one `connect_timeout` for all of it), then
+    /// the queries.
     fn client_timeout(&self) -> Duration {
-        self.connect_timeout * 2 + self.query_timeout + CLIENT_GRACE
+        self.connect_timeout
+            .saturating_add(self.query_timeout)
+            .saturating_add(CLIENT_GRACE)
     }
 
     fn cached_queries(&self) -> Option<HubQueries> {
@@ -126,16 +134,36 @@ impl PostgresSource {
     async fn read(&self, with_tasks: bool) -> Result<HubSnapshot, SourceError> {
         // Last seen is listed on the blocking pool while the database answers.
         let last_seen = LastSeenTask::spawn(self.worker_dir.as_ref());
-        let mut conn = connect::acquire(&self.pool, self.connect_timeout, &self.context).await?;
+        let mut conn = self.pool.acquire(&self.context).await?;
+        // The connection goes back to the pool only after a complete collection. After an error it is
+        // closed; if this future is dropped mid-statement (the collection abandoned at its deadline), the
+        // lease is dropped with it, which closes the socket and frees the pool's place at once.
+        let result = self.read_on(&mut conn, with_tasks).await;
+        if result.is_ok() {
+            conn.release();
+        } else {
+            conn.discard();
+        }
+        let mut snapshot = result?;
+        last_seen.apply(&mut snapshot).await;
+        Ok(snapshot)
+    }
+
+    /// The queries of one scrape on `conn`.
+    async fn read_on(
+        &self,
+        conn: &mut PgConnection,
+        with_tasks: bool,
+    ) -> Result<HubSnapshot, SourceError> {
         let queries = match self.cached_queries() {
             Some(queries) => queries,
             None => {
-                let queries = queries::hub_queries(&mut conn, &self.context).await?;
+                let queries = queries::hub_queries(conn, &self.context).await?;
                 self.set_queries(Some(queries.clone()));
                 queries
             }
         };
-        let mut snapshot = if with_tasks {
+        let snapshot = if with_tasks {
             let mut tx = conn
                 .begin_with(BEGIN)
                 .await
@@ -147,10 +175,8 @@ impl PostgresSource {
             snapshot
         } else {
             // One statement is its own snapshot: no BEGIN and COMMIT round trips.
-            queries::read(&mut conn, &queries, false, &self.context).await?
+            queries::read(conn, &queries, false, &self.context).await?
         };
-        drop(conn);
-        last_seen.apply(&mut snapshot).await;
         Ok(snapshot)
     }
 
@@ -160,7 +186,7 @@ impl PostgresSource {
         let result = match tokio::time::timeout(limit, self.read(with_tasks)).await {
             Ok(result) => result,
             Err(_) => Err(self.context.query(format!(
-                "no answer within {} s (connect_timeout twice + query_timeout + {} s); gave up",
+                "no answer within {} s (connect_timeout + query_timeout + {} s); gave up",
                 limit.as_secs_f64(),
                 CLIENT_GRACE.as_secs()
             ))),

@@ -116,6 +116,15 @@ impl TestDatabase {
         conn
     }
 
+    /// A superuser session kept open between statements (to hold a lock, say), for tests that do not
+    /// use sqlx themselves.
+    pub async fn session(&self) -> Session {
+        Session {
+            conn: self.connect().await,
+            database: self.name.clone(),
+        }
+    }
+
     /// Runs `sql` (any number of statements) as the superuser.
     pub async fn execute(&self, sql: &str) {
         let mut conn = self.connect().await;
@@ -172,6 +181,22 @@ impl TestDatabase {
         ))
         .await;
         role
+    }
+}
+
+/// A superuser session on a [`TestDatabase`] ([`TestDatabase::session`]).
+pub struct Session {
+    conn: PgConnection,
+    database: String,
+}
+
+impl Session {
+    /// Runs `sql` (any number of statements) in this session.
+    pub async fn execute(&mut self, sql: &str) {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut self.conn)
+            .await
+            .unwrap_or_else(|e| panic!("running SQL on {}: {e}\n{}", self.database, head(sql)));
     }
 }
 

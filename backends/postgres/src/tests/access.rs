@@ -28,9 +28,7 @@ async fn least_privilege_role_can_collect_but_not_write() {
         sqlite_fixture().await
     );
     // Inside the exporter's own transaction even a write the role could not do fails as read-only first.
-    let mut conn = connect::acquire(&source.pool, Duration::from_secs(3), &source.context)
-        .await
-        .expect("conn");
+    let mut conn = source.pool.acquire(&source.context).await.expect("conn");
     let mut tx = conn.begin_with(BEGIN).await.expect("begin");
     let error = tx
         .execute("INSERT INTO hub_channel (id, name) VALUES (99, 'x')")
@@ -58,9 +56,7 @@ async fn the_exporters_transaction_is_read_only_even_for_a_superuser() {
         return;
     };
     let source = PostgresSource::new(db.options()).expect("source");
-    let mut conn = connect::acquire(&source.pool, Duration::from_secs(3), &source.context)
-        .await
-        .expect("conn");
+    let mut conn = source.pool.acquire(&source.context).await.expect("conn");
     let mut tx = conn.begin_with(BEGIN).await.expect("begin");
     let level: String = sqlx::query_scalar("SHOW transaction_isolation")
         .fetch_one(&mut *tx)
@@ -92,9 +88,7 @@ async fn the_exporters_session_is_read_only_outside_a_transaction_too() {
         return;
     };
     let source = PostgresSource::new(db.options()).expect("source");
-    let mut conn = connect::acquire(&source.pool, Duration::from_secs(3), &source.context)
-        .await
-        .expect("conn");
+    let mut conn = source.pool.acquire(&source.context).await.expect("conn");
     let error = conn
         .execute("UPDATE hub_worker SET enabled = NOT enabled")
         .await

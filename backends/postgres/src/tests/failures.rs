@@ -135,3 +135,137 @@ fn construction_does_no_io_and_refuses_unusable_options() {
         assert!(PostgresSource::new(zero).is_err());
     });
 }
+
+#[tokio::test]
+async fn a_refused_connection_fails_at_once_not_after_the_connect_timeout() {
+    // Nothing listens on the port of a listener just closed.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        listener.local_addr().expect("addr").port()
+    };
+    let options = DatabaseOptions {
+        connect_timeout: Duration::from_secs(3),
+        ..DatabaseOptions::new(format!("postgres://kobo@127.0.0.1:{port}/kobo"))
+    };
+    let source = PostgresSource::new(options).expect("source");
+    for attempt in 1..=2 {
+        let started = Instant::now();
+        let error = source.collect().await.expect_err("refused");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "attempt {attempt}: a refused connection took {took:?} to report (connect_timeout 3 s)"
+        );
+        assert!(matches!(error, SourceError::Connect { .. }), "{error:?}");
+        assert!(error.to_string().contains("refused"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_silent_server_costs_one_connect_timeout() {
+    // Accepts connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let connect_timeout = Duration::from_secs(1);
+    let options = DatabaseOptions {
+        connect_timeout,
+        ..DatabaseOptions::new(format!("postgres://kobo@127.0.0.1:{port}/kobo"))
+    };
+    let source = PostgresSource::new(options).expect("source");
+    for attempt in 1..=2 {
+        let started = Instant::now();
+        let error = source.collect_with_tasks().await.expect_err("silent");
+        let took = started.elapsed();
+        assert!(
+            took >= connect_timeout && took < connect_timeout + Duration::from_millis(500),
+            "attempt {attempt}: a silent server took {took:?} to report, not one connect_timeout ({connect_timeout:?})"
+        );
+        let text = error.to_string();
+        assert!(matches!(error, SourceError::Connect { .. }), "{error:?}");
+        assert!(
+            text.contains("connect_timeout (1 s)") && text.contains("did not answer"),
+            "{text}"
+        );
+    }
+    silent.abort();
+}
+
+#[tokio::test]
+async fn a_failed_session_set_up_is_reported_as_such() {
+    let Some(db) = fixture_database().await else {
+        return;
+    };
+    let mut source = PostgresSource::new(db.options()).expect("source");
+    // What a query_timeout beyond statement_timeout's int4 of milliseconds gave before it was refused.
+    source
+        .pool
+        .set_setup_sql(crate::connect::session_setup_sql(Duration::from_secs(
+            3_000_000,
+        )));
+    let started = Instant::now();
+    let error = source.collect().await.expect_err("set-up fails");
+    let took = started.elapsed();
+    let text = error.to_string();
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?} (connect_timeout 3 s)"
+    );
+    assert!(matches!(error, SourceError::Connect { .. }), "{error:?}");
+    assert!(
+        text.contains("session set-up")
+            && text.contains("statement_timeout")
+            && text.contains("SQLSTATE 22023"),
+        "{text}"
+    );
+    assert!(!text.contains("busy"), "{text}");
+}
+
+#[test]
+fn a_query_timeout_beyond_statement_timeout_or_absurd_max_connections_are_refused() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let with = |query_timeout: Duration, max_connections: u32| DatabaseOptions {
+            query_timeout,
+            max_connections,
+            ..DatabaseOptions::new("postgres://u:pw@127.0.0.1:1/d")
+        };
+        // statement_timeout is an int4 of milliseconds: 2147483.647 s at most.
+        PostgresSource::new(with(Duration::from_secs(2_147_483), 2)).expect("the largest");
+        for (options, expected) in [
+            (
+                with(Duration::from_secs(2_147_484), 2),
+                ["query_timeout", "2147483 s"],
+            ),
+            (
+                with(Duration::from_secs(u64::MAX), 2),
+                ["query_timeout", "2147483 s"],
+            ),
+            (
+                with(Duration::from_secs(5), 1001),
+                ["max_connections", "1000"],
+            ),
+            (
+                with(Duration::from_secs(5), u32::MAX),
+                ["max_connections", "1000"],
+            ),
+        ] {
+            let what = format!("{options:?}");
+            let error = PostgresSource::new(options).err().expect(&what);
+            assert!(matches!(error, SourceError::Config(_)), "{what}: {error:?}");
+            let text = error.to_string();
+            assert!(
+                expected.iter().all(|e| text.contains(e)) && !text.contains("pw"),
+                "{what}: {text}"
+            );
+        }
+        PostgresSource::new(with(Duration::from_secs(5), 1000)).expect("1000 connections");
+    });
+}

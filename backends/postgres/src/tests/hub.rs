@@ -10,7 +10,7 @@ use sqlx::Connection;
 
 use super::{collect, fixture_database, sqlite_fixture, sqlite_snapshot};
 use crate::testing::TestDatabase;
-use crate::{connect, queries, PostgresSource, BEGIN};
+use crate::{queries, PostgresSource, BEGIN};
 
 #[tokio::test]
 async fn fixture_gives_the_same_snapshot_as_the_sqlite_source() {
@@ -200,9 +200,7 @@ async fn a_scrape_reads_hub_worker_once_whatever_the_number_of_workers() {
         async move {
             source.collect().await.expect("collect");
             let queries = source.cached_queries().expect("queries");
-            let mut conn = connect::acquire(&source.pool, Duration::from_secs(3), &source.context)
-                .await
-                .expect("conn");
+            let mut conn = source.pool.acquire(&source.context).await.expect("conn");
             let mut tx = conn.begin_with(BEGIN).await.expect("begin");
             let before: i64 = sqlx::query_scalar(HUB_WORKER_SCANS)
                 .fetch_one(&mut *tx)

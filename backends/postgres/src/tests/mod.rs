@@ -1,6 +1,7 @@
 //! Tests against the real PostgreSQL server named by `KOBO_TEST_POSTGRES_URL` (see [`crate::testing`]):
 //! each creates and drops its own database.
 
+mod abandoned;
 mod access;
 mod failures;
 mod hub;
