@@ -162,3 +162,120 @@ async fn the_demo_hub_holds_what_its_sql_describes() {
     assert_eq!(a.tasks, b.tasks);
     assert_eq!(a.workers.len(), 5);
 }
+
+/// The fixture hub at `dir/hub.sqlite3` with worker-0005 deleted and worker-0001's max_load set to 42.
+fn changed_fixture_in(dir: &Path) -> std::path::PathBuf {
+    let path = common::fixture_sqlite_in(dir);
+    rusqlite::Connection::open(&path)
+        .expect("open")
+        .execute_batch(
+            "DELETE FROM hub_worker_arches WHERE worker_id = 5; \
+             DELETE FROM hub_worker_channels WHERE worker_id = 5; \
+             DELETE FROM hub_task WHERE worker_id = 5; \
+             DELETE FROM hub_worker WHERE id = 5; \
+             UPDATE hub_worker SET max_load = 42 WHERE id = 1;",
+        )
+        .expect("change the hub");
+    path
+}
+
+/// `kobo_up` and the `kobo_worker_max_load` samples (by worker name) of one scrape.
+async fn scrape_up_and_max_load(
+    client: &rocket::local::asynchronous::Client,
+) -> (Option<f64>, std::collections::BTreeMap<String, f64>) {
+    let body = client
+        .get("/metrics")
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .expect("body");
+    let parsed = common::exposition::parse(&body).expect("parses");
+    let up = parsed
+        .families
+        .get("kobo_up")
+        .and_then(|f| f.samples.values().next().copied());
+    let max_load = parsed
+        .families
+        .get("kobo_worker_max_load")
+        .map(|family| {
+            family
+                .samples
+                .iter()
+                .filter_map(|((_, labels), value)| {
+                    let worker = labels.iter().find(|(k, _)| k == "worker")?;
+                    Some((worker.1.clone(), *value))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (up, max_load)
+}
+
+#[tokio::test]
+async fn a_hub_file_deleted_fails_and_one_replaced_by_rename_is_read_anew() {
+    use kobo_exporter::collector::{CollectorOptions, HubCollector};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = common::fixture_sqlite_in(dir.path());
+    // New files are made beside it (same file system, for the renames).
+    let staging = || tempfile::tempdir_in(dir.path()).expect("staging dir");
+    let (first, second, third) = (staging(), staging(), staging());
+    let changed = changed_fixture_in(first.path());
+
+    let source = Arc::new(SqliteSource::open(&path, None).expect("open"));
+    let options = CollectorOptions {
+        task_metrics: false,
+        reconnect_backoff_max: std::time::Duration::ZERO,
+        ..CollectorOptions::default()
+    };
+    let figment = rocket::Config::figment().merge(("log_level", "off"));
+    let collector = HubCollector::new(source.clone(), options);
+    let client = rocket::local::asynchronous::Client::tracked(kobo_exporter::routes::build(
+        figment, collector,
+    ))
+    .await
+    .expect("rocket");
+
+    let (up, max_load) = scrape_up_and_max_load(&client).await;
+    assert_eq!(up, Some(1.0));
+    assert_eq!(max_load.len(), 5, "{max_load:?}");
+    assert_eq!(max_load.get("worker-0001.example.com"), Some(&2.0));
+
+    // Deleted: the exporter must not go on serving the rows of the file it still has open.
+    std::fs::remove_file(&path).expect("rm");
+    let (up, max_load) = scrape_up_and_max_load(&client).await;
+    assert_eq!(up, Some(0.0), "served a deleted file: {max_load:?}");
+    assert!(max_load.is_empty(), "{max_load:?}");
+    let error = source
+        .collect()
+        .await
+        .expect_err("a deleted file")
+        .to_string();
+    assert!(
+        error.contains(&path.display().to_string()) && error.contains("deleted"),
+        "{error}"
+    );
+
+    // Back, then replaced by a rename (another inode): the new file is read.
+    std::fs::copy(&changed, &path).expect("restore");
+    let (up, max_load) = scrape_up_and_max_load(&client).await;
+    assert_eq!(up, Some(1.0));
+    assert_eq!(max_load.len(), 4, "{max_load:?}");
+    let fresh = common::fixture_sqlite_in(second.path());
+    std::fs::rename(&fresh, &path).expect("mv");
+    let (up, max_load) = scrape_up_and_max_load(&client).await;
+    assert_eq!(up, Some(1.0));
+    assert_eq!(max_load.len(), 5, "{max_load:?}");
+    assert_eq!(max_load.get("worker-0001.example.com"), Some(&2.0));
+    // And once more the other way, straight on the source.
+    let changed = changed_fixture_in(third.path());
+    std::fs::rename(&changed, &path).expect("mv");
+    let snapshot = source.collect().await.expect("the replaced file");
+    assert_eq!(snapshot.workers.len(), 4);
+    assert!(snapshot
+        .workers
+        .iter()
+        .any(|w| w.name == "worker-0001.example.com" && w.max_load == 42));
+}

@@ -3,12 +3,17 @@
 //! The file is opened with `SQLITE_OPEN_READ_ONLY` (so it works on a file the exporter cannot write and
 //! never creates one) and `PRAGMA query_only`. rusqlite is blocking, so every query runs on tokio's blocking
 //! pool, never on the async executor. The SQL lives in [`queries`].
+//!
+//! At each collection the path's device and inode are compared with those of the file the connection was
+//! opened on: a file deleted (or moved away) fails the collection, one replaced (e.g. by `mv new old`, the
+//! usual atomic replacement) is opened anew; the old inode is never served.
 
 mod queries;
 
 pub use queries::scrape_sql;
 mod url;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +40,26 @@ pub struct SqliteSource {
 struct HubConnection {
     conn: Connection,
     queries: queries::HubQueries,
+    /// The device and inode of the file the connection was opened on, to notice the file at the path being
+    /// deleted or replaced (by a rename, the usual way to replace a file atomically): SQLite keeps reading
+    /// the open file, i.e. the old rows, for ever.
+    file: FileId,
+}
+
+/// A file's device and inode number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
 }
 
 impl SqliteSource {
@@ -45,7 +70,7 @@ impl SqliteSource {
         worker_dir: Option<WorkerDir>,
     ) -> Result<Self, SourceError> {
         let path = path.into();
-        let conn = HubConnection::open(&path)?;
+        let conn = HubConnection::open(&path, false)?;
         Ok(SqliteSource {
             path,
             worker_dir,
@@ -64,18 +89,24 @@ impl SqliteSource {
 }
 
 impl HubConnection {
-    fn open(path: &Path) -> Result<Self, SourceError> {
+    /// Opens the database; `reopening` after it was open once (the source is only made from a file that
+    /// opens), when a missing file is one deleted or moved away since.
+    fn open(path: &Path, reopening: bool) -> Result<Self, SourceError> {
         let target = path.display().to_string();
         let connect_error = |message: String| SourceError::Connect {
             target: target.clone(),
             message,
         };
         // SQLite's own message for a missing file is "unable to open database file": say what it is.
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.is_file() => {}
+        // The file replaced between this and the open is noticed at the next collection (another inode).
+        let file = match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => FileId::of(&meta),
             Ok(_) => return Err(connect_error("not a regular file".into())),
+            Err(e) if reopening && e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(deleted(path, &e))
+            }
             Err(e) => return Err(connect_error(e.to_string())),
-        }
+        };
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn =
             Connection::open_with_flags(path, flags).map_err(|e| connect_error(e.to_string()))?;
@@ -83,7 +114,38 @@ impl HubConnection {
             .and_then(|()| conn.pragma_update(None, "query_only", true))
             .map_err(|e| connect_error(e.to_string()))?;
         let queries = queries::hub_queries(&conn, &target)?;
-        Ok(HubConnection { conn, queries })
+        Ok(HubConnection {
+            conn,
+            queries,
+            file,
+        })
+    }
+
+    /// Whether the file at `path` is still the one this connection reads. `Ok(false)`: another file
+    /// (replaced, e.g. by a rename); an error: the path is gone (deleted or moved away) or cannot be
+    /// checked.
+    fn is_current(&self, path: &Path) -> Result<bool, SourceError> {
+        match std::fs::metadata(path) {
+            Ok(meta) => Ok(FileId::of(&meta) == self.file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(deleted(path, &e)),
+            Err(e) => Err(SourceError::Connect {
+                target: path.display().to_string(),
+                message: format!(
+                    "cannot check that the database file is still the one opened ({e})"
+                ),
+            }),
+        }
+    }
+}
+
+/// The error for a database file that is no longer at its path.
+fn deleted(path: &Path, error: &std::io::Error) -> SourceError {
+    SourceError::Connect {
+        target: path.display().to_string(),
+        message: format!(
+            "the database file was deleted or moved away since it was opened ({error}); it is read again \
+             once a file is at this path"
+        ),
     }
 }
 
@@ -100,9 +162,16 @@ impl SqliteSource {
             let mut guard = connection
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // A file deleted or replaced at the path is noticed here: the connection still reads the old
+            // inode. Deleted: the collection fails (and the old file is let go of); replaced: the new file
+            // is opened.
             let hub = match guard.take() {
-                Some(hub) => hub,
-                None => HubConnection::open(&path)?,
+                Some(hub) if hub.is_current(&path)? => hub,
+                Some(replaced) => {
+                    drop(replaced);
+                    HubConnection::open(&path, true)?
+                }
+                None => HubConnection::open(&path, true)?,
             };
             let target = path.display().to_string();
             let snapshot = queries::read(&hub.conn, &hub.queries, with_tasks, &target)?;
