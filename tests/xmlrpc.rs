@@ -2367,3 +2367,383 @@ async fn an_arch_that_cannot_be_named_leaves_its_tasks_out_with_a_warning() {
         .contains("i386"));
     assert_eq!(task_info_ids(&hub.received()[3].call()), [2, 34]);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Hostile and broken hubs: nothing decodable, control characters, an echoed Authorization header.
+
+/// A hub of two enabled workers, `a.example.com` and `b.example.com`, whose `client.get_worker_info`
+/// answers (inside the multicall) are given by `info`.
+fn two_worker_handler(
+    info: impl Fn(&str) -> Result<String, (i64, String)> + Send + Sync + 'static,
+) -> impl Fn(&Received) -> Reply + Send + Sync + 'static {
+    move |request: &Received| {
+        let call = request.call();
+        let items: Vec<Result<String, (i64, String)>> = inner_calls(&call)
+            .iter()
+            .map(
+                |inner| match (inner.method.as_str(), inner.params.as_slice()) {
+                    ("client.list_workers", [X::Bool(true)]) => Ok(py::value(&Py::List(vec![
+                        Py::Str("a.example.com".into()),
+                        Py::Str("b.example.com".into()),
+                    ]))),
+                    ("client.list_workers", [X::Bool(false)]) => Ok(py::value(&Py::List(vec![]))),
+                    ("client.get_worker_info", [X::Str(name)]) => info(name),
+                    _ => panic!("{inner:?}"),
+                },
+            )
+            .collect();
+        Reply::Close(hub_response(py::multicall(&items)).wire(false))
+    }
+}
+
+/// No character of `text` is a control character, nor a bidirectional override or a line separator.
+fn assert_no_raw_controls(text: &str) {
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|c| {
+            c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+        })
+        .collect();
+    assert!(bad.is_empty(), "raw control characters {bad:?} in {text:?}");
+}
+
+#[tokio::test]
+async fn when_no_worker_can_be_decoded_the_collection_fails() {
+    // Every get_worker_info faults: the hub has workers, the scrape has none to show.
+    let names: Vec<String> = fixture_exports().into_iter().map(|e| e.name).collect();
+    let hub = TestHub::start(fixture_handler(Quirks {
+        faulting: names.clone(),
+        ..Quirks::default()
+    }))
+    .await;
+    let error = message(hub.source().collect().await);
+    assert!(
+        error.starts_with(&format!("unexpected data in {}: ", hub.url))
+            && error.contains(&format!(
+                "none of the {} workers the hub lists could be read",
+                names.len()
+            ))
+            && error.contains("DoesNotExist: Worker matching query does not exist."),
+        "{error}"
+    );
+    let error = message(hub.source().collect_with_tasks().await);
+    assert!(error.contains("could be read"), "{error}");
+
+    // Exports that cannot be decoded at all.
+    let hub = TestHub::start(two_worker_handler(|_| Ok(py::value(&Py::Int(7))))).await;
+    let error = message(hub.source().collect().await);
+    assert!(
+        error.contains("none of the 2 workers the hub lists could be read")
+            && error.contains("not a struct"),
+        "{error}"
+    );
+
+    // Through the exporter: kobo_up 0, no worker families.
+    let figment = rocket::Config::figment().merge(("log_level", "off"));
+    let options = CollectorOptions {
+        task_metrics: false,
+        reconnect_backoff_max: Duration::ZERO,
+        ..CollectorOptions::default()
+    };
+    let collector = HubCollector::new(Arc::new(hub.source()), options);
+    let client = rocket::local::asynchronous::Client::tracked(kobo_exporter::routes::build(
+        figment, collector,
+    ))
+    .await
+    .expect("rocket");
+    let body = client
+        .get("/metrics")
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .expect("body");
+    let parsed = parse(&body).expect("parses");
+    assert_eq!(sample(&parsed, "kobo_up", &[]), Some(0.0), "{body}");
+
+    // One worker readable is a partial scrape, not a failure; a hub with no workers is not one either.
+    let hub = TestHub::start(two_worker_handler(|name| {
+        let export = fixture_exports().into_iter().next().expect("a worker");
+        if name == "a.example.com" {
+            Ok(py::value(
+                &Export {
+                    name: name.into(),
+                    ..export
+                }
+                .py(),
+            ))
+        } else {
+            Err((
+                1,
+                "DoesNotExist: Worker matching query does not exist.".into(),
+            ))
+        }
+    }))
+    .await;
+    let snapshot = hub.source().collect().await.expect("partial");
+    assert_eq!(snapshot.workers.len(), 1);
+    assert_eq!(snapshot.warnings.len(), 1, "{:?}", snapshot.warnings);
+    let hub = TestHub::start(synthetic_handler(0)).await;
+    let snapshot = hub.source().collect().await.expect("no workers");
+    assert!(snapshot.workers.is_empty() && snapshot.warnings.is_empty());
+
+    // Every listed worker deleted between the two requests: truly no workers, not a failure.
+    let missing = capture(INFO_MISSING).result_value().to_string();
+    let hub = TestHub::start(two_worker_handler(move |_| Ok(missing.clone()))).await;
+    let snapshot = hub.source().collect().await.expect("all deleted");
+    assert!(snapshot.workers.is_empty());
+    assert_eq!(snapshot.warnings.len(), 2, "{:?}", snapshot.warnings);
+}
+
+#[tokio::test]
+async fn control_characters_from_the_hub_are_escaped_in_errors_and_warnings() {
+    // A raw CR is a line end to an XML parser (only `&#13;` stays a CR, below).
+    let nasty = "Boom\u{1b}[2K\u{1b}[1Afake: kobo_up 1\tand\u{7} \u{202e}desrever";
+    // A top-level fault.
+    let fault = py::fault(1, nasty);
+    let (error, _) =
+        error_from(move |_| Reply::Close(hub_response(fault.clone()).wire(false))).await;
+    assert_no_raw_controls(&error);
+    assert!(
+        error.contains(
+            "fault 1: Boom\\u{1b}[2K\\u{1b}[1Afake: kobo_up 1\\tand\\u{7} \\u{202e}desrever"
+        ),
+        "{error}"
+    );
+    let fault = py::fault(1, "Boom CR fake").replace(" CR ", "&#13;");
+    let (error, _) =
+        error_from(move |_| Reply::Close(hub_response(fault.clone()).wire(false))).await;
+    assert_no_raw_controls(&error);
+    assert!(error.ends_with("fault 1: Boom\\rfake"), "{error}");
+    // A fault inside the multicall of the lists.
+    let hub = TestHub::start(fixture_handler(Quirks {
+        list_fault: Some((false, nasty.into())),
+        ..Quirks::default()
+    }))
+    .await;
+    let error = message(hub.source().collect().await);
+    assert_no_raw_controls(&error);
+    assert!(error.contains("Boom\\u{1b}[2K"), "{error}");
+    // Faults of get_worker_info (warnings), one worker with a name full of control characters.
+    let nasty_fault = nasty.to_string();
+    let hub = TestHub::start(two_worker_handler(move |name| {
+        let export = fixture_exports().into_iter().next().expect("a worker");
+        if name == "a.example.com" {
+            Ok(py::value(
+                &Export {
+                    name: "b\u{1b}[31m\rgus".into(),
+                    ..export
+                }
+                .py(),
+            ))
+        } else {
+            Err((1, nasty_fault.clone()))
+        }
+    }))
+    .await;
+    let error = message(hub.source().collect().await);
+    assert_no_raw_controls(&error);
+    assert!(error.contains("\"b\\u{1b}[31m\\ngus\""), "{error}");
+    let hub = TestHub::start(two_worker_handler(move |name| {
+        let export = fixture_exports().into_iter().next().expect("a worker");
+        if name == "a.example.com" {
+            Ok(py::value(
+                &Export {
+                    name: name.into(),
+                    ..export
+                }
+                .py(),
+            ))
+        } else {
+            Err((1, nasty.into()))
+        }
+    }))
+    .await;
+    let snapshot = hub.source().collect().await.expect("partial");
+    assert_eq!(snapshot.warnings.len(), 1);
+    assert_no_raw_controls(&snapshot.warnings[0]);
+    assert!(
+        snapshot.warnings[0].contains("Boom\\u{1b}[2K"),
+        "{:?}",
+        snapshot.warnings
+    );
+
+    // HTTP error bodies, HTML titles, header values (a tab is a valid header character).
+    let body = format!("<html><head><title>Oops{nasty}</title></head></html>");
+    let (error, _) = error_from(move |_| {
+        Reply::Close(http(
+            "500 Internal Server Error",
+            &[("Content-Type", "text/html;\tcharset=utf-8")],
+            body.as_bytes(),
+        ))
+    })
+    .await;
+    assert_no_raw_controls(&error);
+    assert!(error.contains("text/html;\\tcharset=utf-8"), "{error}");
+    let (error, _) = error_from(move |_| {
+        Reply::Close(http(
+            "502 Bad Gateway",
+            &[("Content-Type", "text/plain")],
+            nasty.as_bytes(),
+        ))
+    })
+    .await;
+    assert_no_raw_controls(&error);
+    let (error, _) = error_from(|_| {
+        Reply::Close(http(
+            "302 Found",
+            &[("Location", "https://elsewhere.example/\tx")],
+            b"",
+        ))
+    })
+    .await;
+    assert_no_raw_controls(&error);
+    assert!(error.contains("elsewhere.example/\\tx"), "{error}");
+    // Not XML-RPC: the diagnosis quotes the hub's element names.
+    let (error, _) = error_from(|_| {
+        Reply::Close(http(
+            "200 OK",
+            &[("Content-Type", "text/xml")],
+            "<x\u{1b}[2Ky></x\u{1b}[2Ky>".as_bytes(),
+        ))
+    })
+    .await;
+    assert_no_raw_controls(&error);
+}
+
+#[tokio::test]
+async fn an_echoed_authorization_header_is_scrubbed_in_every_form() {
+    // base64("monitor:hunter2 s3cret"), as sent: see credentials_are_sent_and_never_shown.
+    let basic = "bW9uaXRvcjpodW50ZXIyIHMzY3JldA==";
+    let leaks = |error: &str, secret: &str| {
+        // No 8 characters in a row of the secret, so that a cut-off copy does not leak either.
+        let chars: Vec<char> = secret.chars().collect();
+        chars
+            .windows(8)
+            .map(|w| w.iter().collect::<String>())
+            .find(|part| error.contains(part.as_str()))
+    };
+    let echo = |request: &Received| -> String {
+        request
+            .header("authorization")
+            .unwrap_or("none")
+            .to_string()
+    };
+    // In a plain-text error page, at its start and cut off at the end of the quoted part.
+    for padding in [0, 90, 100, 110] {
+        let (error, _) = error_from(move |request| {
+            let body = format!(
+                "{}Authorization: {} was refused",
+                "x".repeat(padding),
+                echo(request)
+            );
+            Reply::Close(http(
+                "400 Bad Request",
+                &[("Content-Type", "text/plain")],
+                body.as_bytes(),
+            ))
+        })
+        .await;
+        assert_eq!(leaks(&error, basic), None, "{error}");
+        if padding == 0 {
+            assert!(
+                error.contains("Authorization: Basic *** was refused"),
+                "{error}"
+            );
+        }
+    }
+    // In a fault string (a Django debug dump of the request), in a multicall fault, in an HTML title.
+    let (error, _) = error_from(move |request| {
+        let fault = format!(
+            "ValueError: {{'HTTP_AUTHORIZATION': '{}', 'HTTP_HOST': 'hub'}}",
+            echo(request)
+        );
+        Reply::Close(hub_response(py::fault(1, &fault)).wire(false))
+    })
+    .await;
+    assert_eq!(leaks(&error, basic), None, "{error}");
+    assert!(
+        error.contains("'HTTP_AUTHORIZATION': 'Basic ***', 'HTTP_HOST': 'hub'"),
+        "{error}"
+    );
+    let (error, _) = error_from(move |request| {
+        let body = format!(
+            "<html><head><title>Denied for {}</title></head></html>",
+            echo(request)
+        );
+        Reply::Close(http(
+            "403 Forbidden",
+            &[("Content-Type", "text/html")],
+            body.as_bytes(),
+        ))
+    })
+    .await;
+    assert_eq!(leaks(&error, basic), None, "{error}");
+    assert!(error.contains("Denied for Basic ***"), "{error}");
+
+    // The bearer token, in the header form and alone; and as a warning for one worker.
+    let hub = TestHub::start(move |request: &Received| {
+        let body = format!("bad {} (token {TOKEN})", echo(request));
+        Reply::Close(http(
+            "401 Unauthorized",
+            &[("Content-Type", "text/plain")],
+            body.as_bytes(),
+        ))
+    })
+    .await;
+    let options = XmlRpcOptions {
+        bearer_token: Some(TOKEN.into()),
+        ..hub.options()
+    };
+    let error = message(XmlRpcSource::new(options).expect("source").collect().await);
+    assert_eq!(leaks(&error, TOKEN), None, "{error}");
+    assert!(error.contains("bad Bearer *** (token ***)"), "{error}");
+
+    let header = Arc::new(Mutex::new(String::new()));
+    let seen = Arc::clone(&header);
+    let handler = two_worker_handler(move |name| {
+        let export = fixture_exports().into_iter().next().expect("a worker");
+        if name == "a.example.com" {
+            Ok(py::value(
+                &Export {
+                    name: name.into(),
+                    ..export
+                }
+                .py(),
+            ))
+        } else {
+            Err((
+                1,
+                format!("PermissionDenied: {}", seen.lock().expect("header")),
+            ))
+        }
+    });
+    let hub = TestHub::start(move |request: &Received| {
+        *header.lock().expect("header") = echo(request);
+        handler(request)
+    })
+    .await;
+    let options = XmlRpcOptions {
+        username: Some("monitor".into()),
+        password: Some(PASSWORD.into()),
+        ..hub.options()
+    };
+    let snapshot = XmlRpcSource::new(options)
+        .expect("source")
+        .collect()
+        .await
+        .expect("partial");
+    assert_eq!(snapshot.warnings.len(), 1);
+    assert_eq!(
+        leaks(&snapshot.warnings[0], basic),
+        None,
+        "{:?}",
+        snapshot.warnings
+    );
+    assert!(
+        snapshot.warnings[0].contains("PermissionDenied: Basic ***"),
+        "{:?}",
+        snapshot.warnings
+    );
+}

@@ -1,10 +1,18 @@
 //! Keeping credentials out of messages.
 //!
 //! Sources build their own messages from the redacted URL ([`crate::redact_url`]), but a driver's error
-//! text is not under their control. [`Secrets`] knows every password a source was configured with and
-//! removes each from any text before it becomes a [`crate::SourceError`] or a warning.
+//! text is not under their control, nor is what a hub or a proxy answers. [`Secrets`] knows every password
+//! and token a source was configured with, in every form it is sent in (as written, percent-decoded, and
+//! for HTTP basic auth the base64 of `user:password`), and removes each from any text before it becomes a
+//! [`crate::SourceError`] or a warning. It also removes the credentials of anything that looks like an
+//! `Authorization` header (`Authorization: Basic <base64>`, `'HTTP_AUTHORIZATION': 'Bearer <token>'`, ...)
+//! and of a `Basic <base64 of user:password>` anywhere, so that an echoed header leaks nothing even when
+//! cut short. [`escape_controls`] (and [`Secrets::clean`]) make outside text safe to log on one line.
 
 use std::fmt::Display;
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine as _;
 
 use crate::{redact_url, DatabaseOptions, SourceError};
 
@@ -26,21 +34,54 @@ impl Secrets {
     pub fn from_options(options: &DatabaseOptions) -> Self {
         let mut raw = url_passwords(&options.url);
         raw.extend(options.password.iter().cloned());
-        let mut secrets = Vec::new();
-        for secret in raw {
-            if let Some(decoded) = percent_decode(&secret) {
-                secrets.push(decoded);
-            }
-            secrets.push(secret);
-        }
-        secrets.retain(|s| !s.is_empty());
-        // Longest first, so that a secret containing another is removed whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Secrets { secrets }
+        Secrets::new(raw)
     }
 
-    /// `text` with every secret replaced by `***`.
+    /// These secrets, each as given and percent-decoded (when that is valid and differs).
+    pub fn new<S: AsRef<str>>(secrets: impl IntoIterator<Item = S>) -> Self {
+        let mut out = Secrets::default();
+        for secret in secrets {
+            let secret = secret.as_ref();
+            if let Some(decoded) = percent_decode(secret) {
+                out.secrets.push(decoded);
+            }
+            out.secrets.push(secret.to_string());
+        }
+        out.sorted()
+    }
+
+    /// Adds HTTP basic-auth credentials: the password, and `base64(username:password)` as sent in
+    /// `Authorization: Basic ...` (standard and URL-safe alphabets, with and without padding). Without a
+    /// password nothing is secret.
+    pub fn with_basic_auth(mut self, username: &str, password: Option<&str>) -> Self {
+        if let Some(password) = password.filter(|p| !p.is_empty()) {
+            self.secrets.push(password.to_string());
+            let pair = format!("{username}:{password}");
+            for engine in [&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                self.secrets.push(engine.encode(&pair));
+            }
+        }
+        self.sorted()
+    }
+
+    /// Adds a bearer token (sent as `Authorization: Bearer <token>`).
+    pub fn with_bearer_token(mut self, token: &str) -> Self {
+        self.secrets.push(token.trim().to_string());
+        self.secrets.push(token.to_string());
+        self.sorted()
+    }
+
+    /// Empty secrets dropped, longest first (so that a secret containing another is removed whole), no
+    /// duplicates.
+    fn sorted(mut self) -> Self {
+        self.secrets.retain(|s| !s.is_empty());
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        self.secrets.dedup();
+        self
+    }
+
+    /// `text` with every secret replaced by `***`, and the credentials of anything that looks like an
+    /// `Authorization` header or a basic-auth value (see the module documentation).
     pub fn scrub(&self, text: impl Display) -> String {
         let mut text = text.to_string();
         for secret in &self.secrets {
@@ -48,8 +89,154 @@ impl Secrets {
                 text = text.replace(secret.as_str(), "***");
             }
         }
-        text
+        scrub_authorization(&text)
     }
+
+    /// [`scrub`](Self::scrub), then [`escape_controls`]: for text from outside (a hub's fault string or
+    /// error page) that goes into an error, a warning or the log.
+    pub fn clean(&self, text: impl Display) -> String {
+        escape_controls(&self.scrub(text))
+    }
+}
+
+/// `text` with its control characters escaped as Rust does (`\n`, `\r`, `\t`, `\u{1b}`), and the
+/// characters that reorder or break lines when shown (bidirectional overrides and isolates, the line and
+/// paragraph separators) as `\u{...}`: text from outside cannot start a new log line, move the cursor or
+/// hide what follows. Everything else, backslashes included, is left as it is.
+pub fn escape_controls(text: &str) -> String {
+    let needs_escape = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+            )
+    };
+    if !text.chars().any(needs_escape) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else if needs_escape(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The authentication schemes whose credentials are removed.
+const SCHEMES: [&str; 2] = ["basic", "bearer"];
+
+/// `text` with `***` for the credentials of every `Authorization` header in it (after the name, a few of
+/// `: = ' "` and spaces, then `Basic` or `Bearer` and the credentials), and of every `Basic <token>` whose
+/// token is base64 of something with a `:` (a `user:password` pair), wherever it is.
+fn scrub_authorization(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    // (start, end) byte ranges of credentials, in order.
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    while let Some(found) = lower[at..].find("authorization") {
+        let mut i = at + found + "authorization".len();
+        at = i;
+        let bytes = lower.as_bytes();
+        let start = i;
+        while i < bytes.len()
+            && i - start < 8
+            && matches!(bytes[i], b' ' | b'\t' | b':' | b'=' | b'\'' | b'"' | b'\\')
+        {
+            i += 1;
+        }
+        if let Some(range) = credentials_after_scheme(text, &lower, i, true) {
+            ranges.push(range);
+            at = range.1;
+        }
+    }
+    // `Basic <base64 of user:password>` anywhere (at a word start).
+    let mut at = 0;
+    while let Some(found) = lower[at..].find("basic") {
+        let i = at + found;
+        at = i + "basic".len();
+        let word_start = i == 0 || !lower.as_bytes()[i - 1].is_ascii_alphanumeric();
+        if !word_start || ranges.iter().any(|&(s, e)| s <= i && i < e) {
+            continue;
+        }
+        if let Some(range) = credentials_after_scheme(text, &lower, i, false) {
+            if !ranges.contains(&range) {
+                ranges.push(range);
+            }
+            at = range.1;
+        }
+    }
+    if ranges.is_empty() {
+        return text.to_string();
+    }
+    ranges.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (start, end) in ranges {
+        if start < last {
+            continue;
+        }
+        out.push_str(&text[last..start]);
+        out.push_str("***");
+        last = end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// The byte range of the credentials after a scheme word at `at` (`Basic` or `Bearer`, any case, then
+/// spaces): up to the next space, quote or delimiter. Unless `in_header`, only basic credentials that are
+/// base64 of a `user:password` pair count. Credentials already scrubbed (`***`) are left alone.
+fn credentials_after_scheme(
+    text: &str,
+    lower: &str,
+    at: usize,
+    in_header: bool,
+) -> Option<(usize, usize)> {
+    let rest = &lower[at..];
+    let scheme = SCHEMES.iter().find(|scheme| rest.starts_with(**scheme))?;
+    let bytes = lower.as_bytes();
+    let mut start = at + scheme.len();
+    let after_scheme = start;
+    while start < bytes.len() && matches!(bytes[start], b' ' | b'\t') {
+        start += 1;
+    }
+    if start == after_scheme {
+        return None;
+    }
+    let end = text[start..]
+        .find(|c: char| c.is_whitespace() || c.is_control() || "'\"`,;<>()[]{}\\&|".contains(c))
+        .map_or(text.len(), |n| start + n);
+    let token = &text[start..end];
+    if token.is_empty() || token.chars().all(|c| c == '*') {
+        return None;
+    }
+    if !in_header && (*scheme != "basic" || !is_basic_pair(token)) {
+        return None;
+    }
+    Some((start, end))
+}
+
+/// Whether `token` is base64 (either alphabet, padding optional) of bytes holding a `:`.
+fn is_basic_pair(token: &str) -> bool {
+    let unpadded = token.trim_end_matches('=');
+    if unpadded.len() < 4 {
+        return false;
+    }
+    [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD]
+        .iter()
+        .filter_map(|engine| engine.decode(unpadded).ok())
+        .any(|bytes| bytes.contains(&b':'))
 }
 
 /// Where a database source's errors happen: its redacted URL as the target of every [`SourceError`], and
@@ -188,5 +375,96 @@ mod tests {
         assert_eq!(error, "cannot connect to postgres://kobo:***@db/hub?password=***&sslmode=require: password authentication failed: ***");
         assert_eq!(percent_decode("a%2Fb"), Some("a/b".into()));
         assert_eq!(percent_decode("a%zz"), None);
+    }
+
+    #[test]
+    fn basic_auth_and_bearer_credentials_are_scrubbed_in_the_forms_they_are_sent_in() {
+        // base64("monitor:hunter2 s3cret"), and the same with `+`/`/` in both alphabets.
+        let basic = "bW9uaXRvcjpodW50ZXIyIHMzY3JldA==";
+        let secrets = Secrets::new(["t%20k"]).with_basic_auth("monitor", Some("hunter2 s3cret"));
+        assert_eq!(
+            secrets.scrub(format!(
+                "got {basic} and bW9uaXRvcjpodW50ZXIyIHMzY3JldA; t k t%20k"
+            )),
+            "got *** and ***; *** ***"
+        );
+        assert_eq!(secrets.scrub("hunter2 s3cret"), "***");
+        let odd = Secrets::default().with_basic_auth("u", Some("??>>"));
+        assert_eq!(odd.scrub("dTo/Pz4+ dTo_Pz4- dTo/Pz4+"), "*** *** ***");
+        // No password: nothing is secret (the user name is not).
+        assert_eq!(
+            Secrets::default()
+                .with_basic_auth("monitor", None)
+                .scrub("monitor bW9uaXRvcjo="),
+            "monitor bW9uaXRvcjo="
+        );
+        let bearer = Secrets::default().with_bearer_token("t0ken-abc\n");
+        assert_eq!(
+            bearer.scrub("Bearer t0ken-abc, t0ken-abc"),
+            "Bearer ***, ***"
+        );
+        assert!(!format!("{secrets:?} {bearer:?}").contains("t0ken"));
+    }
+
+    #[test]
+    fn any_authorization_header_and_basic_pair_is_scrubbed() {
+        let none = Secrets::default();
+        for (text, expected) in [
+            (
+                "Authorization: Basic dXNlcjpwdw== was refused",
+                "Authorization: Basic *** was refused",
+            ),
+            // Cut short (as a shortened message does), and in a Django request dump.
+            (
+                "authorization: basic dXNlcjpwd...",
+                "authorization: basic ***",
+            ),
+            (
+                "{'HTTP_AUTHORIZATION': 'Bearer abc.def-ghi', 'HTTP_HOST': 'hub'}",
+                "{'HTTP_AUTHORIZATION': 'Bearer ***', 'HTTP_HOST': 'hub'}",
+            ),
+            (
+                "\"authorization\":\"Bearer x\"",
+                "\"authorization\":\"Bearer ***\"",
+            ),
+            ("<td>Basic dXNlcjpwdw</td>", "<td>Basic ***</td>"),
+            ("Basic  dXNlcjpwdw==\n", "Basic  ***\n"),
+        ] {
+            assert_eq!(none.scrub(text), expected, "{text}");
+        }
+        // Text that only names the schemes is left as it is.
+        for text in [
+            "401 Authorization Required",
+            "WWW-Authenticate: Basic realm=\"kobo\"",
+            "basic auth (username/password) and a bearer token cannot be used together",
+            "set a username and password, or a bearer token",
+            "Basic authentication failed; Bearer token expired",
+            "Authorization: Basic ***",
+            "Basic",
+            "Authorization:",
+        ] {
+            assert_eq!(none.scrub(text), text);
+        }
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            escape_controls("a\nb\r\tc\u{1b}[0m\u{0}\u{7f}\u{85}"),
+            "a\\nb\\r\\tc\\u{1b}[0m\\0\\u{7f}\\u{85}"
+        );
+        assert_eq!(
+            escape_controls("x\u{202e}y\u{2066}\u{2028}"),
+            "x\\u{202e}y\\u{2066}\\u{2028}"
+        );
+        // Backslashes and other text unchanged: escaping twice changes nothing more.
+        assert_eq!(
+            escape_controls("caf\u{e9} \\n \u{263a}"),
+            "caf\u{e9} \\n \u{263a}"
+        );
+        let once = escape_controls("a\nb");
+        assert_eq!(escape_controls(&once), once);
+        let secrets = Secrets::new(["pw"]);
+        assert_eq!(secrets.clean("pw\r\nnext"), "***\\r\\nnext");
     }
 }

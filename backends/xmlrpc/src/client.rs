@@ -7,7 +7,8 @@
 use std::fmt::Display;
 use std::time::Instant;
 
-use dxr::Value;
+use dxr::{Fault, Value};
+use kobo_backend_api::secrets::Secrets;
 use kobo_backend_api::SourceError;
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, LOCATION};
 use reqwest::{Certificate, StatusCode};
@@ -66,7 +67,7 @@ impl HubClient {
         }
         let http = builder
             .build()
-            .map_err(|e| config(scrub(&endpoint.secrets, describe_error(&e))))?;
+            .map_err(|e| config(endpoint.secrets.clean(describe_error(&e))))?;
         Ok(HubClient {
             http,
             endpoint,
@@ -102,7 +103,7 @@ impl HubClient {
                     return Err(self.query(format!(
                         "{call} (in system.multicall): the hub answered with fault {}: {}",
                         fault.code(),
-                        rpc::summarise_fault(fault.string())
+                        self.fault_text(&fault)
                     )))
                 }
                 Err(ItemError::Malformed(what)) => {
@@ -188,12 +189,12 @@ impl HubClient {
             Ok(Err(fault)) => Err(self.query(format!(
                 "{method}: the hub answered with fault {}: {}",
                 fault.code(),
-                rpc::summarise_fault(fault.string())
+                self.fault_text(&fault)
             ))),
             Err(why) => Err(self.query(format!(
                 "{method}: HTTP {}, but the response is not XML-RPC: {why} ({})",
                 reply.status,
-                describe_body(&reply.headers, &reply.body)
+                describe_body(&reply.headers, &reply.body, &self.endpoint.secrets)
             ))),
         }
     }
@@ -266,7 +267,7 @@ impl HubClient {
             _ => "",
         };
         let what = match decoded {
-            Some(Err(fault)) => format!("fault {}: {}", fault.code(), rpc::summarise_fault(fault.string())),
+            Some(Err(fault)) => format!("fault {}: {}", fault.code(), self.fault_text(&fault)),
             _ if status.is_redirection() => match reply.headers.get(LOCATION).and_then(|l| l.to_str().ok()) {
                 Some(location) => format!(
                     "redirected to {} (redirects are not followed: set the URL to the hub's XML-RPC client endpoint)",
@@ -274,7 +275,7 @@ impl HubClient {
                 ),
                 None => "a redirect without a Location".into(),
             },
-            _ => describe_body(&reply.headers, &reply.body),
+            _ => describe_body(&reply.headers, &reply.body, &self.endpoint.secrets),
         };
         format!("HTTP {status}{hint}: {what}")
     }
@@ -302,7 +303,7 @@ impl HubClient {
         } else if error.is_connect() {
             SourceError::Connect {
                 target: self.endpoint.shown.clone(),
-                message: scrub(&self.endpoint.secrets, format!("{method}: {cause}")),
+                message: self.scrub(format!("{method}: {cause}")),
             }
         } else {
             self.query(format!("{method}{after}: {cause}"))
@@ -312,22 +313,42 @@ impl HubClient {
     fn query(&self, message: impl Display) -> SourceError {
         SourceError::Query {
             target: self.endpoint.shown.clone(),
-            message: scrub(&self.endpoint.secrets, message),
+            message: self.scrub(message),
         }
     }
 
-    /// The error for a result that cannot be used, naming the hub (secrets scrubbed).
+    /// The error for a result that cannot be used, naming the hub (secrets scrubbed, control characters
+    /// escaped).
     pub(crate) fn data(&self, message: impl Display) -> SourceError {
         SourceError::Data {
             target: self.endpoint.shown.clone(),
-            message: scrub(&self.endpoint.secrets, message),
+            message: self.scrub(message),
         }
     }
 
-    /// `text` without any configured secret.
+    /// `text` as it may go into an error, a warning or the log: without any configured secret (in any form
+    /// it is sent in, nor any echoed `Authorization` header), its control characters escaped. Every message
+    /// of this source passes through here, since most quote the hub.
     pub(crate) fn scrub(&self, text: impl Display) -> String {
-        scrub(&self.endpoint.secrets, text)
+        self.endpoint.secrets.clean(text)
     }
+
+    /// The configured secrets, to scrub the hub's text before it is shortened.
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.endpoint.secrets
+    }
+
+    /// A fault's string for a message: scrubbed before it is shortened (so that no part of a secret is
+    /// left at the cut), then summarised.
+    fn fault_text(&self, fault: &Fault) -> String {
+        fault_text(&self.endpoint.secrets, fault)
+    }
+}
+
+/// A fault's string, scrubbed of `secrets`, summarised ([`rpc::summarise_fault`]), control characters
+/// escaped.
+pub(crate) fn fault_text(secrets: &Secrets, fault: &Fault) -> String {
+    secrets.clean(rpc::summarise_fault(&secrets.scrub(fault.string())))
 }
 
 /// A response read in full.
@@ -343,17 +364,6 @@ fn python_bool(b: bool) -> &'static str {
     } else {
         "False"
     }
-}
-
-/// `text` with every secret replaced by `***` (secrets are sorted longest first).
-fn scrub(secrets: &[String], text: impl Display) -> String {
-    let mut text = text.to_string();
-    for secret in secrets {
-        if text.contains(secret.as_str()) {
-            text = text.replace(secret.as_str(), "***");
-        }
-    }
-    text
 }
 
 /// A reqwest error and its causes, `: `-separated, without the URL (our errors name it once, as their
@@ -376,16 +386,16 @@ fn describe_error(error: &reqwest::Error) -> String {
 }
 
 /// A short description of a body that is not what was expected: its type and either an HTML page's title
-/// or the start of the text.
-fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
+/// or the start of the text. The body is scrubbed of `secrets` before it is cut short.
+fn describe_body(headers: &HeaderMap, body: &[u8], secrets: &Secrets) -> String {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("no Content-Type");
+        .map_or_else(|| "no Content-Type".to_string(), |v| secrets.clean(v));
     if body.is_empty() {
         return format!("{content_type}, empty body");
     }
-    let text = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
+    let text = secrets.scrub(String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]));
     let lower = text.to_ascii_lowercase();
     let trimmed = lower.trim_start();
     if content_type.contains("html")
@@ -434,16 +444,17 @@ mod tests {
         headers.insert(CONTENT_TYPE, "text/html; charset=utf-8".parse().unwrap());
         let html = b"<!DOCTYPE html>\n<html><head><TITLE>\n502  Bad Gateway\n</TITLE></head><body>nginx</body></html>";
         assert_eq!(
-            describe_body(&headers, html),
+            describe_body(&headers, html, &Secrets::default()),
             "text/html; charset=utf-8, an HTML page titled \"502 Bad Gateway\""
         );
         assert_eq!(
-            describe_body(&HeaderMap::new(), b""),
+            describe_body(&HeaderMap::new(), b"", &Secrets::default()),
             "no Content-Type, empty body"
         );
         let text = describe_body(
             &HeaderMap::new(),
             "upstream\tconnect error\n\u{1b}[0m".as_bytes(),
+            &Secrets::default(),
         );
         assert_eq!(
             text,
@@ -453,7 +464,31 @@ mod tests {
 
     #[test]
     fn secrets_are_scrubbed_longest_first() {
-        let secrets = vec!["hunter22".to_string(), "hunter2".to_string()];
-        assert_eq!(scrub(&secrets, "a hunter22 b hunter2"), "a *** b ***");
+        let secrets = Secrets::new(["hunter2", "hunter22"]);
+        assert_eq!(secrets.scrub("a hunter22 b hunter2"), "a *** b ***");
+    }
+
+    #[test]
+    fn bodies_and_faults_are_scrubbed_before_they_are_cut_short() {
+        // A password (with a quote, which the quoted start of the body would escape) and its basic-auth
+        // form at the cut of 120 characters.
+        let secrets = Secrets::default().with_basic_auth("mon", Some("pa\"ss"));
+        let body = format!("{}pa\"ss Basic bW9uOnBhInNz", "x".repeat(110));
+        let text = describe_body(&HeaderMap::new(), body.as_bytes(), &secrets);
+        assert!(!text.contains("pa") && !text.contains("bW9u"), "{text}");
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, "text/plain;\tx=1".parse().unwrap());
+        assert_eq!(
+            describe_body(&headers, b"", &secrets),
+            "text/plain;\\tx=1, empty body"
+        );
+        let fault = Fault::new(
+            1,
+            format!("{}Authorization: Basic bW9uOnBhInNz\r", "y".repeat(298)),
+        );
+        let text = fault_text(&secrets, &fault);
+        assert!(!text.contains("bW9u") && !text.contains('\r'), "{text}");
+        let fault = Fault::new(1, "a\u{1b}[2Kb\tc".into());
+        assert_eq!(fault_text(&secrets, &fault), "a\\u{1b}[2Kb\\tc");
     }
 }

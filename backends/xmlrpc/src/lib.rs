@@ -43,11 +43,16 @@
 //! left out of the task metrics with a warning (starting with [`TASK_WARNING_PREFIX`]), never a failure.
 //!
 //! A worker whose `client.get_worker_info` fails inside the multicall (a fault, `{}` for a worker deleted
-//! between the calls, a malformed export) is left out with a warning; the scrape goes on. Anything else
+//! between the calls, a malformed export) is left out with a warning; the scrape goes on, unless not one of
+//! the listed workers can be read (those deleted in between aside): then the collection fails, as the SQL
+//! sources do on a row they cannot read, rather than pass for a hub without workers. Anything else
 //! (no connection, a timeout, an HTTP error, a fault on either `client.list_workers` call inside their
 //! multicall or on `client.get_tasks`, a body that is not XML-RPC or is over the size cap) fails the
 //! collection with an error naming the hub URL (redacted) and the HTTP status. Passwords and tokens never
-//! appear in `Debug` output, errors, warnings or logs.
+//! appear in `Debug` output, errors, warnings or logs, in any form (basic auth's base64 `user:password`
+//! included, and the credentials of any `Authorization` header a hub or proxy echoes); what the hub sends
+//! is scrubbed before it is shortened, and its control characters are escaped (`\n`, `\u{1b}`), so that a
+//! hub cannot forge log lines.
 //!
 //! Modules: [`options`] (settings), `client` (HTTP), `rpc` (XML-RPC encoding, decoding, the allow-list),
 //! `decode` (worker exports to records), `tasks` (task exports to aggregates).
@@ -63,6 +68,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use dxr::Value;
+use kobo_backend_api::secrets::Secrets;
 use kobo_backend_api::{DataSource, HubSnapshot, SourceError, TaskState, WorkerRecord};
 
 pub use options::{XmlRpcOptions, DEFAULT_MULTICALL_CHUNK, DEFAULT_USER_AGENT};
@@ -108,10 +114,13 @@ impl XmlRpcSource {
         let mut directory = Directory::default();
         let mut warnings = Vec::new();
         let mut without_last_seen = 0usize;
+        // Why the first worker left out for another reason than having been deleted was left out.
+        let mut first_failure: Option<String> = None;
         for chunk in names.chunks(self.multicall_chunk) {
             let results = self.client.worker_infos(chunk).await?;
             for (name, result) in chunk.iter().zip(results) {
-                match worker(name, result) {
+                let deleted = matches!(&result, Ok(Value::Struct(fields)) if fields.is_empty());
+                match worker(name, result, self.client.secrets()) {
                     Ok(decoded) => {
                         if let Some(note) = decoded.note {
                             warnings.push(self.client.scrub(sentence(format!(
@@ -127,10 +136,26 @@ impl XmlRpcSource {
                         );
                         workers.push(decoded.record);
                     }
-                    Err(why) => warnings.push(self.client.scrub(sentence(format!(
-                        "The worker {name:?} is left out of this scrape: {why}"
-                    )))),
+                    Err(why) => {
+                        if !deleted && first_failure.is_none() {
+                            first_failure = Some(format!("the first, {name:?}: {why}"));
+                        }
+                        warnings.push(self.client.scrub(sentence(format!(
+                            "The worker {name:?} is left out of this scrape: {why}"
+                        ))))
+                    }
                 }
+            }
+        }
+        // Workers listed and not one of them readable (deleted in between aside): an empty scrape would
+        // pass for a hub without workers. Fail, as the SQL sources do on a row they cannot read.
+        if workers.is_empty() {
+            if let Some(first) = first_failure {
+                return Err(self.client.data(format!(
+                    "none of the {} workers the hub lists could be read from client.get_worker_info \
+                     ({first})",
+                    names.len()
+                )));
             }
         }
         if without_last_seen > 0 {
@@ -172,7 +197,7 @@ impl XmlRpcSource {
                     Err(ItemError::Fault(fault)) => Some(format!(
                         "answered fault {}: {}",
                         fault.code(),
-                        rpc::summarise_fault(fault.string())
+                        client::fault_text(self.client.secrets(), &fault)
                     )),
                     Err(ItemError::Malformed(what)) => {
                         Some(format!("got {what} from system.multicall"))
@@ -226,13 +251,18 @@ impl DataSource for XmlRpcSource {
     }
 }
 
-/// One worker's record from its answer inside the multicall, or why it has none.
-fn worker(name: &str, result: Result<Value, ItemError>) -> Result<decode::DecodedWorker, String> {
+/// One worker's record from its answer inside the multicall, or why it has none (a fault string is
+/// scrubbed of `secrets` before it is shortened).
+fn worker(
+    name: &str,
+    result: Result<Value, ItemError>,
+    secrets: &Secrets,
+) -> Result<decode::DecodedWorker, String> {
     let value = result.map_err(|error| match error {
         ItemError::Fault(fault) => format!(
             "client.get_worker_info answered fault {}: {}",
             fault.code(),
-            rpc::summarise_fault(fault.string())
+            client::fault_text(secrets, &fault)
         ),
         ItemError::Malformed(what) => {
             format!("system.multicall answered {what} for its client.get_worker_info call")
@@ -255,11 +285,12 @@ pub fn decode_worker_infos(
     let mut directory = Directory::default();
     let mut workers = Vec::with_capacity(names.len());
     let mut left_out = 0;
+    let secrets = Secrets::default();
     for (name, result) in names
         .iter()
         .zip(rpc::multicall_results(value, names.len())?)
     {
-        match worker(name, result) {
+        match worker(name, result, &secrets) {
             Ok(decoded) => {
                 directory.learn_worker(
                     decoded.id,
@@ -330,17 +361,18 @@ mod tests {
             1,
             "Traceback (most recent call last):\n  File \"x\"\nValueError: bad\n<LOCALS>\n".into(),
         )));
+        let none = Secrets::default();
         assert_eq!(
-            worker("w", fault).unwrap_err(),
+            worker("w", fault, &none).unwrap_err(),
             "client.get_worker_info answered fault 1: ValueError: bad"
         );
         let odd = Err(ItemError::Malformed(
             "a string instead of [value] or a fault".into(),
         ));
-        assert!(worker("w", odd)
+        assert!(worker("w", odd, &none)
             .unwrap_err()
             .starts_with("system.multicall answered a string"));
-        assert!(worker("w", Ok(Value::Struct(Default::default())))
+        assert!(worker("w", Ok(Value::Struct(Default::default())), &none)
             .unwrap_err()
             .contains("no such worker"));
         assert_eq!(sentence("a.".into()), "a.");

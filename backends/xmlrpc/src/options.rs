@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kobo_backend_api::secrets::Secrets;
 use kobo_backend_api::{redact_url, SourceError};
 use reqwest::Url;
 
@@ -116,8 +117,9 @@ pub(crate) struct Endpoint {
     /// The URL as shown in messages and by `describe()`: [`redact_url`] of `url`.
     pub shown: String,
     pub credentials: Credentials,
-    /// Every secret of the configuration (as written and percent-decoded), for scrubbing messages.
-    pub secrets: Vec<String>,
+    /// Every secret of the configuration, in every form it is sent in (as written, percent-decoded, the
+    /// base64 of basic auth's `user:password`), for scrubbing messages.
+    pub secrets: Secrets,
 }
 
 impl fmt::Debug for Endpoint {
@@ -125,7 +127,7 @@ impl fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("url", &self.shown)
             .field("credentials", &self.credentials)
-            .field("secrets", &format_args!("{} redacted", self.secrets.len()))
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -152,14 +154,7 @@ pub(crate) fn endpoint(options: &XmlRpcOptions) -> Result<Endpoint, SourceError>
     }
 
     let mut secrets = Vec::new();
-    let mut push_secret = |secret: &str| {
-        if !secret.is_empty() {
-            secrets.push(secret.to_string());
-            if let Some(decoded) = kobo_backend_api::secrets::percent_decode(secret) {
-                secrets.push(decoded);
-            }
-        }
-    };
+    let mut push_secret = |secret: &str| secrets.push(secret.to_string());
     // Credentials in the URL become basic auth; the URL used and shown carries none.
     let url_user = kobo_backend_api::secrets::percent_decode(url.username())
         .unwrap_or_else(|| url.username().to_string());
@@ -174,8 +169,8 @@ pub(crate) fn endpoint(options: &XmlRpcOptions) -> Result<Endpoint, SourceError>
     for secret in options.password.iter().chain(options.bearer_token.iter()) {
         push_secret(secret);
     }
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets.dedup();
+    // As written and percent-decoded; the forms sent in the Authorization header are added below.
+    let secrets = Secrets::new(secrets);
 
     let config = |message: &str| {
         SourceError::Config(format!(
@@ -229,6 +224,14 @@ pub(crate) fn endpoint(options: &XmlRpcOptions) -> Result<Endpoint, SourceError>
     if options.max_response_bytes == 0 {
         return Err(config("max_response_bytes must be more than 0"));
     }
+    // What a hub (or a proxy) that echoes the Authorization header would show.
+    let secrets = match &credentials {
+        Credentials::None => secrets,
+        Credentials::Basic { username, password } => {
+            secrets.with_basic_auth(username, password.as_deref())
+        }
+        Credentials::Bearer(token) => secrets.with_bearer_token(token),
+    };
     Ok(Endpoint {
         shown: redact_url(url.as_str()),
         url,
@@ -304,8 +307,10 @@ mod tests {
                 password: Some("p@ss".into())
             }
         );
-        assert!(
-            e.secrets.contains(&"p@ss".to_string()) && e.secrets.contains(&"p%40ss".to_string())
+        // As written, percent-decoded, and base64("mon@x:p@ss") as sent.
+        assert_eq!(
+            e.secrets.scrub("p@ss p%40ss bW9uQHg6cEBzcw=="),
+            "*** *** ***"
         );
         let both = XmlRpcOptions {
             username: Some("other".into()),
