@@ -69,15 +69,39 @@ fn prepare() -> Result<Prepared, ConfigError> {
 /// Runs the command line: parses the arguments, then checks, collects once or serves.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(path) = &cli.config {
-        // Before anything reads the environment and before Rocket's runtime starts its threads.
-        std::env::set_var("ROCKET_CONFIG", path);
+    // Before Rocket's runtime starts (`rocket::execute` reads Rocket's figment and panics on a config file
+    // it cannot read or parse) and before its threads start (`set_var`).
+    if let Err(e) = set_up(&cli) {
+        return if cli.check_config {
+            verdict(Err(e.to_string()))
+        } else {
+            fail(&e)
+        };
+    }
+    if cli.check_config || cli.once {
+        // Serving installs Rocket's logger; without one the sources' warnings would go nowhere.
+        StderrLogger::install();
     }
     rocket::execute(run(cli))
 }
 
+/// `--config` into `ROCKET_CONFIG`, then the checks that must come before Rocket reads its config.
+fn set_up(cli: &Cli) -> Result<(), ConfigError> {
+    if let Some(path) = &cli.config {
+        check_config_file(path)?;
+        std::env::set_var("ROCKET_CONFIG", path);
+    }
+    config::check_before_start()
+}
+
 async fn run(cli: Cli) -> ExitCode {
-    let prepared = match check_config_file(&cli).and_then(|()| prepare()) {
+    let prepared = match prepare().and_then(|prepared| {
+        if !cli.once {
+            // What Rocket loads at launch, checked now: one line naming the key, not a launch failure.
+            config::check_tls(&prepared.figment)?;
+        }
+        Ok(prepared)
+    }) {
         Ok(prepared) => prepared,
         Err(e) if cli.check_config => return verdict(Err(e.to_string())),
         Err(e) => return fail(&e),
@@ -107,6 +131,8 @@ async fn run(cli: Cli) -> ExitCode {
                     Err(e) => fail(&format!("writing the metrics to stdout: {e}")),
                 }
             }
+            // The collector logged it already (the logger above): once is enough.
+            Err(e) if StderrLogger::printed(&e.0) => ExitCode::FAILURE,
             Err(e) => fail(&e.0),
         };
     }
@@ -114,23 +140,73 @@ async fn run(cli: Cli) -> ExitCode {
 }
 
 /// A file named with `--config` must exist (Rocket.toml may be absent: then the defaults and the
-/// environment apply).
-fn check_config_file(cli: &Cli) -> Result<(), ConfigError> {
-    match &cli.config {
-        Some(path) => std::fs::metadata(path)
-            .map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))
-            .and_then(|meta| {
-                if meta.is_file() {
-                    Ok(())
-                } else {
-                    Err(ConfigError(format!(
-                        "--config {}: not a file",
-                        path.display()
-                    )))
-                }
-            }),
-        None => Ok(()),
+/// environment apply), and its path must be UTF-8: Rocket and figment read `ROCKET_CONFIG` as a string
+/// and would silently read `Rocket.toml` instead.
+fn check_config_file(path: &std::path::Path) -> Result<(), ConfigError> {
+    if path.to_str().is_none() {
+        return Err(ConfigError(format!(
+            "--config {}: the path is not valid UTF-8 (Rocket cannot read it): rename the file",
+            path.display()
+        )));
     }
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))?;
+    if meta.is_file() {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "--config {}: not a regular file",
+            path.display()
+        )))
+    }
+}
+
+/// The logger of `--once` and `--check-config`: warnings and errors on stderr, one line each, prefixed
+/// like the exporter's own messages. Installed only if no other logger is.
+struct StderrLogger;
+
+/// The last error [`StderrLogger`] printed, so that `--once` does not print its failure twice.
+static LAST_ERROR: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+impl StderrLogger {
+    fn install() {
+        static LOGGER: StderrLogger = StderrLogger;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
+    }
+
+    /// Whether this message was the last error printed.
+    fn printed(message: &str) -> bool {
+        LAST_ERROR
+            .lock()
+            .is_ok_and(|last| *last == message.replace(['\r', '\n'], " "))
+    }
+}
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let level = match record.level() {
+                log::Level::Error => "error",
+                _ => "warning",
+            };
+            let message = record.args().to_string().replace(['\r', '\n'], " ");
+            if record.level() == log::Level::Error {
+                if let Ok(mut last) = LAST_ERROR.lock() {
+                    last.clone_from(&message);
+                }
+            }
+            // A closed stderr is nothing to report to.
+            let _ = writeln!(std::io::stderr(), "kobo-exporter: {level}: {message}");
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 /// `--check-config`'s one line on stdout: `ok: ...` (exit 0) or `error: ...` (exit 1).

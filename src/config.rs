@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::{Figment, Profile};
+use figment::{Figment, Profile, Provider};
 use kobo_backend_api::{DatabaseOptions, WorkerDir};
 use serde::Deserialize;
 
@@ -23,6 +24,34 @@ use crate::metrics::MetricSet;
 /// The default port: outside the 9100-9999 range that Prometheus' exporters have used up, and clear of
 /// well-known services.
 pub const DEFAULT_PORT: u16 = 10120;
+
+/// The largest `password_file` or `bearer_token_file` read: a secret is a line, not a file of megabytes.
+pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// The largest config file, TLS certificate chain or key read.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The bounds of the duration keys, in seconds: (key, largest value, 0 allowed). Beyond them a value is a
+/// typo, and a huge one overflowed the deadline arithmetic (`Instant + Duration`) at the first scrape.
+/// `query_timeout` also stays well under PostgreSQL's `statement_timeout` limit (an int4 of milliseconds,
+/// 2147483 s).
+pub const DURATION_LIMITS: [(&str, u64, bool); 6] = [
+    ("connect_timeout", 300, false),
+    ("query_timeout", 3600, false),
+    ("scrape_timeout", 3600, false),
+    ("task_refresh_interval", 86400, true),
+    ("min_scrape_interval", 3600, true),
+    ("reconnect_backoff_max", 3600, true),
+];
+
+/// The bounds of `max_connections`: an exporter needs a handful; billions aborted the process.
+pub const MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 1..=100;
+
+/// The bounds of `max_response_bytes` (XML-RPC): 1 KiB to 1 GiB.
+pub const MAX_RESPONSE_BYTES: std::ops::RangeInclusive<u64> = 1024..=1024 * 1024 * 1024;
+
+/// The bounds of `multicall_chunk` (XML-RPC): workers per `system.multicall`.
+pub const MULTICALL_CHUNK: std::ops::RangeInclusive<usize> = 1..=100_000;
 
 /// The keys of the `kobo` table that `KOBO_<KEY>` environment variables can set.
 const ENV_KEYS: [&str; 19] = [
@@ -57,17 +86,17 @@ struct KoboTable {
     ca_file: Option<PathBuf>,
     max_connections: Option<u32>,
     /// Seconds.
-    connect_timeout: Option<f64>,
+    connect_timeout: Option<Seconds>,
     /// Seconds.
-    query_timeout: Option<f64>,
+    query_timeout: Option<Seconds>,
     metrics: Option<MetricSet>,
     task_metrics: Option<bool>,
     /// Seconds.
-    task_refresh_interval: Option<f64>,
+    task_refresh_interval: Option<Seconds>,
     /// Seconds.
-    scrape_timeout: Option<f64>,
+    scrape_timeout: Option<Seconds>,
     /// Seconds.
-    min_scrape_interval: Option<f64>,
+    min_scrape_interval: Option<Seconds>,
     username: Option<String>,
     bearer_token_file: Option<PathBuf>,
     tls_verify: Option<bool>,
@@ -75,9 +104,42 @@ struct KoboTable {
     multicall_chunk: Option<usize>,
     path_prefix: Option<String>,
     /// Seconds.
-    reconnect_backoff_max: Option<f64>,
+    reconnect_backoff_max: Option<Seconds>,
     /// User name -> bcrypt hash.
     basic_auth_users: Option<BTreeMap<String, String>>,
+}
+
+/// A number of seconds as written: a number, or a string holding one (figment reads `KOBO_X=1e19` or
+/// `KOBO_X=nan` as a string). Its range is checked with the key's limits, in [`Settings::from_figment`].
+#[derive(Debug, Clone, Copy)]
+struct Seconds(f64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of seconds")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Seconds, E> {
+                Ok(Seconds(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
+                Ok(Seconds(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
+                Ok(Seconds(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Seconds, E> {
+                v.trim()
+                    .parse::<f64>()
+                    .map(Seconds)
+                    .map_err(|_| E::custom(format!("{v:?} is not a number of seconds")))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// The part of the figment the exporter reads (Rocket reads the rest).
@@ -183,6 +245,173 @@ pub fn config_file() -> String {
     Env::var_or("ROCKET_CONFIG", "Rocket.toml")
 }
 
+/// The file that figment and Rocket will read, if any: `ROCKET_CONFIG` or `Rocket.toml`, a relative name
+/// searched for in the working directory and its parents (figment's own search).
+pub fn resolved_config_file() -> Option<PathBuf> {
+    Toml::file(config_file())
+        .metadata()
+        .source
+        .and_then(|source| source.file_path().map(Path::to_path_buf))
+}
+
+/// Checks, before Rocket or figment read anything, what they would otherwise panic on or silently
+/// mangle: `KOBO_*` and `ROCKET_*` environment variables that are not UTF-8 (figment skips them, Rocket
+/// reads `Rocket.toml` instead of a non-UTF-8 `ROCKET_CONFIG`), a `ROCKET_CONFIG` that names no regular
+/// file, a config file that cannot be read or parsed, and the keys Rocket reads to start its runtime.
+/// The error is one line naming the file or variable (never quoting the file's lines: they may hold a
+/// password).
+pub fn check_before_start() -> Result<(), ConfigError> {
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let upper = name.to_ascii_uppercase();
+        if (upper.starts_with("KOBO_") || upper.starts_with("ROCKET_")) && value.to_str().is_none()
+        {
+            return Err(ConfigError(format!(
+                "environment variable {name} is not valid UTF-8 (figment and Rocket cannot read it)"
+            )));
+        }
+    }
+    if let Some(path) = std::env::var_os("ROCKET_CONFIG") {
+        let path = PathBuf::from(path);
+        match std::fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => {
+                return Err(ConfigError(format!(
+                    "ROCKET_CONFIG {}: not a regular file",
+                    path.display()
+                )))
+            }
+            Ok(_) => {}
+            // A missing file is no config file, as for Rocket.toml (`--config` checks existence itself).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ConfigError(format!(
+                    "ROCKET_CONFIG {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    if let Some(path) = resolved_config_file() {
+        let file_error =
+            |e: &dyn fmt::Display| ConfigError(format!("config file {}: {e}", path.display()));
+        let text = read_small_file(&path, MAX_FILE_BYTES)
+            .map_err(|e| ConfigError(format!("config file: {e}")))?;
+        Toml::string(&text)
+            .nested()
+            .data()
+            .map_err(|e| file_error(&one_line_parse_error(&e.to_string())))?;
+    }
+    // What `rocket::execute` extracts from Rocket's own figment before anything runs (its runtime's
+    // workers, max_blocking and shutdown.force), panicking on an error: extract it all here first.
+    rocket::Config::figment()
+        .extract::<rocket::Config>()
+        .map_err(|e| ConfigError(format!("Rocket's settings: {}", format_figment_error(e))))?;
+    Ok(())
+}
+
+/// Loads the TLS certificate chain and key that Rocket would load at launch (`tls.certs`, `tls.key`),
+/// with Rocket's own loaders, and checks that they make a server configuration (the key is the
+/// certificate's). Nothing to do without TLS. The error names the key and where it was set.
+pub fn check_tls(figment: &Figment) -> Result<(), ConfigError> {
+    use rocket::http::tls::rustls;
+    use rocket::http::tls::util::{load_certs, load_private_key};
+
+    let config = figment
+        .extract::<rocket::Config>()
+        .map_err(|e| ConfigError(format!("Rocket's settings: {}", format_figment_error(e))))?;
+    let Some(tls) = &config.tls else {
+        return Ok(());
+    };
+    let key_error = |key: &str, message: &dyn fmt::Display| {
+        ConfigError(format!("`{key}` ({}): {message}", origin(figment, key)))
+    };
+    // Rocket's `either::Either`: a path (relative to the config file) or the PEM itself.
+    let contents = |key: &str, path: Option<PathBuf>, bytes: Option<&[u8]>| match path {
+        Some(path) => read_small_file(&path, MAX_FILE_BYTES)
+            .map(|text| (text.into_bytes(), path.display().to_string()))
+            .map_err(|e| key_error(key, &e)),
+        None => Ok((bytes.unwrap_or_default().to_vec(), "the bytes given".into())),
+    };
+    let (certs, certs_name) = contents("tls.certs", tls.certs().left(), tls.certs().right())?;
+    let (key, key_name) = contents("tls.key", tls.key().left(), tls.key().right())?;
+    let chain = load_certs(&mut certs.as_slice())
+        .map_err(|e| key_error("tls.certs", &format!("{certs_name}: {e}")))?;
+    if chain.is_empty() {
+        return Err(key_error(
+            "tls.certs",
+            &format!("{certs_name} holds no PEM certificate"),
+        ));
+    }
+    let key = load_private_key(&mut key.as_slice())
+        .map_err(|e| key_error("tls.key", &format!("{key_name}: {e}")))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            key_error(
+                "tls.key",
+                &format!("{key_name} does not go with the certificate in {certs_name} (`tls.certs`): {e}"),
+            )
+        })?;
+    Ok(())
+}
+
+/// A TOML parse error in one line, without the quoted source line and caret (the line may hold a
+/// secret): `TOML parse error at line 2, column 7: invalid basic string`.
+fn one_line_parse_error(error: &str) -> String {
+    error
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            !line.is_empty()
+                && !line.starts_with('|')
+                && !line
+                    .split_once('|')
+                    .is_some_and(|(number, _)| number.trim().chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Reads a small text file: a regular file (a device such as `/dev/zero` or a FIFO is refused without
+/// being read), at most `cap` bytes (read with `Read::take`, so a huge file is not read in full), UTF-8.
+/// The error names the path, not the contents.
+pub fn read_small_file(path: &Path, cap: u64) -> Result<String, String> {
+    let shown = path.display();
+    // Before opening: opening a FIFO blocks until a writer comes.
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > cap {
+        return Err(format!("{shown} is larger than {}", human_bytes(cap)));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{shown} is not valid UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn human_bytes(bytes: u64) -> String {
+    if bytes.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else if bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// Rocket's figment with the exporter's defaults and its `KOBO_*` environment variables.
 pub fn figment() -> Figment {
     Figment::from(rocket::Config::default())
@@ -237,11 +466,15 @@ pub fn origin(figment: &Figment, key: &str) -> String {
     }
 }
 
+/// The environment variable that sets `key`: `KOBO_URL` for `kobo.url`, `ROCKET_TLS` for `tls.key`.
 fn env_var_name(key: &str) -> String {
-    format!(
-        "KOBO_{}",
-        key.trim_start_matches("kobo.").to_ascii_uppercase()
-    )
+    match key.strip_prefix("kobo.") {
+        Some(rest) => format!("KOBO_{}", rest.to_ascii_uppercase()),
+        None => format!(
+            "ROCKET_{}",
+            key.split('.').next().unwrap_or(key).to_ascii_uppercase()
+        ),
+    }
 }
 
 impl Settings {
@@ -263,7 +496,7 @@ impl Settings {
                 origin(figment, "kobo.url")
             ))
         })?;
-        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        let (scheme, rest) = url.split_once(':').unwrap_or(("", ""));
         let kind = SourceKind::from_scheme(scheme).ok_or_else(|| {
             key_error(
                 "kobo.url",
@@ -272,21 +505,46 @@ impl Settings {
                 ),
             )
         })?;
+        // Schemes are case-insensitive (RFC 3986): hand the sources the canonical lower-case form, so
+        // that `SQLITE://` is what the sources parse, not only what this check accepts.
+        let url = format!("{}:{rest}", scheme.to_ascii_lowercase());
 
+        // An empty path (`KOBO_WORKER_DIR=`) is unset, as an empty `KOBO_URL` is.
+        let path = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
         let mut database = DatabaseOptions::new(url);
-        database.worker_dir = table.worker_dir.map(WorkerDir::new);
-        database.ca_file = table.ca_file;
+        database.worker_dir = path(table.worker_dir).map(WorkerDir::new);
+        database.ca_file = path(table.ca_file);
         let read_secret = |key: &str, path: &PathBuf| -> Result<String, ConfigError> {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| key_error(key, &format!("cannot read {}: {e}", path.display())))?;
+            let text = read_small_file(path, MAX_SECRET_BYTES).map_err(|e| key_error(key, &e))?;
             let secret = text.trim_end_matches(['\r', '\n']);
             if secret.is_empty() {
                 return Err(key_error(key, &format!("{} is empty", path.display())));
             }
             Ok(secret.to_string())
         };
-        if let Some(path) = &table.password_file {
+        if let Some(path) = &path(table.password_file) {
             database.password = Some(read_secret("kobo.password_file", path)?);
+        }
+        let out_of_range = |key: &str, value: &dyn fmt::Display, range: &dyn fmt::Display| {
+            key_error(key, &format!("{value} is out of range: give {range}"))
+        };
+        let in_range = |key: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
+            if range.contains(&value) {
+                Ok(())
+            } else {
+                Err(out_of_range(
+                    key,
+                    &value,
+                    &format!("{} to {}", range.start(), range.end()),
+                ))
+            }
+        };
+        if let Some(bytes) = table.max_response_bytes {
+            in_range("kobo.max_response_bytes", bytes, MAX_RESPONSE_BYTES)?;
+        }
+        if let Some(chunk) = table.multicall_chunk {
+            let range = *MULTICALL_CHUNK.start() as u64..=*MULTICALL_CHUNK.end() as u64;
+            in_range("kobo.multicall_chunk", chunk as u64, range)?;
         }
         let mut http = HttpSettings {
             username: table.username,
@@ -295,36 +553,45 @@ impl Settings {
             multicall_chunk: table.multicall_chunk,
             ..HttpSettings::default()
         };
-        if let Some(path) = &table.bearer_token_file {
+        if let Some(path) = &path(table.bearer_token_file) {
             http.bearer_token = Some(read_secret("kobo.bearer_token_file", path)?);
         }
-        if http.multicall_chunk == Some(0) {
-            return Err(key_error("kobo.multicall_chunk", "must be at least 1"));
-        }
         if let Some(n) = table.max_connections {
-            if n == 0 {
-                return Err(key_error("kobo.max_connections", "must be at least 1"));
-            }
+            let range = u64::from(*MAX_CONNECTIONS.start())..=u64::from(*MAX_CONNECTIONS.end());
+            in_range("kobo.max_connections", u64::from(n), range)?;
             database.max_connections = n;
         }
-        let seconds = |key: &str, seconds: f64, zero_allowed: bool| {
-            Duration::try_from_secs_f64(seconds)
-                .ok()
-                .filter(|d| zero_allowed || !d.is_zero())
-                .ok_or_else(|| {
-                    let what = if zero_allowed {
-                        "0 or more"
+        let seconds = |name: &str, Seconds(seconds): Seconds| -> Result<Duration, ConfigError> {
+            let (max, zero_allowed) = DURATION_LIMITS
+                .iter()
+                .find(|(key, _, _)| *key == name)
+                .map(|&(_, max, zero)| (max, zero))
+                .unwrap_or((0, false));
+            let key = format!("kobo.{name}");
+            let ok = seconds.is_finite()
+                && seconds <= max as f64
+                && (seconds > 0.0 || (zero_allowed && seconds == 0.0));
+            match Duration::try_from_secs_f64(seconds) {
+                Ok(duration) if ok => Ok(duration),
+                _ => {
+                    let lowest = if zero_allowed {
+                        "from 0"
                     } else {
-                        "a positive number of"
+                        "greater than 0 and"
                     };
-                    key_error(key, &format!("{seconds} is not {what} seconds"))
-                })
+                    Err(out_of_range(
+                        &key,
+                        &seconds,
+                        &format!("a number of seconds {lowest} up to {max}"),
+                    ))
+                }
+            }
         };
         if let Some(s) = table.connect_timeout {
-            database.connect_timeout = seconds("kobo.connect_timeout", s, false)?;
+            database.connect_timeout = seconds("connect_timeout", s)?;
         }
         if let Some(s) = table.query_timeout {
-            database.query_timeout = seconds("kobo.query_timeout", s, false)?;
+            database.query_timeout = seconds("query_timeout", s)?;
         }
         let mut collector = CollectorOptions::default();
         if let Some(set) = table.metrics {
@@ -333,27 +600,21 @@ impl Settings {
         // Task metrics from XML-RPC need the unpaginated client.get_tasks: off unless asked for.
         collector.task_metrics = table.task_metrics.unwrap_or(kind != SourceKind::XmlRpc);
         if let Some(s) = table.task_refresh_interval {
-            collector.task_refresh_interval = seconds("kobo.task_refresh_interval", s, true)?;
+            collector.task_refresh_interval = seconds("task_refresh_interval", s)?;
         }
         if let Some(s) = table.scrape_timeout {
-            collector.scrape_timeout = seconds("kobo.scrape_timeout", s, false)?;
+            collector.scrape_timeout = seconds("scrape_timeout", s)?;
         }
         if let Some(s) = table.reconnect_backoff_max {
-            collector.reconnect_backoff_max = seconds("kobo.reconnect_backoff_max", s, true)?;
+            collector.reconnect_backoff_max = seconds("reconnect_backoff_max", s)?;
         }
         if let Some(s) = table.min_scrape_interval {
-            collector.min_scrape_interval = seconds("kobo.min_scrape_interval", s, true)?;
+            collector.min_scrape_interval = seconds("min_scrape_interval", s)?;
         }
         let path_prefix = match table.path_prefix.as_deref().map(str::trim) {
             None | Some("") | Some("/") => "/".to_string(),
-            Some(prefix) if prefix.starts_with('/') && !prefix.contains(['?', '#', '<', '>']) => {
-                prefix.trim_end_matches('/').to_string()
-            }
             Some(prefix) => {
-                return Err(key_error(
-                    "kobo.path_prefix",
-                    &format!("{prefix:?} is not a path starting with /"),
-                ))
+                check_path_prefix(prefix).map_err(|e| key_error("kobo.path_prefix", &e))?
             }
         };
         let basic_auth_users = BasicAuthUsers(table.basic_auth_users.unwrap_or_default());
@@ -373,11 +634,59 @@ impl Settings {
     }
 }
 
+/// The mount point for a `path_prefix` (one trailing `/` dropped), checked with Rocket's own rules, the
+/// functions that `Rocket::mount` and `Rocket::register` call on a base (an origin URI, then each route's
+/// and catcher's URI under it), so that what passes here cannot make Rocket panic at launch ("invalid
+/// route base"). Rocket accepts some bases that then match no request: those are refused too (an empty
+/// segment, `//`; a percent-escape, since Rocket compares the escaped base with decoded request paths).
+fn check_path_prefix(prefix: &str) -> Result<String, String> {
+    use rocket::http::uri::Origin;
+
+    let base = prefix.strip_suffix('/').unwrap_or(prefix);
+    if !base.starts_with('/') {
+        return Err(format!("{prefix:?} is not a path starting with /"));
+    }
+    if prefix.contains("//") {
+        return Err(format!(
+            "{prefix:?} has an empty path segment (`//`): give a path such as /kobo"
+        ));
+    }
+    if base.contains(['?', '#', '%', '<', '>']) {
+        return Err(format!(
+            "{prefix:?} may not hold ?, #, %, < or >: give a plain path such as /kobo"
+        ));
+    }
+    let origin = Origin::try_from(base).map_err(|e| {
+        format!("{prefix:?} is not a valid route base for Rocket ({e}): give a path of ASCII letters, digits and - . _ ~ such as /kobo")
+    })?;
+    fn dummy_catcher<'r>(
+        _: rocket::http::Status,
+        request: &'r rocket::Request<'_>,
+    ) -> rocket::catcher::BoxFuture<'r> {
+        use rocket::response::Responder as _;
+        Box::pin(async move { ().respond_to(request) })
+    }
+    fn dummy<'r>(
+        request: &'r rocket::Request<'_>,
+        _: rocket::Data<'r>,
+    ) -> rocket::route::BoxFuture<'r> {
+        rocket::route::Outcome::from(request, ()).pin()
+    }
+    rocket::Route::new(rocket::http::Method::Get, "/metrics", dummy)
+        .map_base(|old| format!("{origin}{old}"))
+        .map_err(|e| format!("{prefix:?}: Rocket cannot mount routes under it: {e}"))?;
+    rocket::Catcher::new(401, dummy_catcher)
+        .map_base(|old| format!("{origin}{old}"))
+        .map_err(|e| format!("{prefix:?}: Rocket cannot register catchers under it: {e}"))?;
+    Ok(base.to_string())
+}
+
 /// A figment error in one line per problem, each naming the key and its source (figment's own wording).
 fn format_figment_error(error: figment::Error) -> String {
     error
         .into_iter()
-        .map(|e| e.to_string())
+        // A TOML parse error quotes the offending line, which may hold a password: drop it.
+        .map(|e| one_line_parse_error(&e.to_string()))
         .collect::<Vec<_>>()
         .join("; ")
 }

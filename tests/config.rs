@@ -51,7 +51,7 @@ fn profiles_and_environment_overrides() {
             r#"
             [default.kobo]
             url = "sqlite://a.sqlite3"
-            [staging.kobo]
+            [example.kobo]
             url = "sqlite://b.sqlite3"
             query_timeout = 2.5
             "#,
@@ -64,8 +64,8 @@ fn profiles_and_environment_overrides() {
         assert_eq!(settings.kind, SourceKind::Sqlite);
         assert_eq!(settings.database.url, "sqlite://a.sqlite3");
 
-        jail.set_env("ROCKET_PROFILE", "staging");
-        let settings = Settings::from_figment(&kobo_exporter::config::figment()).expect("staging");
+        jail.set_env("ROCKET_PROFILE", "example");
+        let settings = Settings::from_figment(&kobo_exporter::config::figment()).expect("example");
         assert_eq!(settings.database.url, "sqlite://b.sqlite3");
         assert_eq!(
             settings.database.query_timeout,
@@ -226,4 +226,264 @@ fn a_password_file_is_read_and_never_shown() {
         );
         Ok(())
     });
+}
+
+/// Settings for the config in the jail, or the error.
+fn settings_or_error() -> Result<Settings, String> {
+    Settings::from_figment(&kobo_exporter::config::figment()).map_err(|e| e.to_string())
+}
+
+/// A `Rocket.toml` with the SQLite fixture hub and these extra lines in `[default.kobo]`.
+fn hub_config(jail: &mut Jail, lines: &str) -> figment::error::Result<()> {
+    make_hub(jail, "hub.sqlite3");
+    settings_config(jail, lines)
+}
+
+/// The same `Rocket.toml` without the hub file, for the checks of `Settings::from_figment` alone.
+fn settings_config(jail: &mut Jail, lines: &str) -> figment::error::Result<()> {
+    jail.create_file(
+        "Rocket.toml",
+        &format!("[default.kobo]\nurl = \"sqlite://hub.sqlite3\"\n{lines}\n"),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn durations_are_bounded_and_the_message_names_key_source_and_limit() {
+    // (key, limit in seconds, 0 allowed)
+    let keys = [
+        ("connect_timeout", "300", false),
+        ("query_timeout", "3600", false),
+        ("scrape_timeout", "3600", false),
+        ("task_refresh_interval", "86400", true),
+        ("min_scrape_interval", "3600", true),
+        ("reconnect_backoff_max", "3600", true),
+    ];
+    for (key, limit, zero_allowed) in keys {
+        let over = format!("{}.5", limit);
+        for value in ["1e19", "1e300", "inf", "-inf", "nan", "-1", over.as_str()] {
+            Jail::expect_with(|jail| {
+                settings_config(jail, &format!("{key} = {value}"))?;
+                let message = settings_or_error().expect_err(&format!("{key} = {value} accepted"));
+                assert_mentions(
+                    &message,
+                    &[&format!("kobo.{key}"), "Rocket.toml", "default.kobo", limit],
+                );
+                Ok(())
+            });
+        }
+        // From the environment: the message names the variable.
+        Jail::expect_with(|jail| {
+            settings_config(jail, "")?;
+            jail.set_env(format!("KOBO_{}", key.to_ascii_uppercase()), "1e19");
+            let message = settings_or_error().expect_err("1e19 from the environment accepted");
+            assert_mentions(
+                &message,
+                &[&format!("KOBO_{}", key.to_ascii_uppercase()), limit],
+            );
+            Ok(())
+        });
+        // The limit itself, and 0 where 0 means "off", are fine.
+        Jail::expect_with(|jail| {
+            settings_config(jail, &format!("{key} = {limit}"))?;
+            settings_or_error().unwrap_or_else(|e| panic!("{key} = {limit}: {e}"));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            settings_config(jail, &format!("{key} = 0"))?;
+            assert_eq!(settings_or_error().is_ok(), zero_allowed, "{key} = 0");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_huge_scrape_timeout_no_longer_breaks_a_scrape() {
+    // The defect: 1e19 passed validation, then every scrape panicked adding it to an Instant.
+    Jail::expect_with(|jail| {
+        hub_config(jail, "scrape_timeout = 3600\nconnect_timeout = 300")?;
+        let settings = settings_or_error().expect("the largest values are accepted");
+        let source = source::open(&settings).expect("opens");
+        let collector = kobo_exporter::collector::HubCollector::new(source, settings.collector);
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime
+            .block_on(collector.collect_once(kobo_exporter::exposition::Format::Text))
+            .expect("collects");
+        Ok(())
+    });
+}
+
+#[test]
+fn numeric_keys_are_bounded() {
+    let cases = [
+        (
+            "max_connections = 4294967295",
+            "kobo.max_connections",
+            "100",
+        ),
+        ("max_connections = 101", "kobo.max_connections", "100"),
+        ("max_connections = 0", "kobo.max_connections", "100"),
+        (
+            "max_response_bytes = 9223372036854775807",
+            "kobo.max_response_bytes",
+            "1073741824",
+        ),
+        ("max_response_bytes = 0", "kobo.max_response_bytes", "1024"),
+        (
+            "multicall_chunk = 1000000000",
+            "kobo.multicall_chunk",
+            "100000",
+        ),
+        ("multicall_chunk = 0", "kobo.multicall_chunk", "100000"),
+    ];
+    for (line, key, limit) in cases {
+        Jail::expect_with(|jail| {
+            settings_config(jail, line)?;
+            let message = settings_or_error().expect_err(line);
+            assert_mentions(&message, &[key, "Rocket.toml", limit]);
+            Ok(())
+        });
+    }
+    Jail::expect_with(|jail| {
+        settings_config(jail, "")?;
+        jail.set_env("KOBO_MAX_CONNECTIONS", "4294967295");
+        let message = settings_or_error().expect_err("4294967295 accepted");
+        assert_mentions(
+            &message,
+            &["kobo.max_connections", "KOBO_MAX_CONNECTIONS", "100"],
+        );
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        settings_config(
+            jail,
+            "max_connections = 100\nmax_response_bytes = 1073741824\nmulticall_chunk = 100000",
+        )?;
+        let settings = settings_or_error().expect("the limits are accepted");
+        assert_eq!(settings.database.max_connections, 100);
+        Ok(())
+    });
+}
+
+#[test]
+fn path_prefixes_that_rocket_cannot_mount_are_refused() {
+    for prefix in [
+        "/a b", "/ü", "//", "/{x}", "/a%20b", "/kobo//", "/a//b", "/<x>", "/a?b", "/a#b", "kobo",
+        "/a\\b", "/%zz",
+    ] {
+        Jail::expect_with(|jail| {
+            settings_config(jail, &format!("path_prefix = {:?}", prefix))?;
+            let message = settings_or_error()
+                .err()
+                .unwrap_or_else(|| panic!("path_prefix {prefix:?} accepted"));
+            assert_mentions(&message, &["kobo.path_prefix", "Rocket.toml"]);
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn good_path_prefixes_are_accepted_and_served() {
+    for (prefix, mounted) in [
+        ("/", "/"),
+        ("", "/"),
+        ("/kobo", "/kobo"),
+        ("/kobo/", "/kobo"),
+        ("/a/b-c_d.e~f", "/a/b-c_d.e~f"),
+    ] {
+        Jail::expect_with(|jail| {
+            hub_config(jail, &format!("path_prefix = {:?}", prefix))?;
+            let figment = kobo_exporter::config::figment();
+            let settings = Settings::from_figment(&figment)
+                .unwrap_or_else(|e| panic!("path_prefix {prefix:?}: {e}"));
+            assert_eq!(settings.path_prefix, mounted);
+            // Rocket mounts it (it panicked at launch for the refused ones) and the routes answer.
+            let source = source::open(&settings).expect("opens");
+            let collector =
+                kobo_exporter::collector::HubCollector::new(source, settings.collector.clone());
+            let web = kobo_exporter::routes::WebOptions {
+                path_prefix: settings.path_prefix.clone(),
+                ..Default::default()
+            };
+            let client = rocket::local::blocking::Client::untracked(
+                kobo_exporter::routes::build_with(figment, collector, web),
+            )
+            .expect("ignites");
+            let healthy = format!("{}/-/healthy", mounted.trim_end_matches('/'));
+            assert_eq!(
+                client.get(healthy.clone()).dispatch().status(),
+                rocket::http::Status::Ok,
+                "{healthy}"
+            );
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn empty_path_keys_count_as_unset() {
+    Jail::expect_with(|jail| {
+        hub_config(jail, "")?;
+        for variable in [
+            "KOBO_WORKER_DIR",
+            "KOBO_PASSWORD_FILE",
+            "KOBO_CA_FILE",
+            "KOBO_BEARER_TOKEN_FILE",
+        ] {
+            jail.set_env(variable, "");
+        }
+        let settings = settings_or_error().expect("empty variables are unset");
+        assert!(settings.database.worker_dir.is_none());
+        assert!(settings.database.password.is_none());
+        assert!(settings.database.ca_file.is_none());
+        assert!(settings.http.bearer_token.is_none());
+        source::open(&settings).expect("opens without a worker directory");
+        Ok(())
+    });
+}
+
+#[test]
+fn url_schemes_are_case_insensitive_everywhere() {
+    for scheme in ["SQLITE", "Sqlite", "sqlite"] {
+        Jail::expect_with(|jail| {
+            make_hub(jail, "hub.sqlite3");
+            jail.set_env("KOBO_URL", format!("{scheme}://hub.sqlite3"));
+            let settings = settings_or_error().expect("settings");
+            assert_eq!(settings.kind, SourceKind::Sqlite);
+            source::open(&settings).unwrap_or_else(|e| panic!("{scheme}: {e}"));
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn secret_files_are_capped_and_must_be_regular_files() {
+    for key in ["password_file", "bearer_token_file"] {
+        // A device that never ends: refused at once, not read for gigabytes.
+        Jail::expect_with(|jail| {
+            settings_config(jail, &format!("{key} = \"/dev/zero\""))?;
+            let started = std::time::Instant::now();
+            let message = settings_or_error().expect_err("/dev/zero accepted");
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+            assert_mentions(
+                &message,
+                &[&format!("kobo.{key}"), "/dev/zero", "regular file"],
+            );
+            Ok(())
+        });
+        // A big file: refused without reading it all; 64 KiB is fine.
+        Jail::expect_with(|jail| {
+            jail.create_file("big", &"x".repeat(64 * 1024 + 1))?;
+            settings_config(jail, &format!("{key} = \"big\""))?;
+            let message = settings_or_error().expect_err("a big file accepted");
+            assert_mentions(&message, &[&format!("kobo.{key}"), "big", "64 KiB"]);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("fits", &format!("{}\n", "x".repeat(64 * 1024 - 1)))?;
+            settings_config(jail, &format!("{key} = \"fits\""))?;
+            settings_or_error().expect("64 KiB is accepted");
+            Ok(())
+        });
+    }
 }

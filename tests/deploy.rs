@@ -25,7 +25,7 @@ fn read(name: &str) -> String {
 
 #[test]
 fn example_rocket_toml_loads_in_every_profile() {
-    for profile in ["production", "staging"] {
+    for profile in ["live", "test"] {
         Jail::expect_with(|jail| {
             jail.clear_env();
             jail.create_file("db-password", "not-a-real-password\n")?;
@@ -44,7 +44,7 @@ fn example_rocket_toml_loads_in_every_profile() {
             let rocket: rocket::Config = figment.extract()?;
             assert_eq!(rocket.port, 10120);
             assert_eq!(rocket.address.to_string(), "127.0.0.1");
-            if profile == "production" {
+            if profile == "live" {
                 assert_eq!(settings.collector.scrape_timeout, Duration::from_secs(8));
                 assert_eq!(rocket.shutdown.grace, 5);
                 assert_eq!(rocket.log_level, rocket::config::LogLevel::Critical);
@@ -107,7 +107,7 @@ fn systemd_unit_is_valid_and_hardened() {
         "SystemCallFilter=@system-service",
         "MemoryDenyWriteExecute=yes",
         "ExecStart=/usr/local/bin/kobo-exporter --config /etc/kobo-exporter/Rocket.toml",
-        "Environment=ROCKET_PROFILE=production",
+        "Environment=ROCKET_PROFILE=live",
     ] {
         assert!(unit.contains(setting), "{setting:?} missing");
     }
