@@ -3,9 +3,12 @@
 //!
 //! Every route takes an [`Authorized`] guard. Without configured users it always passes. bcrypt is slow on
 //! purpose, so a verified `Authorization` header is remembered (in memory, a bounded number) and the
-//! hashing runs on the blocking pool, never on the async executor.
+//! hashing runs on the blocking pool, never on the async executor. An unknown user name costs the same
+//! bcrypt verification as a known one (against a dummy hash, as exporter-toolkit does): the time of a
+//! refusal does not tell which user names exist.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use base64::engine::general_purpose::STANDARD;
@@ -17,10 +20,17 @@ use rocket::Responder;
 /// How many verified headers are remembered.
 const REMEMBERED: usize = 64;
 
+/// exporter-toolkit's dummy hash (of no password anyone uses); its cost is replaced by the users' highest.
+const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+
 /// The users allowed in, by name, with their bcrypt hashes.
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
     verified: Mutex<HashSet<String>>,
+    /// Verified for an unknown user name: a bcrypt hash of the highest cost among the users.
+    dummy: String,
+    /// bcrypt verifications run (known and unknown users).
+    verifications: AtomicU64,
 }
 
 impl std::fmt::Debug for BasicAuth {
@@ -34,17 +44,21 @@ impl std::fmt::Debug for BasicAuth {
 impl BasicAuth {
     /// Checks that every hash is a bcrypt hash; the error names the user (never the hash).
     pub fn new(users: BTreeMap<String, String>) -> Result<Self, String> {
+        let mut cost = 4;
         for (user, hash) in &users {
             if user.is_empty() || user.contains(':') {
                 return Err(format!("user name {user:?} is empty or contains ':'"));
             }
-            hash.parse::<bcrypt::HashParts>().map_err(|_| {
+            let parts = hash.parse::<bcrypt::HashParts>().map_err(|_| {
                 format!("the password of user {user:?} is not a bcrypt hash ($2y$...)")
             })?;
+            cost = cost.max(parts.get_cost());
         }
         Ok(BasicAuth {
             users,
             verified: Mutex::new(HashSet::new()),
+            dummy: format!("$2y${cost:02}{}", &DUMMY_HASH[6..]),
+            verifications: AtomicU64::new(0),
         })
     }
 
@@ -64,13 +78,17 @@ impl BasicAuth {
         let Some((user, password)) = decode(header) else {
             return false;
         };
-        let Some(hash) = self.users.get(&user).cloned() else {
-            return false;
+        // An unknown user is verified against the dummy hash, and refused whatever its result.
+        let (hash, known) = match self.users.get(&user) {
+            Some(hash) => (hash.clone(), true),
+            None => (self.dummy.clone(), false),
         };
-        let ok =
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let matches =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
                 .unwrap_or(false);
+        let ok = known && matches;
         if ok {
             let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
             if verified.len() >= REMEMBERED {
@@ -110,10 +128,17 @@ impl<'r> FromRequest<'r> for Authorized {
         {
             Outcome::Success(Authorized)
         } else {
-            let client = request
-                .client_ip()
-                .map(|ip| ip.to_string())
+            // The connection's peer; what the configured `ip_header` says only as a claim (any client can
+            // send that header when no proxy in front sets it).
+            let mut client = request
+                .remote()
+                .map(|peer| peer.to_string())
                 .unwrap_or_else(|| "unknown".into());
+            if let (Some(header), Some(claimed)) =
+                (&request.rocket().config().ip_header, request.real_ip())
+            {
+                client.push_str(&format!(", {header} says {claimed}"));
+            }
             log::warn!(
                 "refused {} {}: no valid credentials (client {client})",
                 request.method(),
@@ -167,5 +192,26 @@ mod tests {
         assert!(!auth.allows(None).await);
         assert!(BasicAuth::new(BTreeMap::from([("u".to_string(), "plain".to_string())])).is_err());
         assert!(!format!("{auth:?}").contains("$2"), "no hash in Debug");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_costs_the_same_bcrypt_verification_as_a_known_one() {
+        let users = BTreeMap::from([
+            ("cheap".to_string(), bcrypt::hash("pw", 4).expect("hash")),
+            ("dear".to_string(), bcrypt::hash("pw", 6).expect("hash")),
+        ]);
+        let auth = BasicAuth::new(users).expect("valid");
+        let header = |user: &str| format!("Basic {}", STANDARD.encode(format!("{user}:pw")));
+        // The dummy is a valid hash of the highest cost: its verification takes as long as the dearest.
+        let dummy: bcrypt::HashParts = auth.dummy.parse().expect("a bcrypt hash");
+        assert_eq!(dummy.get_cost(), 6);
+        assert!(!bcrypt::verify("pw", &auth.dummy).expect("verifies"));
+        let verifications = || auth.verifications.load(Ordering::Relaxed);
+        assert!(!auth.allows(Some(&header("nobody"))).await);
+        assert_eq!(verifications(), 1, "an unknown user is verified too");
+        // Even the dummy's own password (whatever it is) lets no unknown user in: checked by the flag,
+        // not by the hash.
+        assert!(auth.allows(Some(&header("dear"))).await);
+        assert_eq!(verifications(), 2);
     }
 }

@@ -225,6 +225,15 @@ fn verdict(result: Result<String, String>) -> ExitCode {
 }
 
 async fn serve(prepared: Prepared) -> ExitCode {
+    let figment = client_from_peer_by_default(prepared.figment);
+    let rocket_config = match figment.extract::<rocket::Config>() {
+        Ok(config) => config,
+        Err(e) => return fail(&ConfigError(format!("Rocket's settings: {e}"))),
+    };
+    // Both before Rocket starts: its logger is installed when the instance is built, and a HUP that came
+    // before the handlers would end the process.
+    crate::logging::install(&rocket_config);
+    crate::signals::ignore_unused(&rocket_config);
     eprintln!(
         "kobo-exporter: serving metrics from {}",
         prepared.source.describe()
@@ -234,12 +243,28 @@ async fn serve(prepared: Prepared) -> ExitCode {
         path_prefix: prepared.settings.path_prefix.clone(),
         basic_auth: prepared.basic_auth,
     };
-    match routes::build_with(prepared.figment, collector, web)
-        .launch()
-        .await
-    {
+    // Rocket never times out a connection that sends no request: the watchdog closes them.
+    let rocket = routes::build_with(figment, collector, web).attach(crate::idle::watchdog());
+    match rocket.launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("cannot serve: {e}")),
+    }
+}
+
+/// Rocket's `ip_header` (the header its client address is taken from) is off unless the configuration
+/// sets it: without a proxy in front any client could name itself in it, and the client that log lines
+/// name (refused credentials) is then the connection's peer.
+fn client_from_peer_by_default(figment: Figment) -> Figment {
+    let rockets_default = figment
+        .find_metadata(rocket::Config::IP_HEADER)
+        .is_none_or(|meta| meta.name.starts_with("rocket::Config"));
+    if rockets_default {
+        figment.merge(figment::providers::Serialized::default(
+            rocket::Config::IP_HEADER,
+            false,
+        ))
+    } else {
+        figment
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use kobo_backend_api::{DataSource, HubSnapshot, SourceError, TaskSummary};
 use prometheus::process_collector::ProcessCollector;
 use prometheus::proto::MetricFamily;
-use tokio::time::timeout_at;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout_at};
 
 use crate::exposition::Format;
 use crate::metrics::exporter::{self, ExporterStatus};
@@ -73,6 +74,8 @@ pub struct HubCollector {
     last_size: AtomicUsize,
     /// The encoding of each keyed group of families ([`FamilySink::keyed`]) with its key and format.
     reused: Mutex<HashMap<&'static str, (u64, Format, String)>>,
+    /// Set by [`shut_down`](Self::shut_down): when collections still running are abandoned.
+    shutdown: watch::Sender<Option<Instant>>,
 }
 
 /// Encodes the families into `out`, reusing the encoding of a keyed group whose key and format are those of
@@ -147,6 +150,35 @@ impl HubCollector {
             process: cfg!(target_os = "linux").then(ProcessCollector::for_self),
             last_size: AtomicUsize::new(0),
             reused: Mutex::new(HashMap::new()),
+            shutdown: watch::Sender::new(None),
+        }
+    }
+
+    /// The exporter is shutting down: collections still running `within` from now (and any started
+    /// after that) are abandoned, and their scrapes answered at once as failed (`kobo_up 0`), so that
+    /// every scrape in flight gets an answer before the server closes its connections.
+    pub fn shut_down(&self, within: Duration) {
+        let at = Instant::now() + within;
+        self.shutdown.send_if_modified(|current| match current {
+            Some(earlier) if *earlier <= at => false,
+            _ => {
+                *current = Some(at);
+                true
+            }
+        });
+    }
+
+    /// Resolves when collections are to be abandoned ([`shut_down`](Self::shut_down)); never before.
+    async fn abandoned(&self) {
+        let mut receiver = self.shutdown.subscribe();
+        let at = match receiver.wait_for(Option::is_some).await {
+            Ok(at) => *at,
+            // The sender lives as long as the collector.
+            Err(_) => None,
+        };
+        match at {
+            Some(at) => sleep_until(at.into()).await,
+            None => std::future::pending().await,
         }
     }
 
@@ -224,9 +256,27 @@ impl HubCollector {
         }
     }
 
+    /// The outcome for a scrape ([`outcome_by`](Self::outcome_by)), or a failure as soon as the exporter
+    /// shuts down ([`shut_down`](Self::shut_down)): the collection in flight is abandoned.
+    async fn outcome(&self, arrived: Instant, deadline: Instant) -> Outcome {
+        tokio::select! {
+            outcome = self.outcome_by(arrived, deadline) => outcome,
+            () = self.abandoned() => {
+                self.count_error("workers");
+                self.stats().up = Some(false);
+                let message = format!(
+                    "the exporter is shutting down: the collection from the {} source was abandoned",
+                    self.source.kind()
+                );
+                log::warn!("{message}");
+                Err(message)
+            }
+        }
+    }
+
     /// The outcome for a scrape: a collection that ended after the scrape arrived (it was in flight) or
     /// within the minimum interval is shared; otherwise a new one, bounded by the deadline.
-    async fn outcome(&self, arrived: Instant, deadline: Instant) -> Outcome {
+    async fn outcome_by(&self, arrived: Instant, deadline: Instant) -> Outcome {
         let budget = deadline.saturating_duration_since(arrived);
         let Ok(mut cache) = timeout_at(deadline.into(), self.collection.lock()).await else {
             self.count_error("workers");

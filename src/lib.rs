@@ -8,7 +8,9 @@
 //!   per group of metrics.
 //! - [`exposition`]: writes metric families as Prometheus text or ([`openmetrics`]) OpenMetrics.
 //! - [`routes`]: the HTTP endpoints and the Rocket instance; [`auth`]: optional HTTP basic auth.
-//! - [`cli`]: the command line (`--config`, `--check-config`, `--once`) and start-up.
+//! - [`cli`]: the command line (`--config`, `--check-config`, `--once`) and start-up; [`signals`]: the
+//!   signals ignored while serving; [`logging`]: the logger at `log_level = "debug"`; [`idle`]: closes
+//!   connections that send no request.
 
 pub mod auth;
 pub mod cli;
@@ -16,9 +18,12 @@ pub mod collector;
 pub mod compression;
 pub mod config;
 pub mod exposition;
+pub mod idle;
+pub mod logging;
 pub mod metrics;
 pub mod openmetrics;
 pub mod routes;
+pub mod signals;
 pub mod source;
 
 pub use kobo_backend_api as api;

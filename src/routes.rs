@@ -2,23 +2,30 @@
 //!
 //! `GET` (and, by Rocket's automatic handling, `HEAD`) on `/kobo_exporter/metrics`,
 //! `/kobo_exporter/metrics/` (the reference exporter's paths) and `/metrics`; a landing page at `/`;
-//! `/-/healthy` and `/-/ready` for orchestration, as Prometheus and its exporters have them.
+//! `/-/healthy` and `/-/ready` for orchestration, as Prometheus and its exporters have them. Other methods
+//! on these paths are a 405 with `Allow: GET, HEAD`. Under a path prefix (`/kobo`), the landing page is
+//! at `/kobo/` (its links are relative): `/kobo` redirects there.
 //!
 //! The metrics are OpenMetrics 1.0.0 for an `Accept: application/openmetrics-text` that is preferred, the
 //! text format 0.0.4 otherwise, and gzipped for an `Accept-Encoding` that takes gzip.
 
 use std::io::Cursor;
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
-use rocket::http::Status;
+use rocket::data::Data;
+use rocket::fairing::AdHoc;
+use rocket::http::uri::Origin;
+use rocket::http::{Header, Method, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::content::RawHtml;
-use rocket::response::{self, Responder, Response};
-use rocket::{get, routes, Build, Rocket, State};
+use rocket::response::{self, Redirect, Responder, Response};
+use rocket::route::{self, Handler, Route};
+use rocket::{get, routes, Build, Orbit, Rocket, State};
 
 use crate::auth::{self, Authorized, BasicAuth};
-use crate::collector::HubCollector;
+use crate::collector::{HubCollector, TIMEOUT_MARGIN};
 use crate::compression;
 use crate::exposition::Format;
 
@@ -49,9 +56,16 @@ pub fn build(figment: Figment, collector: HubCollector) -> Rocket<Build> {
 pub fn build_with(figment: Figment, collector: HubCollector, web: WebOptions) -> Rocket<Build> {
     let mut rocket = rocket::custom(figment)
         .manage(collector)
+        .attach(AdHoc::on_shutdown("abandon collections", |rocket| {
+            Box::pin(async move { abandon_collections(rocket) })
+        }))
         .mount(
             web.path_prefix.as_str(),
             routes![index, metrics, reference_metrics, healthy, ready],
+        )
+        .mount(
+            web.path_prefix.as_str(),
+            MethodNotAllowed::routes(&web.path_prefix),
         )
         .register(
             web.path_prefix.as_str(),
@@ -61,6 +75,16 @@ pub fn build_with(figment: Figment, collector: HubCollector, web: WebOptions) ->
         rocket = rocket.manage(basic_auth);
     }
     rocket
+}
+
+/// On shutdown (SIGTERM, Ctrl-C), scrapes in flight must be answered within Rocket's `shutdown.grace`,
+/// after which it cuts connections: collections still running then (minus the margin for sending the
+/// answer) are abandoned, and their scrapes answer `kobo_up 0`.
+fn abandon_collections(rocket: &Rocket<Orbit>) {
+    if let Some(collector) = rocket.state::<HubCollector>() {
+        let grace = Duration::from_secs(rocket.config().shutdown.grace.into());
+        collector.shut_down(grace.saturating_sub(TIMEOUT_MARGIN));
+    }
 }
 
 /// Prometheus' scrape timeout for this request, from its `X-Prometheus-Scrape-Timeout-Seconds` header.
@@ -202,9 +226,20 @@ async fn ready(_auth: Authorized, collector: &State<HubCollector>) -> (Status, &
     }
 }
 
+/// The landing page. Its links are relative: under a prefix it must be at `/prefix/`, so `/prefix`
+/// redirects there (with a relative `Location`, right whatever prefix a proxy adds in front).
 #[get("/")]
-fn index(_auth: Authorized, collector: &State<HubCollector>) -> RawHtml<String> {
-    RawHtml(format!(
+fn index(
+    _auth: Authorized,
+    collector: &State<HubCollector>,
+    uri: &Origin<'_>,
+) -> Result<RawHtml<String>, Box<Redirect>> {
+    let path = uri.path().as_str();
+    if !path.ends_with('/') {
+        let last = path.rsplit('/').next().unwrap_or_default();
+        return Err(Box::new(Redirect::permanent(format!("./{last}/"))));
+    }
+    Ok(RawHtml(format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>kobo-exporter</title></head>\n<body>\n\
          <h1>kobo-exporter {version}</h1>\n\
          <p>Prometheus exporter for a kobo hub. Source: <b>{kind}</b> ({description}).</p>\n\
@@ -214,7 +249,92 @@ fn index(_auth: Authorized, collector: &State<HubCollector>) -> RawHtml<String> 
         version = env!("CARGO_PKG_VERSION"),
         kind = collector.source().kind(),
         description = html_escape(&collector.source().describe()),
-    ))
+    )))
+}
+
+/// The paths served, under the mount point.
+const PATHS: [&str; 5] = [
+    "/",
+    "/metrics",
+    "/kobo_exporter/metrics",
+    "/-/healthy",
+    "/-/ready",
+];
+
+/// A 405 for the methods other than `GET` and `HEAD` on the paths served (after the credentials, when
+/// basic auth is on); other paths go on to the 404.
+#[derive(Clone)]
+struct MethodNotAllowed {
+    /// [`PATHS`] under the prefix, without a trailing slash (but `/`).
+    paths: Arc<[String]>,
+}
+
+impl MethodNotAllowed {
+    /// One catch-all route per method, below every other route.
+    fn routes(prefix: &str) -> Vec<Route> {
+        let prefix = prefix.trim_end_matches('/');
+        let paths: Arc<[String]> = PATHS
+            .iter()
+            .map(
+                |path| match format!("{prefix}{path}").trim_end_matches('/') {
+                    "" => "/".to_string(),
+                    full => full.to_string(),
+                },
+            )
+            .collect();
+        [
+            Method::Post,
+            Method::Put,
+            Method::Delete,
+            Method::Patch,
+            Method::Options,
+        ]
+        .into_iter()
+        .map(|method| {
+            let handler = MethodNotAllowed {
+                paths: Arc::clone(&paths),
+            };
+            Route::ranked(100, method, "/<path..>", handler)
+        })
+        .collect()
+    }
+
+    fn serves(&self, path: &str) -> bool {
+        let path = match path.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
+        self.paths.iter().any(|served| served == path)
+    }
+}
+
+/// The 405 answer.
+#[derive(rocket::Responder)]
+#[response(status = 405, content_type = "plain")]
+struct NotAllowed {
+    body: &'static str,
+    allow: Header<'static>,
+}
+
+#[rocket::async_trait]
+impl Handler for MethodNotAllowed {
+    async fn handle<'r>(&self, request: &'r Request<'_>, data: Data<'r>) -> route::Outcome<'r> {
+        if !self.serves(request.uri().path().as_str()) {
+            return route::Outcome::Forward((data, Status::NotFound));
+        }
+        match request.guard::<Authorized>().await {
+            Outcome::Success(Authorized) => route::Outcome::from(
+                request,
+                NotAllowed {
+                    body: "kobo-exporter: method not allowed: only GET and HEAD\n",
+                    allow: Header::new("Allow", "GET, HEAD"),
+                },
+            ),
+            Outcome::Error((status, ())) | Outcome::Forward(status) => {
+                route::Outcome::Error(status)
+            }
+        }
+    }
 }
 
 fn html_escape(text: &str) -> String {

@@ -16,6 +16,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_kobo-exporter");
 struct Server {
     child: Child,
     port: u16,
+    /// What it wrote to stdout (Rocket's log) so far.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Drop for Server {
@@ -44,12 +46,21 @@ fn start(envs: &[(&str, &str)]) -> Server {
     }
     let mut child = command.spawn().expect("start kobo-exporter");
     let stdout = child.stdout.take().expect("stdout");
-    let mut server = Server { child, port: 0 };
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut server = Server {
+        child,
+        port: 0,
+        log: log.clone(),
+    };
     // Read its log on a thread that keeps draining it (a closed pipe would fail its writes) and reports
     // the port from Rocket's launch line.
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(mut log) = log.lock() {
+                log.push_str(&line);
+                log.push('\n');
+            }
             if let Some(url) = line.split("launched from http").nth(1) {
                 let port = url
                     .trim()
@@ -277,4 +288,140 @@ fn sigterm_shuts_down_gracefully() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Sends the signal (`TERM`, `HUP`, ...) to the server.
+fn send_signal(server: &Server, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{signal}");
+}
+
+/// Waits for the server to exit, at most `limit`; its exit status.
+fn wait_for_exit(server: &mut Server, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "still running {limit:?} after the signal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_during_a_slow_collection_answers_the_scrape_and_exits_0() {
+    let (_dir, hub) = common::fixture_sqlite();
+    let url = format!("sqlite://{}", hub.display());
+    // The collection could wait up to 8 s; SQLite's busy timeout is 5 s: both far past the SIGTERM.
+    let mut server = start(&[("KOBO_URL", &url), ("KOBO_SCRAPE_TIMEOUT", "8")]);
+    // Another connection holds the hub file: the exporter's read waits in SQLite's busy timeout.
+    let writer = rusqlite::Connection::open(&hub).expect("open");
+    writer.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    let port = server.port;
+    let scrape = std::thread::spawn(move || get(port, "/metrics"));
+    std::thread::sleep(Duration::from_secs(1));
+    send_signal(&server, "TERM");
+    let signalled = Instant::now();
+    let (status, _, body) = scrape.join().expect("the scrape in flight got an answer");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("\nkobo_up 0\n"), "{body}");
+    // Within the grace period (2 s by default).
+    assert!(
+        signalled.elapsed() < Duration::from_millis(2500),
+        "answered {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    let exit = wait_for_exit(&mut server, Duration::from_secs(5));
+    assert!(exit.success(), "exit status {exit}");
+    drop(writer);
+}
+
+#[test]
+fn sighup_sigusr1_and_sigusr2_are_ignored_with_a_log_line() {
+    let mut server = start(&[]);
+    for signal in ["HUP", "USR1", "USR2"] {
+        send_signal(&server, signal);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            server.child.try_wait().expect("wait").is_none(),
+            "SIG{signal} ended the process"
+        );
+        let (status, _, body) = get(server.port, "/metrics");
+        assert!(status.contains("200"), "after SIG{signal}: {status}");
+        assert!(body.contains("\nkobo_up 1\n"), "{body}");
+    }
+    let log = server.log.lock().expect("log").clone();
+    for signal in ["SIGHUP", "SIGUSR1", "SIGUSR2"] {
+        assert!(
+            log.contains(&format!("received {signal}: ignored")),
+            "{signal} not logged: {log}"
+        );
+    }
+    // SIGTERM still shuts down.
+    send_signal(&server, "TERM");
+    let exit = wait_for_exit(&mut server, Duration::from_secs(5));
+    assert!(exit.success(), "exit status {exit}");
+}
+
+/// Whether the server closed (or reset) this connection within `limit`: a read that ends or fails
+/// otherwise than by timing out.
+fn closed_by_server(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn connections_that_send_no_request_are_closed() {
+    // Rocket's keep_alive is the limit: 1 s here (5 s by default).
+    let server = start(&[("ROCKET_KEEP_ALIVE", "1")]);
+    let mut silent: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).expect("connect"))
+        .collect();
+    // A keep-alive connection that made a request stays open between requests.
+    let mut busy = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    let request = "GET /-/healthy HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    busy.write_all(request.as_bytes()).expect("send");
+    busy.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut answer = [0u8; 512];
+    let n = busy.read(&mut answer).expect("answer");
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+
+    let started = Instant::now();
+    for (i, stream) in silent.iter_mut().enumerate() {
+        let left = Duration::from_secs(4).saturating_sub(started.elapsed());
+        assert!(
+            closed_by_server(stream, left.max(Duration::from_millis(1))),
+            "silent connection {i} still open {:?} after it was opened",
+            started.elapsed()
+        );
+    }
+    // Scrapes are served meanwhile, and the keep-alive connection still is.
+    let (status, _, _) = get(server.port, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    busy.write_all(request.as_bytes()).expect("send again");
+    let n = busy.read(&mut answer).expect("second answer");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "keep-alive connection cut"
+    );
+    let log = server.log.lock().expect("log").clone();
+    assert!(
+        log.contains("that sent no request within 1 s"),
+        "not logged: {log}"
+    );
 }

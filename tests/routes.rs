@@ -122,9 +122,110 @@ async fn unknown_paths_and_methods_are_refused() {
             "{path}"
         );
     }
+    // Another method on a path that is not served is a 404 too (a served one: a 405, below).
     assert_eq!(
-        client.post("/metrics").dispatch().await.status(),
+        client.post("/nope").dispatch().await.status(),
         Status::NotFound
+    );
+}
+
+#[rocket::async_test]
+async fn other_methods_on_served_paths_are_405_with_allow() {
+    let client = demo_client().await;
+    let paths = [
+        "/",
+        "/metrics",
+        "/metrics/",
+        "/kobo_exporter/metrics",
+        "/kobo_exporter/metrics/",
+        "/-/healthy",
+        "/-/ready",
+    ];
+    let methods = [
+        rocket::http::Method::Post,
+        rocket::http::Method::Put,
+        rocket::http::Method::Delete,
+        rocket::http::Method::Patch,
+        rocket::http::Method::Options,
+    ];
+    for path in paths {
+        for method in methods {
+            let response = client.req(method, path).body("x").dispatch().await;
+            assert_eq!(
+                response.status(),
+                Status::MethodNotAllowed,
+                "{method} {path}"
+            );
+            assert_eq!(
+                response.headers().get_one("Allow"),
+                Some("GET, HEAD"),
+                "{method} {path}"
+            );
+        }
+    }
+}
+
+#[rocket::async_test]
+async fn under_a_prefix_other_methods_need_credentials_then_get_405() {
+    use base64::Engine as _;
+    let hash = bcrypt::hash("s3cret", 4).expect("hash");
+    let auth = kobo_exporter::auth::BasicAuth::new([("prometheus".to_string(), hash)].into())
+        .expect("auth");
+    let web = kobo_exporter::routes::WebOptions {
+        path_prefix: "/kobo".into(),
+        basic_auth: Some(auth),
+    };
+    let figment = rocket::Config::figment().merge(("log_level", "off"));
+    let collector = HubCollector::new(Arc::new(demo_source()), CollectorOptions::default());
+    let client = Client::tracked(kobo_exporter::routes::build_with(figment, collector, web))
+        .await
+        .expect("rocket");
+    let encoded = base64::engine::general_purpose::STANDARD.encode("prometheus:s3cret");
+    let credentials = rocket::http::Header::new("Authorization", format!("Basic {encoded}"));
+    for path in ["/kobo", "/kobo/", "/kobo/metrics", "/kobo/-/ready"] {
+        let anonymous = client.delete(path).dispatch().await;
+        assert_eq!(anonymous.status(), Status::Unauthorized, "{path}");
+        let authorized = client
+            .delete(path)
+            .header(credentials.clone())
+            .dispatch()
+            .await;
+        assert_eq!(authorized.status(), Status::MethodNotAllowed, "{path}");
+        assert_eq!(authorized.headers().get_one("Allow"), Some("GET, HEAD"));
+    }
+    for path in ["/metrics", "/kobo/nope"] {
+        let outside = client
+            .delete(path)
+            .header(credentials.clone())
+            .dispatch()
+            .await;
+        assert_eq!(outside.status(), Status::NotFound, "{path}");
+    }
+}
+
+#[rocket::async_test]
+async fn under_a_prefix_the_bare_prefix_redirects_to_the_landing_page() {
+    let web = kobo_exporter::routes::WebOptions {
+        path_prefix: "/kobo".into(),
+        basic_auth: None,
+    };
+    let figment = rocket::Config::figment().merge(("log_level", "off"));
+    let collector = HubCollector::new(Arc::new(demo_source()), CollectorOptions::default());
+    let client = Client::tracked(kobo_exporter::routes::build_with(figment, collector, web))
+        .await
+        .expect("rocket");
+    let bare = client.get("/kobo").dispatch().await;
+    assert_eq!(bare.status(), Status::PermanentRedirect);
+    // Relative: `/kobo` + `./kobo/` is `/kobo/`, and `/outer/kobo/` behind a proxy that adds `/outer`.
+    assert_eq!(bare.headers().get_one("Location"), Some("./kobo/"));
+    let landing = client.get("/kobo/").dispatch().await;
+    assert_eq!(landing.status(), Status::Ok);
+    let body = landing.into_string().await.expect("body");
+    assert!(body.contains("href=\"metrics\""), "{body}");
+    // The link resolved against /kobo/ is served.
+    assert_eq!(
+        client.get("/kobo/metrics").dispatch().await.status(),
+        Status::Ok
     );
 }
 

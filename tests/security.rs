@@ -219,3 +219,117 @@ async fn only_get_and_head_succeed() {
         }
     }
 }
+
+/// A plain HTTP/1.1 GET with extra header lines (`Name: value\r\n` each): status line, headers and body.
+fn get_with(port: u16, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+/// A config file serving the demo hub with basic auth for `prometheus` (password `password`), in `dir`.
+fn basic_auth_config(dir: &Path, password: &str) -> String {
+    let hash = bcrypt::hash(password, 4).expect("hash");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/hub.sqlite3");
+    let config = dir.join("kobo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[default.kobo]\nurl = \"sqlite://{}\"\n\n[default.kobo.basic_auth_users]\nprometheus = \"{hash}\"\n",
+            demo.display()
+        ),
+    )
+    .expect("write config");
+    config.display().to_string()
+}
+
+#[test]
+fn basic_auth_credentials_never_reach_the_debug_log() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let password = "Debug0nlyPassw0rd";
+    let config = basic_auth_config(dir.path(), password);
+    // Logged runs at log_level debug.
+    let (exporter, port) = Logged::start(&[("ROCKET_CONFIG", &config)]);
+    let right = base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{password}"));
+    let wrong = base64::engine::general_purpose::STANDARD.encode("prometheus:WrongPassw0rd");
+    let answer = get_with(
+        port,
+        "/metrics",
+        &format!("Authorization: Basic {right}\r\n"),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let refused = get_with(
+        port,
+        "/metrics",
+        &format!("Authorization: Basic {wrong}\r\n"),
+    );
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let log = exporter.log();
+    // Debug output is there: Rocket's routing of the request, and the refusal.
+    assert!(log.contains("GET /metrics"), "{log}");
+    assert!(log.contains("refused GET /metrics"), "{log}");
+    for secret in [right.as_str(), wrong.as_str(), password, "WrongPassw0rd"] {
+        assert!(!log.contains(secret), "{secret} is in the log: {log}");
+    }
+}
+
+#[test]
+fn refused_credentials_name_the_peer_not_a_header_the_client_sets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = basic_auth_config(dir.path(), "pw");
+    let claim = "X-Real-IP: 203.0.113.9\r\n";
+
+    // No ip_header configured: the header is not believed, and not even mentioned.
+    let (exporter, port) = Logged::start(&[("ROCKET_CONFIG", &config)]);
+    let refused = get_with(port, "/metrics", claim);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let log = exporter.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refused GET /metrics"))
+        .unwrap_or_else(|| panic!("no refusal logged: {log}"));
+    assert!(line.contains("(client 127.0.0.1:"), "{line}");
+    assert!(!line.contains("203.0.113.9"), "{line}");
+    drop(exporter);
+
+    // Configured (behind a proxy that sets it): the peer, and what the header says.
+    let (exporter, port) = Logged::start(&[
+        ("ROCKET_CONFIG", &config),
+        ("ROCKET_IP_HEADER", "X-Real-IP"),
+    ]);
+    let refused = get_with(port, "/metrics", claim);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let log = exporter.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refused GET /metrics"))
+        .unwrap_or_else(|| panic!("no refusal logged: {log}"));
+    assert!(line.contains("(client 127.0.0.1:"), "{line}");
+    assert!(line.contains("X-Real-IP says 203.0.113.9"), "{line}");
+}
+
+#[test]
+fn the_systemd_unit_raises_the_descriptor_limit() {
+    // Connections that send a partial request are held (README, Running it in production): 1,024
+    // descriptors, systemd's default soft limit, are too few.
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kobo-exporter.service"),
+    )
+    .expect("unit");
+    let limit = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("LimitNOFILE="))
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    assert!(limit.is_some_and(|n| n >= 8192), "LimitNOFILE: {limit:?}");
+}
