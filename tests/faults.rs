@@ -74,8 +74,8 @@ enum Fault {
 }
 
 /// Scrapes after the fault clears that may fail before one must succeed: none. Every source recovers at
-/// the very first scrape: the PostgreSQL pool tests a connection before handing it out
-/// (`test_before_acquire`) and replaces a broken one, mysql_async's pool does not hand out a connection it
+/// the very first scrape: the PostgreSQL source's pool pings an idle connection before
+/// handing it out and replaces a broken one, mysql_async's pool does not hand out a connection it
 /// has seen closed, and the XML-RPC source opens a connection per request (the hub closes each). A source
 /// whose pool handed out a dead connection once after recovery would need 1 here.
 const RECOVERY_ALLOWANCE: usize = 0;

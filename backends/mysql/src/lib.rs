@@ -113,7 +113,9 @@ impl MysqlSource {
 
     /// The longest a collection may take: getting a connection, then the queries.
     fn client_timeout(&self) -> Duration {
-        self.connect_timeout + self.query_timeout + CLIENT_GRACE
+        self.connect_timeout
+            .saturating_add(self.query_timeout)
+            .saturating_add(CLIENT_GRACE)
     }
 
     fn cached_queries(&self) -> Option<HubQueries> {

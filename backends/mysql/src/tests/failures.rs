@@ -106,3 +106,29 @@ fn construction_does_no_io() {
         "MySQL/MariaDB database mariadb://u:***@127.0.0.1:1/d"
     );
 }
+
+#[test]
+fn absurd_max_connections_and_timeouts_are_refused_or_harmless() {
+    // 2147483647 made mysql_async allocate for that many connections and abort the process.
+    for max_connections in [0, 1001, 2_147_483_647, u32::MAX] {
+        let options = DatabaseOptions {
+            max_connections,
+            ..DatabaseOptions::new("mysql://u@127.0.0.1:1/d")
+        };
+        let error = MysqlSource::new(options)
+            .err()
+            .unwrap_or_else(|| panic!("max_connections {max_connections} was accepted"));
+        assert!(
+            error.to_string().contains("from 1 to 1000"),
+            "{max_connections}: {error}"
+        );
+    }
+    // Durations whose sum overflows: the client-side limit saturates instead of panicking.
+    let source = MysqlSource::new(DatabaseOptions {
+        connect_timeout: Duration::MAX,
+        query_timeout: Duration::MAX,
+        ..DatabaseOptions::new("mysql://u@127.0.0.1:1/d")
+    })
+    .expect("lazy");
+    assert_eq!(source.client_timeout(), Duration::MAX);
+}
