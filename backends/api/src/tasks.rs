@@ -128,54 +128,21 @@ pub fn worker_count_from_row(
 /// Unix seconds of a UTC date and time written `YYYY-MM-DD HH:MM:SS` with optional fraction (up to
 /// microseconds are kept), `T` instead of the space, and a trailing `Z` or `+00:00` accepted.
 pub fn parse_utc_datetime(text: &str) -> Option<f64> {
+    let format = time::macros::format_description!(
+        version = 2,
+        "[year]-[month]-[day][first [ ][T]][hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
     let text = text.trim();
     let text = text
         .strip_suffix('Z')
         .or_else(|| text.strip_suffix("+00:00"))
         .or_else(|| text.strip_suffix("+00"))
         .unwrap_or(text);
-    let (date, time) = text.split_once([' ', 'T'])?;
-    let mut date_parts = date.splitn(3, '-');
-    let year: i64 = date_parts.next()?.parse().ok()?;
-    let month: u32 = date_parts.next()?.parse().ok()?;
-    let day: u32 = date_parts.next()?.parse().ok()?;
-    let (clock, fraction) = match time.split_once('.') {
-        Some((clock, fraction)) => (clock, fraction),
-        None => (time, ""),
-    };
-    let mut clock_parts = clock.splitn(3, ':');
-    let hour: u32 = clock_parts.next()?.parse().ok()?;
-    let minute: u32 = clock_parts.next()?.parse().ok()?;
-    let second: u32 = clock_parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    if !fraction.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let micros: u32 = format!("{:0<6}", &fraction[..fraction.len().min(6)])
-        .parse()
-        .ok()?;
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    Some(seconds as f64 + f64::from(micros) / 1e6)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    let utc = time::PrimitiveDateTime::parse(text, &format)
+        .ok()?
+        .assume_utc();
+    // Microseconds, as the databases keep them.
+    Some(utc.unix_timestamp() as f64 + f64::from(utc.microsecond()) / 1e6)
 }
 
 #[cfg(test)]
