@@ -12,17 +12,12 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
         return false;
     };
     let mut wildcard = false;
-    for entry in header.split(',') {
-        let mut parts = entry.split(';').map(str::trim);
-        let coding = parts.next().unwrap_or("").to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| p.split_once('='))
-            .find(|(key, _)| key.trim().eq_ignore_ascii_case("q"))
-            .map_or(1.0, |(_, value)| value.trim().parse::<f64>().unwrap_or(0.0));
-        match coding.as_str() {
-            "gzip" | "x-gzip" => return q > 0.0,
-            "*" => wildcard = q > 0.0,
-            _ => {}
+    for coding in crate::negotiation::preferences(header) {
+        if coding.is("gzip") || coding.is("x-gzip") {
+            return coding.q > 0.0;
+        }
+        if coding.is("*") {
+            wildcard = coding.q > 0.0;
         }
     }
     wildcard

@@ -65,35 +65,21 @@ impl Format {
             return Format::Text;
         };
         let mut entries: Vec<(f64, usize, Format)> = Vec::new();
-        for (index, entry) in accept.split(',').enumerate() {
-            let mut parts = entry.split(';').map(str::trim);
-            let media = parts.next().unwrap_or("").to_ascii_lowercase();
-            let mut q = 1.0;
-            let mut version = None;
-            for param in parts {
-                if let Some((key, value)) = param.split_once('=') {
-                    let value = value.trim().trim_matches('"');
-                    match key.trim().to_ascii_lowercase().as_str() {
-                        "q" => q = value.parse::<f64>().unwrap_or(0.0),
-                        "version" => version = Some(value.to_string()),
-                        _ => {}
-                    }
-                }
-            }
-            let format = match media.as_str() {
-                "application/openmetrics-text"
-                    if version
-                        .as_deref()
-                        .is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
-                {
-                    Format::OpenMetrics
-                }
-                "text/plain" | "text/*" | "*/*" => Format::Text,
+        for (index, media) in crate::negotiation::preferences(accept).enumerate() {
+            let format = if media.is("application/openmetrics-text")
+                && media
+                    .param("version")
+                    .is_none_or(|v| v == "1.0.0" || v == "0.0.1")
+            {
+                Format::OpenMetrics
+            } else if media.is("text/plain") || media.is("text/*") || media.is("*/*") {
+                Format::Text
+            } else {
                 // Types the exporter does not serve (protobuf, HTML, OpenMetrics 2.0, ...) play no part.
-                _ => continue,
+                continue;
             };
-            if q > 0.0 {
-                entries.push((q, index, format));
+            if media.q > 0.0 {
+                entries.push((media.q, index, format));
             }
         }
         entries

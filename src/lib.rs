@@ -7,6 +7,7 @@
 //! - [`metrics`]: turns a [`HubSnapshot`](kobo_backend_api::HubSnapshot) into metric families, one module
 //!   per group of metrics.
 //! - [`exposition`]: writes metric families as Prometheus text or ([`openmetrics`]) OpenMetrics.
+//! - [`negotiation`]: the one parser of `Accept` and `Accept-Encoding` weighted lists.
 //! - [`routes`]: the HTTP endpoints and the Rocket instance; [`auth`]: optional HTTP basic auth.
 //! - [`cli`]: the command line (`--config`, `--check-config`, `--once`) and start-up; [`signals`]: the
 //!   signals ignored while serving; [`logging`]: the logger at `log_level = "debug"`; [`idle`]: closes
@@ -21,6 +22,7 @@ pub mod exposition;
 pub mod idle;
 pub mod logging;
 pub mod metrics;
+pub mod negotiation;
 pub mod openmetrics;
 pub mod routes;
 pub mod signals;
