@@ -329,22 +329,13 @@ fn url_passwords(url: &str) -> Vec<String> {
     found
 }
 
-/// Decodes `%XX` escapes; `None` if an escape is invalid or the result is not UTF-8.
+/// Decodes `%XX` escapes (the `percent-encoding` crate; a `%` not followed by two hex digits stays as
+/// written); `None` if the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -374,7 +365,8 @@ mod tests {
             .to_string();
         assert_eq!(error, "cannot connect to postgres://kobo:***@db/hub?password=***&sslmode=require: password authentication failed: ***");
         assert_eq!(percent_decode("a%2Fb"), Some("a/b".into()));
-        assert_eq!(percent_decode("a%zz"), None);
+        assert_eq!(percent_decode("a%zz"), Some("a%zz".into()));
+        assert_eq!(percent_decode("a%FF"), None, "not UTF-8");
     }
 
     #[test]
