@@ -666,31 +666,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Option<Vec<u8>>, (&'stat
 
 /// An HTTP `Date` (IMF-fixdate).
 fn http_date(now: SystemTime) -> String {
-    let seconds = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    // utc() gives YYYY-MM-DDTHH:MM:SSZ.
-    let iso = utc(seconds);
-    let (date, time) = iso.split_once('T').unwrap_or((&iso, "00:00:00Z"));
-    let mut parts = date.split('-');
-    let (year, month, day) = (
-        parts.next().unwrap_or("1970"),
-        parts
-            .next()
-            .and_then(|m| m.parse::<usize>().ok())
-            .unwrap_or(1),
-        parts.next().unwrap_or("01"),
-    );
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    format!(
-        "{}, {day} {} {year} {} GMT",
-        DAYS[seconds.div_euclid(86_400).rem_euclid(7) as usize],
-        MONTHS[(month.clamp(1, 12)) - 1],
-        time.trim_end_matches('Z')
-    )
+    httpdate::fmt_http_date(now)
 }
 
 #[cfg(test)]
