@@ -50,7 +50,7 @@ impl PgTransactions {
             }
             last = now;
         }
-        Err(format!(
+        Err(anyhow::anyhow!(
             "pg_stat_database.xact_commit of {} did not settle within 15 s",
             self.database
         ))
@@ -114,7 +114,7 @@ impl MysqlStatus {
             rows.iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .and_then(|(_, v)| v.parse().ok())
-                .ok_or_else(|| format!("SHOW GLOBAL STATUS has no {name}"))
+                .with_context(|| format!("SHOW GLOBAL STATUS has no {name}"))
         };
         Ok((value("Questions")?, value("Com_select")?))
     }

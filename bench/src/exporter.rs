@@ -105,7 +105,7 @@ impl Exporter {
         while started.elapsed() < Duration::from_secs(30) {
             if let Some(status) = self.child.try_wait().context("watching the exporter")? {
                 let tail = std::fs::read_to_string(log).unwrap_or_default();
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "the exporter exited ({status}) before answering; its log ({}):\n{tail}",
                     log.display()
                 ));
@@ -117,7 +117,7 @@ impl Exporter {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(format!(
+        Err(anyhow::anyhow!(
             "the exporter did not answer {url} within 30 s (log: {})",
             log.display()
         ))
@@ -144,7 +144,7 @@ impl Exporter {
             .lines()
             .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| format!("{path} has no {field}"))
+            .with_context(|| format!("{path} has no {field}"))
     }
 
     /// Stops the exporter (its database connections close with it).

@@ -65,6 +65,7 @@ impl HubSet {
         if !(set.keep && set.worker_dir.is_dir()) {
             remove(&set.worker_dir)?;
             kobo_hubgen::write_worker_dir(&set.worker_dir, &spec)
+                .map_err(anyhow::Error::from_boxed)
                 .context(format!("writing {}", set.worker_dir.display()))?;
         }
         let needs_sqlite = sources.contains(&Source::Sqlite) || sources.contains(&Source::Xmlrpc);
@@ -73,6 +74,7 @@ impl HubSet {
             let url = format!("sqlite://{}", set.sqlite.display());
             kobo_hubgen::generate(&url, &spec)
                 .await
+                .map_err(anyhow::Error::from_boxed)
                 .context("generating the SQLite hub")?;
         }
         if sources.contains(&Source::Postgres) {
@@ -81,6 +83,7 @@ impl HubSet {
             if !existed {
                 kobo_hubgen::generate(&with_database(&args.postgres, &stem), &spec)
                     .await
+                    .map_err(anyhow::Error::from_boxed)
                     .context("generating the PostgreSQL hub")?;
             }
         }
@@ -90,6 +93,7 @@ impl HubSet {
             if !existed {
                 kobo_hubgen::generate(&with_database(&args.mysql, &stem), &spec)
                     .await
+                    .map_err(anyhow::Error::from_boxed)
                     .context("generating the MariaDB hub")?;
             }
         }
@@ -104,17 +108,17 @@ impl HubSet {
         }
         for path in [&self.sqlite, &self.worker_dir] {
             if let Err(e) = remove(path) {
-                eprintln!("   cleanup: {e}");
+                eprintln!("   cleanup: {e:#}");
             }
         }
         if let Some((admin, name)) = &self.postgres {
             if let Err(e) = postgres_drop(admin, name).await {
-                eprintln!("   cleanup: dropping PostgreSQL database {name}: {e}");
+                eprintln!("   cleanup: dropping PostgreSQL database {name}: {e:#}");
             }
         }
         if let Some((admin, name)) = &self.mysql {
             if let Err(e) = mysql_exec(admin, &format!("DROP DATABASE IF EXISTS {name}")).await {
-                eprintln!("   cleanup: dropping MariaDB database {name}: {e}");
+                eprintln!("   cleanup: dropping MariaDB database {name}: {e:#}");
             }
         }
     }
@@ -124,6 +128,7 @@ impl HubSet {
         match source {
             Source::Xmlrpc => {
                 let exports = exports_from_sqlite(&self.sqlite, Some(&self.worker_dir))
+                    .map_err(anyhow::Error::msg)
                     .context("reading the synthetic hub's workers for the XML-RPC hub")?;
                 let hub = XmlRpcHub::start(exports)
                     .await
@@ -178,12 +183,12 @@ impl HubSet {
                 // The exporter's default query_timeout (10 s) in the hint, as the exporter sends it.
                 kobo_backend_mysql::scrape_sql(&SCHEMA, Duration::from_secs(10)),
             ),
-            Source::Xmlrpc => return Err("not a SQL source".into()),
+            Source::Xmlrpc => anyhow::bail!("not a SQL source"),
         };
         let settings = KoboSettings::new(url.clone(), worker_dir, scenario);
         let mut row = match source {
             Source::Postgres => {
-                let (admin, name) = self.postgres.as_ref().ok_or("no PostgreSQL hub")?;
+                let (admin, name) = self.postgres.as_ref().context("no PostgreSQL hub")?;
                 let counter = PgTransactions::new(admin, name).await?;
                 let before = counter.settled().await?;
                 let mut row = self.row(source, scenario, plan, &settings, None).await?;
@@ -197,7 +202,7 @@ impl HubSet {
                 row
             }
             Source::Mysql => {
-                let (admin, _) = self.mysql.as_ref().ok_or("no MariaDB hub")?;
+                let (admin, _) = self.mysql.as_ref().context("no MariaDB hub")?;
                 let status = MysqlStatus::new(admin).await?;
                 self.row(source, scenario, plan, &settings, Some(&status))
                     .await?
@@ -323,12 +328,12 @@ impl HubSet {
     }
 
     fn postgres_url(&self) -> Result<String> {
-        let (admin, name) = self.postgres.as_ref().ok_or("no PostgreSQL hub")?;
+        let (admin, name) = self.postgres.as_ref().context("no PostgreSQL hub")?;
         Ok(with_database(admin, name))
     }
 
     fn mysql_url(&self) -> Result<String> {
-        let (admin, name) = self.mysql.as_ref().ok_or("no MariaDB hub")?;
+        let (admin, name) = self.mysql.as_ref().context("no MariaDB hub")?;
         Ok(with_database(admin, name))
     }
 }
@@ -381,7 +386,7 @@ pub async fn pg_connect(url: &str) -> Result<sqlx::PgConnection> {
         options.application_name("kobo-bench").connect(),
     )
     .await
-    .map_err(|_| "PostgreSQL: no answer within 10 s".to_string())?
+    .map_err(|_| anyhow::anyhow!("PostgreSQL: no answer within 10 s"))?
     .context("connecting to PostgreSQL (start it, or pass --postgres)")
 }
 
@@ -421,13 +426,15 @@ pub async fn mysql_connect(url: &str) -> Result<mysql_async::Conn> {
     let opts = mysql_async::Opts::from_url(url).context("the MariaDB URL")?;
     tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts))
         .await
-        .map_err(|_| "MariaDB: no answer within 10 s".to_string())?
+        .map_err(|_| anyhow::anyhow!("MariaDB: no answer within 10 s"))?
         .context("connecting to MariaDB (start it, or pass --mysql)")
 }
 
 async fn mysql_exec(url: &str, sql: &str) -> Result<()> {
     let mut conn = mysql_connect(url).await?;
-    conn.query_drop(sql).await.context(sql)?;
+    conn.query_drop(sql)
+        .await
+        .with_context(|| sql.to_string())?;
     drop(conn.disconnect().await);
     Ok(())
 }

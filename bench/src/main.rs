@@ -16,26 +16,14 @@ mod hubs;
 mod report;
 mod scrape;
 
-use std::fmt::Display;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
 use clap::{Parser, ValueEnum};
 
-/// A failure, as a message for the user.
-pub type Result<T> = std::result::Result<T, String>;
-
-/// Adds what was being done to an error.
-pub trait Context<T> {
-    fn context(self, what: impl Display) -> Result<T>;
-}
-
-impl<T, E: Display> Context<T> for std::result::Result<T, E> {
-    fn context(self, what: impl Display) -> Result<T> {
-        self.map_err(|e| format!("{what}: {e}"))
-    }
-}
+/// A failure, with what was being done (anyhow's context chain; shown with `{:#}`).
+pub use anyhow::{Context, Result};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -124,8 +112,8 @@ pub struct Size {
 impl FromStr for Size {
     type Err = String;
 
-    fn from_str(s: &str) -> Result<Size> {
-        let number = |part: &str| -> Result<u32> {
+    fn from_str(s: &str) -> std::result::Result<Size, String> {
+        let number = |part: &str| -> std::result::Result<u32, String> {
             let (digits, factor) = match part.strip_suffix(['k', 'K']) {
                 Some(digits) => (digits, 1_000),
                 None => match part.strip_suffix('M') {
@@ -270,7 +258,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("kobo-bench: {e}");
+            eprintln!("kobo-bench: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -280,7 +268,7 @@ fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<bool> {
     let plan = Plan::from_args(args);
     if !plan.exporter.is_file() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "no exporter binary at {} (build it first: `cargo build{}`, or pass --exporter)",
             plan.exporter.display(),
             if args.quick { "" } else { " --release" }
@@ -314,8 +302,8 @@ async fn run(args: &Args) -> Result<bool> {
             let result = hub_set.measure(*source, &plan, &mut rows).await;
             if let Err(e) = result {
                 hub_set.cleanup().await;
-                return Err(format!(
-                    "{} at {}x{}: {e}",
+                return Err(anyhow::anyhow!(
+                    "{} at {}x{}: {e:#}",
                     source.name(),
                     size.workers,
                     size.tasks

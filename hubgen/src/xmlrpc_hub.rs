@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use quick_xml::events::Event;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -672,6 +672,7 @@ fn http_date(now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn export(id: i64, name: &str, enabled: bool) -> Export {
         Export {
