@@ -10,20 +10,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_kobo-exporter");
 
 /// Runs the binary in `dir` with these arguments and environment, with no inherited kobo/Rocket settings.
 fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
-        .args(args)
-        .env_remove("ROCKET_PROFILE")
-        .env_remove("ROCKET_CONFIG")
-        .env_remove("KOBO_URL")
-        .env_remove("KOBO_WORKER_DIR")
-        .env_remove("KOBO_METRICS")
-        .stdin(Stdio::null());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    command.output().expect("run kobo-exporter")
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let envs: Vec<(&str, &std::ffi::OsStr)> = envs
+        .iter()
+        .map(|(key, value)| (*key, std::ffi::OsStr::new(value)))
+        .collect();
+    run_os(dir, &args, &envs)
 }
 
 fn repo() -> &'static Path {
@@ -214,7 +206,8 @@ fn once_fails_with_the_error_on_stderr() {
     assert!(!stderr.contains("s3cr3t-pw"), "{stderr}");
 }
 
-/// Runs the binary like [`run`], with arguments that need not be UTF-8.
+/// Runs the binary in `dir` with these arguments and environment (which need not be UTF-8), with no
+/// inherited kobo/Rocket settings.
 fn run_os(dir: &Path, args: &[&std::ffi::OsStr], envs: &[(&str, &std::ffi::OsStr)]) -> Output {
     let mut command = Command::new(BIN);
     command
