@@ -1,17 +1,20 @@
 //! One scrape: collect from the source within a deadline, share a collection in flight between concurrent
 //! scrapes, keep the task data between refreshes, count failures and time the collectors, and render the
 //! exposition text.
+//!
+//! Time is tokio's clock ([`tokio::time::Instant`], `sleep_until`, `timeout_at`): tests with in-process
+//! sources run it paused (`#[tokio::test(start_paused = true)]`) and check the deadlines exactly.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kobo_backend_api::{DataSource, HubSnapshot, SourceError, TaskSummary};
 use prometheus::process_collector::ProcessCollector;
 use prometheus::proto::MetricFamily;
 use tokio::sync::watch;
-use tokio::time::{sleep_until, timeout_at};
+use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::exposition::Format;
 use crate::metrics::exporter::{self, ExporterStatus};
@@ -177,7 +180,7 @@ impl HubCollector {
             Err(_) => None,
         };
         match at {
-            Some(at) => sleep_until(at.into()).await,
+            Some(at) => sleep_until(at).await,
             None => std::future::pending().await,
         }
     }
@@ -278,7 +281,7 @@ impl HubCollector {
     /// within the minimum interval is shared; otherwise a new one, bounded by the deadline.
     async fn outcome_by(&self, arrived: Instant, deadline: Instant) -> Outcome {
         let budget = deadline.saturating_duration_since(arrived);
-        let Ok(mut cache) = timeout_at(deadline.into(), self.collection.lock()).await else {
+        let Ok(mut cache) = timeout_at(deadline, self.collection.lock()).await else {
             self.count_error("workers");
             self.stats().up = Some(false);
             let message =
@@ -307,7 +310,7 @@ impl HubCollector {
             return outcome;
         }
         let started = Instant::now();
-        let outcome = match timeout_at(deadline.into(), self.collect(&mut cache)).await {
+        let outcome = match timeout_at(deadline, self.collect(&mut cache)).await {
             Ok(Ok(snapshot)) => Ok(Arc::new(snapshot)),
             Ok(Err(message)) => Err(message),
             Err(_) => {

@@ -7,6 +7,11 @@
 //! PostgreSQL test server behind the proxy of `support::proxy`, which also counts the connections): it
 //! counts the calls of `collect` and `collect_with_tasks`, records the most in flight at once, and makes
 //! each collection last a while longer (200 ms by default), so that scrapes pile up behind it.
+//!
+//! The tests whose sources are all in-process (the SQLite fixture, a fake source) and that wait for a
+//! deadline, an interval or a backoff run on tokio's paused clock (`start_paused`, on the current-thread
+//! runtime): the collector reads tokio's clock, so they check those times exactly and take milliseconds.
+//! The tests through Rocket's local client or a real database server run in real time.
 
 mod common;
 mod support;
@@ -14,7 +19,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use kobo_backend_postgres::PostgresSource;
@@ -23,6 +28,7 @@ use kobo_exporter::collector::{CollectorOptions, HubCollector, TIMEOUT_MARGIN};
 use rocket::http::Status;
 use rocket::local::asynchronous::Client;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use common::exposition::Family;
 use support::fixture::{self, Scrape, SqliteFixture};
@@ -286,7 +292,7 @@ async fn concurrent_http_scrapes_share_collections() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn back_to_back_scrapes_within_the_minimum_interval_share_one_collection() {
     let interval = Duration::from_secs(1);
     let options = CollectorOptions {
@@ -303,8 +309,12 @@ async fn back_to_back_scrapes_within_the_minimum_interval_share_one_collection()
     assert_complete(&first, &expected, "the first scrape");
     assert_eq!(source.collections(), 1);
     let mut scrapes = 1;
-    // As many back-to-back scrapes as fit well within the interval (at least five): all from the cache.
+    // Back-to-back scrapes over the interval (at least five, the clock moved on by a tenth of it after
+    // each, the last one 1 ms before it ends): all from the cache. A collection would take DELAY.
     while scrapes < 5 || collected.elapsed() < interval / 2 {
+        if scrapes > 1 {
+            tokio::time::advance(interval / 10).await;
+        }
         let started = Instant::now();
         let answer = collector.scrape(None).await.expect("a scrape");
         assert!(
@@ -316,20 +326,28 @@ async fn back_to_back_scrapes_within_the_minimum_interval_share_one_collection()
         scrapes += 1;
     }
     assert!(collected.elapsed() < interval, "the scrapes were quick");
+    tokio::time::sleep_until(collected + interval - Duration::from_millis(1)).await;
+    let answer = collector.scrape(None).await.expect("a scrape");
+    assert_complete(
+        &answer,
+        &expected,
+        "the scrape 1 ms before the interval ends",
+    );
+    scrapes += 1;
     assert_eq!(
         source.collections(),
         1,
         "{scrapes} scrapes within {interval:?} of the first collection"
     );
     // Once the interval has passed since that collection ended, the next scrape collects again.
-    tokio::time::sleep_until((collected + interval).into()).await;
+    tokio::time::sleep_until(collected + interval).await;
     let answer = collector.scrape(None).await.expect("a scrape");
     assert_complete(&answer, &expected, "the scrape after the interval");
     assert_eq!(source.collections(), 2);
     assert_eq!(source.max_in_flight(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn scrapes_behind_a_stuck_collection_answer_by_their_own_deadline() {
     let options = CollectorOptions::default();
     let fixture = SqliteFixture::open();
@@ -342,6 +360,12 @@ async fn scrapes_behind_a_stuck_collection_answer_by_their_own_deadline() {
     let long = Duration::from_secs(4);
     let short = Duration::from_millis(1500);
     let deadline = |timeout: Duration| timeout - TIMEOUT_MARGIN;
+    // On the paused clock a timer fires at its deadline, rounded up to tokio's 1 ms timer tick.
+    let at_deadline = |elapsed: Duration, timeout: Duration| {
+        elapsed >= deadline(timeout)
+            && elapsed < timeout
+            && elapsed <= deadline(timeout) + Duration::from_millis(2)
+    };
 
     let first = {
         let collector = Arc::clone(&collector);
@@ -365,7 +389,7 @@ async fn scrapes_behind_a_stuck_collection_answer_by_their_own_deadline() {
     while let Some(joined) = tasks.join_next().await {
         let (answer, elapsed) = joined.expect("a scrape task");
         assert!(
-            elapsed >= deadline(short) && elapsed < short,
+            at_deadline(elapsed, short),
             "a queued scrape answered after {elapsed:?} (deadline {:?})",
             deadline(short)
         );
@@ -386,7 +410,7 @@ async fn scrapes_behind_a_stuck_collection_answer_by_their_own_deadline() {
     );
     let (answer, elapsed) = first.await.expect("the first scrape");
     assert!(
-        elapsed >= deadline(long) && elapsed < long,
+        at_deadline(elapsed, long),
         "the first scrape answered after {elapsed:?} (deadline {:?})",
         deadline(long)
     );
@@ -415,8 +439,8 @@ async fn scrapes_behind_a_stuck_collection_answer_by_their_own_deadline() {
     assert_eq!(scrape.up(), Some(1.0), "{answer}");
     assert_eq!(scrape.errors("workers"), Some((queued + 1) as f64));
     // The workers' families are complete. (The task data is not checked: the abandoned collection was the
-    // task refresh, and the collector tries it again only after task_refresh_interval; see the ignored
-    // test `task_metrics_are_back_at_the_first_scrape_after_recovery` in tests/faults.rs.)
+    // task refresh, and the collector tries it again only after task_refresh_interval; see
+    // `task_metrics_are_back_at_the_first_scrape_after_recovery` in tests/faults.rs.)
     let hub = scrape.hub();
     let workers = fixture::reference(&CollectorOptions {
         task_metrics: false,
@@ -504,7 +528,7 @@ impl DataSource for AlwaysDown {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_down_source_is_retried_with_backoff_not_at_every_scrape() {
     let source = Arc::new(AlwaysDown {
         calls: AtomicUsize::new(0),

@@ -192,16 +192,25 @@ struct Context {
     end: Instant,
 }
 
-/// A listening socket on 127.0.0.1: a free port, or `addr` again (SO_REUSEADDR, so that a port closed a
-/// moment ago can be taken back).
+/// A listening socket on a free port of 127.0.0.1.
 async fn bind(addr: Option<std::net::SocketAddr>) -> TcpListener {
-    let addr = addr.unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+    reserve(addr.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()))
+        .listen(128)
+        .expect("listen")
+}
+
+/// A socket bound to `addr` that does not listen: it keeps the port while the proxy refuses connections
+/// (a connection to it is refused), so that no other socket of the machine (another test's, an outgoing
+/// connection's ephemeral port) takes the port before the proxy listens on it again. SO_REUSEPORT lets it
+/// bind beside the listening socket it replaces, SO_REUSEADDR beside that one's closed connections.
+fn reserve(addr: std::net::SocketAddr) -> TcpSocket {
     let socket = TcpSocket::new_v4().expect("socket");
     socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket.set_reuseport(true).expect("SO_REUSEPORT");
     socket
         .bind(addr)
-        .unwrap_or_else(|e| panic!("the proxy cannot listen on {addr} again: {e}"));
-    socket.listen(128).expect("listen")
+        .unwrap_or_else(|e| panic!("the proxy cannot bind {addr}: {e}"));
+    socket
 }
 
 /// Accepts connections while the mode wants it; closes the listening socket when it does not, and opens
@@ -215,12 +224,18 @@ async fn accept_loop(
     let end = context.end;
     let run = async move {
         let mut listener = Some(listener);
+        // The port, held while nothing listens on it.
+        let mut reserved: Option<TcpSocket> = None;
         loop {
             let mode = context.setting.borrow_and_update().mode;
             if !mode.listens() {
-                listener = None;
+                if listener.is_some() {
+                    reserved = Some(reserve(addr));
+                    listener = None;
+                }
             } else if listener.is_none() {
-                listener = Some(bind(Some(addr)).await);
+                let socket = reserved.take().unwrap_or_else(|| reserve(addr));
+                listener = Some(socket.listen(128).expect("listen again"));
             }
             listening.send_replace(listener.is_some());
             let Some(open) = &listener else {
