@@ -1,7 +1,7 @@
 //! OpenMetrics text format 1.0.0, written over the `prometheus` crate's `MetricFamily` data model (the
 //! crate has no OpenMetrics encoder).
 //!
-//! The rules this writer follows (and `tests/common/openmetrics.rs` checks):
+//! The rules this writer follows (and `tests/it/common/openmetrics.rs` checks):
 //! - every family has `# HELP` then `# TYPE`; HELP and label values escape `\`, `"` and newline;
 //! - a counter family is named without `_total` (`kobo_exporter_collect_errors`) and its samples with it
 //!   (`kobo_exporter_collect_errors_total{...}`);

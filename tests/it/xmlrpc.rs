@@ -25,7 +25,7 @@
 //! of the groups (not of the per-worker counts) with a warning.
 #![cfg(feature = "xmlrpc")]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -153,8 +153,7 @@ fn hub_response(body: String) -> Capture {
     }
 }
 
-#[path = "support/kobo_wire.rs"]
-mod kobo_wire;
+use crate::support::kobo_wire;
 use kobo_wire::{fixture_exports, py, utc, Export, Py};
 
 /// kobo's task state names, by code.
@@ -1345,7 +1344,7 @@ async fn the_fixture_hub_gives_the_sqlite_sources_records_and_metrics() {
     }
 
     insta::with_settings!({
-        snapshot_path => "../snapshots",
+        snapshot_path => "../../snapshots",
         prepend_module_to_snapshot => false,
         omit_expression => true,
         description => "the fixture hub read through its XML-RPC API (real kobo 0.42.0 wire captures)",
@@ -2130,7 +2129,7 @@ async fn task_metrics_of_the_fixture_hub_equal_the_sqlite_sources() {
         "task 40, created 2025-04-03 15:00:34"
     );
     insta::with_settings!({
-        snapshot_path => "../snapshots",
+        snapshot_path => "../../snapshots",
         prepend_module_to_snapshot => false,
         omit_expression => true,
         description => "the fixture hub read through its XML-RPC API with task metrics (get_tasks and task_info answered in kobo 0.42.0's wire format)",

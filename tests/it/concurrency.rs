@@ -13,8 +13,8 @@
 //! runtime): the collector reads tokio's clock, so they check those times exactly and take milliseconds.
 //! The tests through Rocket's local client or a real database server run in real time.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -439,8 +439,8 @@ async fn scrapes_behind_a_stuck_collection_answer_by_their_own_deadline() {
     assert_eq!(scrape.up(), Some(1.0), "{answer}");
     assert_eq!(scrape.errors("workers"), Some((queued + 1) as f64));
     // The workers' families are complete. (The task data is not checked: the abandoned collection was the
-    // task refresh, and the collector tries it again only after task_refresh_interval; see
-    // `task_metrics_are_back_at_the_first_scrape_after_recovery` in tests/faults.rs.)
+    // task refresh, and the collector tries it again only after task_refresh_interval; the task data after
+    // a recovery is checked in `every_fault_on_every_source` in faults.rs.)
     let hub = scrape.hub();
     let workers = fixture::reference(&CollectorOptions {
         task_metrics: false,

@@ -9,8 +9,8 @@ use kobo_backend_sqlite::SqliteSource;
 use kobo_exporter::api::WorkerDir;
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 
-use super::super::common;
-use super::super::common::exposition::{parse, Family};
+use crate::common;
+use crate::common::exposition::{parse, Family};
 
 /// The fixture hub in a new temporary SQLite file (kept while the directory lives).
 pub fn sqlite_file() -> (tempfile::TempDir, PathBuf) {

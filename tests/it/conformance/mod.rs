@@ -1,8 +1,7 @@
 //! One conformance suite for every source: the same hubs, loaded into each database on kobo's real schema,
 //! must render to the same insta snapshot (`snapshots/conformance__<hub>.snap`).
 
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 mod hubs;
 
 mod sqlite;
@@ -27,7 +26,7 @@ pub async fn assert_conforms(hub: &hubs::Hub, source: &dyn DataSource) {
         "worker_key leaked into the output"
     );
     insta::with_settings!({
-        snapshot_path => "../../snapshots",
+        snapshot_path => "../../../snapshots",
         prepend_module_to_snapshot => false,
         description => format!("hub {} rendered from every source", hub.snapshot),
         omit_expression => true,

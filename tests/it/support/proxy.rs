@@ -89,7 +89,7 @@ impl Proxy {
             setting: setting_rx,
             live: Arc::new(live_tx),
             counters: Arc::clone(&counters),
-            done: done.clone(),
+            _done: done.clone(),
             end,
         };
         tokio::spawn(accept_loop(addr, listener, listening_tx, context));
@@ -188,7 +188,8 @@ struct Context {
     setting: watch::Receiver<Setting>,
     live: Arc<watch::Sender<usize>>,
     counters: Arc<Counters>,
-    done: mpsc::Sender<()>,
+    /// Held, never sent on: the proxy knows that every task ended when the last clone is dropped.
+    _done: mpsc::Sender<()>,
     end: Instant,
 }
 

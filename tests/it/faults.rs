@@ -27,8 +27,8 @@
 //!
 //! An unreachable database server skips its tests loudly, or fails them under `CI=true`.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -184,7 +184,7 @@ impl Rig {
             task_refresh_interval,
             scrape_timeout: Duration::from_secs(10),
             // These tests scrape back to back, where Prometheus scrapes every 15 s or more: without the
-            // reconnect backoff (tested in tests/concurrency.rs), the first scrape after recovery can
+            // reconnect backoff (tested in concurrency.rs), the first scrape after recovery can
             // show the recovery, as the next real scrape would.
             reconnect_backoff_max: Duration::ZERO,
             ..CollectorOptions::default()

@@ -1,7 +1,6 @@
 //! kobo's wire format for the test hubs: Python's xmlrpc.client marshaller and `Worker.export()` live in
 //! [`kobo_hubgen::wire`] (re-exported here); this file adds the fixture workers as kobo exports them.
 //! Shared by tests/xmlrpc.rs and the fault tests' hub (tests/support/hub.rs).
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 

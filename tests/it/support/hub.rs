@@ -25,19 +25,4 @@ impl TestHub {
     pub fn addr(&self) -> std::net::SocketAddr {
         self.hub.addr()
     }
-
-    /// The hub's XML-RPC client endpoint.
-    pub fn url(&self) -> String {
-        self.hub.url()
-    }
-
-    /// HTTP requests answered so far.
-    pub fn requests(&self) -> usize {
-        self.hub.requests()
-    }
-
-    /// XML-RPC calls answered so far (each call inside a `system.multicall` counts).
-    pub fn calls(&self) -> usize {
-        self.hub.calls()
-    }
 }

@@ -6,7 +6,7 @@
 //!
 //! Without a `prometheus` binary the test is skipped loudly, or fails under `CI=true`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

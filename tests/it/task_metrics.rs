@@ -2,7 +2,7 @@
 //! independently from the raw rows of `hub_task` (no GROUP BY, no shared SQL), and the collector's task
 //! refresh: cached between refreshes with its age exported, dropped (not served stale) when it fails.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

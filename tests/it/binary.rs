@@ -2,7 +2,7 @@
 //! hub named by `KOBO_URL`/`KOBO_WORKER_DIR` with output equal to the reference exporter's, and refuses bad
 //! configuration with one clear message and a non-zero exit.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

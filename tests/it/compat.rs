@@ -2,7 +2,7 @@
 //! django-kobo-exporter 1.1.1 served (`testkit/data/fixture-reference-metrics.txt`): the same families in
 //! the same order, HELP, TYPE, label sets and values.
 
-mod common;
+use crate::common;
 
 use common::exposition::parse;
 use kobo_backend_sqlite::SqliteSource;
@@ -32,7 +32,7 @@ async fn fixture_output_parses_equal_to_the_reference_exporter() {
         );
     }
     // First, in the reference's order; the exporter's own families come after them. (With
-    // `metrics = "reference"` the output is exactly the reference's: tests/binary.rs.)
+    // `metrics = "reference"` the output is exactly the reference's: tests/it/binary.rs.)
     assert_eq!(ours.order[..reference.order.len()], reference.order[..]);
 }
 

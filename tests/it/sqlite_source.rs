@@ -1,7 +1,7 @@
 //! The SQLite source against real files: read-only files and directories, files that do not exist, the
 //! worker secret, and the bundled demo hub.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

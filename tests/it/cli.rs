@@ -1,7 +1,7 @@
 //! The command line: `--help`, `--version`, `--config FILE`, `--check-config` (one-line verdict, exit 0/1,
 //! no secrets) and `--once` (the exposition text on stdout, or the error on stderr and exit 1).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

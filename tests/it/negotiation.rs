@@ -2,7 +2,7 @@
 //! application/openmetrics-text` gets OpenMetrics 1.0.0 (checked strictly, and equal in meaning to the
 //! text format), anything else the text format 0.0.4; `Accept-Encoding: gzip` gets a gzipped body.
 
-mod common;
+use crate::common;
 
 use std::io::Read as _;
 use std::sync::Arc;

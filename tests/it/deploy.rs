@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use figment::Jail;
+use crate::common;
 use kobo_exporter::config::{Settings, SourceKind};
 
 fn deploy(name: &str) -> PathBuf {
@@ -26,7 +26,7 @@ fn read(name: &str) -> String {
 #[test]
 fn example_rocket_toml_loads_in_every_profile() {
     for profile in ["live", "test"] {
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             jail.clear_env();
             jail.create_file("db-password", "not-a-real-password\n")?;
             jail.set_env("ROCKET_CONFIG", deploy("Rocket.production.toml").display());

@@ -3,7 +3,7 @@
 //! (the families of a `--once`-like rendering, which include `process_*`), `up`, or a recording rule of
 //! alerts.yml; and every dashboard query follows its `job` and `instance` variables.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,7 +1,6 @@
 //! Helpers shared by the integration tests: the test material in `testkit/data/`, hubs built in
 //! temporary SQLite files, worker directories with chosen mtimes, an exposition-format parser, and the
 //! skip-or-fail rule for database servers.
-#![allow(dead_code)]
 
 pub mod exposition;
 pub mod openmetrics;
@@ -116,12 +115,47 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-/// Reports an unreachable database server: a loud skip, or a failure under `CI=true`.
-pub fn skip_or_fail(what: &str, error: &dyn std::fmt::Display) {
-    if in_ci() {
-        panic!("{what} is unreachable and CI=true: {error}");
+/// Runs `body` in figment's [`Jail`](figment::Jail) (a temporary working directory, environment variables
+/// restored afterwards), never in this process: a jail changes the whole process's working directory and
+/// environment, which the tests running beside it in this binary must not see.
+///
+/// The first call in a test runs the whole test again in a child process (this test binary, given the
+/// test's name, which libtest gives its thread) with `KOBO_TEST_IN_JAIL` set, and checks that it passed;
+/// there every call runs its jail. In this process the calls return at once, so a test that uses jails
+/// must assert only inside them.
+pub fn jail<F>(body: F)
+where
+    F: FnOnce(&mut figment::Jail) -> figment::error::Result<()>,
+{
+    const IN_CHILD: &str = "KOBO_TEST_IN_JAIL";
+    thread_local! {
+        static RAN_IN_CHILD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
-    eprintln!(
-        "\n*** SKIPPED: {what} is unreachable: {error} (set CI=true to make this a failure) ***\n"
+    if std::env::var_os(IN_CHILD).is_some() {
+        figment::Jail::expect_with(body);
+        return;
+    }
+    if RAN_IN_CHILD.with(|ran| ran.replace(true)) {
+        return;
+    }
+    let test = std::thread::current()
+        .name()
+        .expect("a test thread is named after its test")
+        .to_string();
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_CHILD, "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running the test in a child process");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test} in its own process: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
     );
 }

@@ -1,7 +1,7 @@
 //! The HTTP surface, through Rocket's local client: every metrics route with GET and HEAD, the content
 //! type, the landing page, a 404, and a source that fails.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -4,6 +4,8 @@
 #![allow(clippy::result_large_err)] // figment::Jail closures return figment::Error, as figment defines them.
 
 use figment::Jail;
+
+use crate::common;
 use kobo_exporter::config::{Settings, SourceKind, DEFAULT_PORT};
 use kobo_exporter::source;
 
@@ -42,7 +44,7 @@ fn make_hub(jail: &Jail, name: &str) -> std::path::PathBuf {
 
 #[test]
 fn profiles_and_environment_overrides() {
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         make_hub(jail, "a.sqlite3");
         make_hub(jail, "b.sqlite3");
         std::fs::create_dir(jail.directory().join("workers")).expect("mkdir");
@@ -91,7 +93,7 @@ fn profiles_and_environment_overrides() {
 
 #[test]
 fn a_missing_url_names_the_key_the_profile_and_the_variable() {
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         jail.create_file("Rocket.toml", "[default]\nport = 1234\n")?;
         assert_mentions(&startup_error(), &["kobo.url", "Rocket.toml", "KOBO_URL"]);
         Ok(())
@@ -100,7 +102,7 @@ fn a_missing_url_names_the_key_the_profile_and_the_variable() {
 
 #[test]
 fn an_unknown_scheme_names_the_key_and_the_file() {
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         jail.create_file("Rocket.toml", "[default.kobo]\nurl = \"oracle://db/hub\"\n")?;
         assert_mentions(
             &startup_error(),
@@ -112,7 +114,7 @@ fn an_unknown_scheme_names_the_key_and_the_file() {
 
 #[test]
 fn an_unknown_scheme_from_the_environment_names_the_variable() {
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         jail.create_file("Rocket.toml", "[default.kobo]\nurl = \"sqlite://x\"\n")?;
         jail.set_env("KOBO_URL", "ftp://hub");
         assert_mentions(&startup_error(), &["kobo.url", "KOBO_URL", "ftp"]);
@@ -122,7 +124,7 @@ fn an_unknown_scheme_from_the_environment_names_the_variable() {
 
 #[test]
 fn a_missing_database_file_is_named_and_not_created() {
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         jail.create_file(
             "Rocket.toml",
             "[default.kobo]\nurl = \"sqlite://missing.sqlite3\"\n",
@@ -141,7 +143,7 @@ fn a_missing_database_file_is_named_and_not_created() {
 
 #[test]
 fn a_database_that_is_not_a_hub_names_the_missing_table() {
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         rusqlite::Connection::open(jail.directory().join("other.db"))
             .and_then(|c| c.execute_batch("CREATE TABLE hub_worker (id integer)"))
             .expect("create");
@@ -159,7 +161,7 @@ fn a_database_that_is_not_a_hub_names_the_missing_table() {
 
 #[test]
 fn a_missing_worker_dir_names_the_key_and_the_directory() {
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         make_hub(jail, "hub.sqlite3");
         jail.create_file(
             "Rocket.toml",
@@ -192,7 +194,7 @@ fn wrong_values_name_the_key() {
         ("path_prefix = \"metrics\"", "kobo.path_prefix"),
     ];
     for (line, key) in cases {
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             make_hub(jail, "hub.sqlite3");
             jail.create_file(
                 "Rocket.toml",
@@ -211,7 +213,7 @@ fn wrong_values_name_the_key() {
 
 #[test]
 fn a_password_file_is_read_and_never_shown() {
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         jail.create_file("secret", "hunter2\n")?;
         jail.create_file(
             "Rocket.toml",
@@ -262,7 +264,7 @@ fn durations_are_bounded_and_the_message_names_key_source_and_limit() {
     for (key, limit, zero_allowed) in keys {
         let over = format!("{}.5", limit);
         for value in ["1e19", "1e300", "inf", "-inf", "nan", "-1", over.as_str()] {
-            Jail::expect_with(|jail| {
+            common::jail(|jail| {
                 settings_config(jail, &format!("{key} = {value}"))?;
                 let message = settings_or_error().expect_err(&format!("{key} = {value} accepted"));
                 assert_mentions(
@@ -273,7 +275,7 @@ fn durations_are_bounded_and_the_message_names_key_source_and_limit() {
             });
         }
         // From the environment: the message names the variable.
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             settings_config(jail, "")?;
             jail.set_env(format!("KOBO_{}", key.to_ascii_uppercase()), "1e19");
             let message = settings_or_error().expect_err("1e19 from the environment accepted");
@@ -284,12 +286,12 @@ fn durations_are_bounded_and_the_message_names_key_source_and_limit() {
             Ok(())
         });
         // The limit itself, and 0 where 0 means "off", are fine.
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             settings_config(jail, &format!("{key} = {limit}"))?;
             settings_or_error().unwrap_or_else(|e| panic!("{key} = {limit}: {e}"));
             Ok(())
         });
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             settings_config(jail, &format!("{key} = 0"))?;
             assert_eq!(settings_or_error().is_ok(), zero_allowed, "{key} = 0");
             Ok(())
@@ -300,7 +302,7 @@ fn durations_are_bounded_and_the_message_names_key_source_and_limit() {
 #[test]
 fn a_huge_scrape_timeout_no_longer_breaks_a_scrape() {
     // The defect: 1e19 passed validation, then every scrape panicked adding it to an Instant.
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         hub_config(jail, "scrape_timeout = 3600\nconnect_timeout = 300")?;
         let settings = settings_or_error().expect("the largest values are accepted");
         let source = source::open(&settings).expect("opens");
@@ -337,14 +339,14 @@ fn numeric_keys_are_bounded() {
         ("multicall_chunk = 0", "kobo.multicall_chunk", "100000"),
     ];
     for (line, key, limit) in cases {
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             settings_config(jail, line)?;
             let message = settings_or_error().expect_err(line);
             assert_mentions(&message, &[key, "Rocket.toml", limit]);
             Ok(())
         });
     }
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         settings_config(jail, "")?;
         jail.set_env("KOBO_MAX_CONNECTIONS", "4294967295");
         let message = settings_or_error().expect_err("4294967295 accepted");
@@ -354,7 +356,7 @@ fn numeric_keys_are_bounded() {
         );
         Ok(())
     });
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         settings_config(
             jail,
             "max_connections = 100\nmax_response_bytes = 1073741824\nmulticall_chunk = 100000",
@@ -371,7 +373,7 @@ fn path_prefixes_that_rocket_cannot_mount_are_refused() {
         "/a b", "/ü", "//", "/{x}", "/a%20b", "/kobo//", "/a//b", "/<x>", "/a?b", "/a#b", "kobo",
         "/a\\b", "/%zz",
     ] {
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             settings_config(jail, &format!("path_prefix = {:?}", prefix))?;
             let message = settings_or_error()
                 .err()
@@ -391,7 +393,7 @@ fn good_path_prefixes_are_accepted_and_served() {
         ("/kobo/", "/kobo"),
         ("/a/b-c_d.e~f", "/a/b-c_d.e~f"),
     ] {
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             hub_config(jail, &format!("path_prefix = {:?}", prefix))?;
             let figment = kobo_exporter::config::figment();
             let settings = Settings::from_figment(&figment)
@@ -422,7 +424,7 @@ fn good_path_prefixes_are_accepted_and_served() {
 
 #[test]
 fn empty_path_keys_count_as_unset() {
-    Jail::expect_with(|jail| {
+    common::jail(|jail| {
         hub_config(jail, "")?;
         for variable in [
             "KOBO_WORKER_DIR",
@@ -445,7 +447,7 @@ fn empty_path_keys_count_as_unset() {
 #[test]
 fn url_schemes_are_case_insensitive_everywhere() {
     for scheme in ["SQLITE", "Sqlite", "sqlite"] {
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             make_hub(jail, "hub.sqlite3");
             jail.set_env("KOBO_URL", format!("{scheme}://hub.sqlite3"));
             let settings = settings_or_error().expect("settings");
@@ -460,7 +462,7 @@ fn url_schemes_are_case_insensitive_everywhere() {
 fn secret_files_are_capped_and_must_be_regular_files() {
     for key in ["password_file", "bearer_token_file"] {
         // A device that never ends: refused at once, not read for gigabytes.
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             settings_config(jail, &format!("{key} = \"/dev/zero\""))?;
             let started = std::time::Instant::now();
             let message = settings_or_error().expect_err("/dev/zero accepted");
@@ -472,14 +474,14 @@ fn secret_files_are_capped_and_must_be_regular_files() {
             Ok(())
         });
         // A big file: refused without reading it all; 64 KiB is fine.
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             jail.create_file("big", &"x".repeat(64 * 1024 + 1))?;
             settings_config(jail, &format!("{key} = \"big\""))?;
             let message = settings_or_error().expect_err("a big file accepted");
             assert_mentions(&message, &[&format!("kobo.{key}"), "big", "64 KiB"]);
             Ok(())
         });
-        Jail::expect_with(|jail| {
+        common::jail(|jail| {
             jail.create_file("fits", &format!("{}\n", "x".repeat(64 * 1024 - 1)))?;
             settings_config(jail, &format!("{key} = \"fits\""))?;
             settings_or_error().expect("64 KiB is accepted");
