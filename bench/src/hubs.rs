@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kobo_backend_api::normalise::{HubSchema, ScrapeSql};
-use kobo_hubgen::xmlrpc_hub::{exports_from_sqlite, XmlRpcHub};
 use kobo_hubgen::HubSpec;
+use kobo_testkit::xmlrpc_hub::{exports_from_sqlite, XmlRpcHub};
 use mysql_async::prelude::Queryable;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
 

@@ -2,15 +2,13 @@
 //! an empty SQLite file, PostgreSQL database or MariaDB/MySQL database, and optionally kobo's last-seen
 //! files into a worker directory.
 //!
-//! For tests and benchmarks of the XML-RPC source it also speaks kobo's XML-RPC wire format ([`wire`])
-//! and serves a hub's workers over XML-RPC ([`xmlrpc_hub`]).
+//! (kobo's XML-RPC wire format and a hub served over XML-RPC, for the tests and benchmarks of the XML-RPC
+//! source, are in kobo-testkit.)
 
 pub mod mysql;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;
-pub mod wire;
-pub mod xmlrpc_hub;
 
 use std::fs::File;
 use std::path::Path;

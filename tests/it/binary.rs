@@ -110,7 +110,7 @@ fn serves_the_demo_hub_with_no_configuration() {
         headers.contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
         "{headers}"
     );
-    let parsed = common::exposition::parse(&body).expect("parses");
+    let parsed = kobo_testkit::exposition::parse(&body).expect("parses");
     assert_eq!(parsed.families["kobo_worker_enabled"].samples.len(), 5);
     // The demo carries last-seen files for four of its five workers.
     let seen = &parsed.families["kobo_worker_last_seen_seconds"].samples;
@@ -124,14 +124,14 @@ fn serves_any_hub_from_kobo_url_equal_to_the_reference() {
     let url = format!("sqlite://{}", hub.display());
     let worker_dir = workers.path().display().to_string();
     let reference =
-        common::exposition::parse(&common::read_test_data("fixture-reference-metrics.txt"))
+        kobo_testkit::exposition::parse(&kobo_testkit::data::read("fixture-reference-metrics.txt"))
             .expect("reference");
 
     // The full set: every reference family equal, and the reference families first, in order.
     let server = start(&[("KOBO_URL", &url), ("KOBO_WORKER_DIR", &worker_dir)]);
     let (status, _, body) = get(server.port, "/kobo_exporter/metrics/");
     assert!(status.contains("200"), "{status}");
-    let ours = common::exposition::parse(&body).expect("parses");
+    let ours = kobo_testkit::exposition::parse(&body).expect("parses");
     for name in &reference.order {
         assert_eq!(
             ours.families.get(name),
@@ -150,7 +150,10 @@ fn serves_any_hub_from_kobo_url_equal_to_the_reference() {
     ]);
     let (status, _, body) = get(server.port, "/kobo_exporter/metrics");
     assert!(status.contains("200"), "{status}");
-    assert_eq!(common::exposition::parse(&body).expect("parses"), reference);
+    assert_eq!(
+        kobo_testkit::exposition::parse(&body).expect("parses"),
+        reference
+    );
 }
 
 /// Runs the binary with this config and environment; returns its exit status and stderr. It must exit

@@ -154,7 +154,7 @@ fn once_prints_the_exposition_of_the_demo_hub() {
     let out = run(repo(), &["--once"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let body = text(&out.stdout);
-    let parsed = common::exposition::parse(&body).expect("parses");
+    let parsed = kobo_testkit::exposition::parse(&body).expect("parses");
     assert_eq!(parsed.families["kobo_worker_enabled"].samples.len(), 5);
     let up = &parsed.families["kobo_up"].samples;
     assert_eq!(up.values().copied().collect::<Vec<_>>(), [1.0]);
@@ -180,10 +180,10 @@ fn once_with_the_reference_set_equals_the_reference() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let reference =
-        common::exposition::parse(&common::read_test_data("fixture-reference-metrics.txt"))
+        kobo_testkit::exposition::parse(&kobo_testkit::data::read("fixture-reference-metrics.txt"))
             .expect("reference");
     assert_eq!(
-        common::exposition::parse(&text(&out.stdout)).expect("parses"),
+        kobo_testkit::exposition::parse(&text(&out.stdout)).expect("parses"),
         reference
     );
 }

@@ -4,9 +4,9 @@
 
 use crate::common;
 
-use common::exposition::parse;
 use kobo_backend_sqlite::SqliteSource;
 use kobo_exporter::api::{DataSource, WorkerDir};
+use kobo_testkit::exposition::parse;
 
 /// The fixture hub in a SQLite file, rendered by this exporter.
 async fn render_fixture() -> String {
@@ -19,8 +19,8 @@ async fn render_fixture() -> String {
 
 #[tokio::test]
 async fn fixture_output_parses_equal_to_the_reference_exporter() {
-    let reference =
-        parse(&common::read_test_data("fixture-reference-metrics.txt")).expect("reference parses");
+    let reference = parse(&kobo_testkit::data::read("fixture-reference-metrics.txt"))
+        .expect("reference parses");
     let ours = parse(&render_fixture().await).expect("our output parses");
     assert_eq!(reference.order.len(), 6, "the reference has six families");
     // Every reference family: same HELP, TYPE, label sets and values.

@@ -4,7 +4,7 @@
 //! deadline, and the stuck collection is abandoned, not left running.
 //!
 //! The source is a [`Counting`] wrapper around a real source (the fixture hub in SQLite, and on the
-//! PostgreSQL test server behind the proxy of `support::proxy`, which also counts the connections): it
+//! PostgreSQL test server behind the proxy of `kobo_testkit::proxy`, which also counts the connections): it
 //! counts the calls of `collect` and `collect_with_tasks`, records the most in flight at once, and makes
 //! each collection last a while longer (200 ms by default), so that scrapes pile up behind it.
 //!
@@ -30,9 +30,9 @@ use rocket::local::asynchronous::Client;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use common::exposition::Family;
+use kobo_testkit::exposition::Family;
+use kobo_testkit::proxy::{Mode, Proxy};
 use support::fixture::{self, Scrape, SqliteFixture};
-use support::proxy::{Mode, Proxy};
 
 /// Scrapes fired at once.
 const SCRAPES: usize = 200;
@@ -465,9 +465,9 @@ async fn concurrent_scrapes_of_postgresql_use_one_collection_and_one_connection(
     let options = CollectorOptions::default();
     let expected = fixture::reference(&options).await;
     // The database through the proxy, which counts the connections the source opens.
-    let (_, target) = support::proxy::through(&db.url(), 0).await;
+    let (_, target) = kobo_testkit::proxy::through(&db.url(), 0).await;
     let proxy = Proxy::start(target, Mode::Pass).await;
-    let (url, _) = support::proxy::through(&db.url(), proxy.port()).await;
+    let (url, _) = kobo_testkit::proxy::through(&db.url(), proxy.port()).await;
     let worker_dir = common::fixture_worker_dir();
     let source = PostgresSource::new(DatabaseOptions {
         max_connections: 2,

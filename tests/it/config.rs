@@ -31,14 +31,8 @@ fn assert_mentions(message: &str, needles: &[&str]) {
 fn make_hub(jail: &Jail, name: &str) -> std::path::PathBuf {
     let path = jail.directory().join(name);
     let conn = rusqlite::Connection::open(&path).expect("create");
-    conn.execute_batch(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/testkit/data/schema-sqlite.sql"
-        ))
-        .expect("schema"),
-    )
-    .expect("schema");
+    conn.execute_batch(&kobo_testkit::data::read("schema-sqlite.sql"))
+        .expect("schema");
     path
 }
 

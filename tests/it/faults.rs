@@ -1,4 +1,4 @@
-//! Faults between the exporter and its source, injected by a TCP proxy ([`support::proxy`]) in front of a
+//! Faults between the exporter and its source, injected by a TCP proxy ([`kobo_testkit::proxy`]) in front of a
 //! real PostgreSQL database, a real MariaDB database (the test servers of `KOBO_TEST_POSTGRES_URL` and
 //! `KOBO_TEST_MYSQL_URL`, each on a throw-away database holding the fixture hub) and a local
 //! kobo hub for the XML-RPC source ([`support::hub`]).
@@ -43,10 +43,10 @@ use kobo_exporter::collector::{CollectorOptions, HubCollector, TIMEOUT_MARGIN};
 use rocket::http::{Header, Status};
 use rocket::local::asynchronous::Client;
 
-use common::exposition::Family;
+use kobo_testkit::exposition::Family;
+use kobo_testkit::proxy::{Mode, Proxy};
 use support::fixture::{self, Scrape};
 use support::hub::TestHub;
-use support::proxy::{Mode, Proxy};
 
 /// Prometheus' scrape timeout, sent with every scrape: the answer must come within it. (A complete
 /// scrape takes some 20 to 300 ms here with all the faults of a source at once on a loaded machine: the
@@ -193,9 +193,9 @@ impl Rig {
         let (upstream, source, proxy): (Upstream, Arc<dyn DataSource>, Proxy) =
             match (backend, database) {
                 (Backend::Postgres, Database::Postgres(db)) => {
-                    let (_, target) = support::proxy::through(&db.url(), 0).await;
+                    let (_, target) = kobo_testkit::proxy::through(&db.url(), 0).await;
                     let proxy = Proxy::start(target, mode).await;
-                    let (url, _) = support::proxy::through(&db.url(), proxy.port()).await;
+                    let (url, _) = kobo_testkit::proxy::through(&db.url(), proxy.port()).await;
                     let options = database_options(format!("{url}?sslmode=disable"), &worker_dir);
                     let source = PostgresSource::new(options).expect("PostgreSQL source");
                     (
@@ -205,9 +205,9 @@ impl Rig {
                     )
                 }
                 (Backend::Mysql, Database::Mysql(db)) => {
-                    let (_, target) = support::proxy::through(&db.url(), 0).await;
+                    let (_, target) = kobo_testkit::proxy::through(&db.url(), 0).await;
                     let proxy = Proxy::start(target, mode).await;
-                    let (url, _) = support::proxy::through(&db.url(), proxy.port()).await;
+                    let (url, _) = kobo_testkit::proxy::through(&db.url(), proxy.port()).await;
                     let options = database_options(url, &worker_dir);
                     let source = MysqlSource::new(options).expect("MariaDB source");
                     (

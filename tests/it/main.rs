@@ -1,12 +1,14 @@
 //! The integration tests: one binary, a module per theme, so that a change relinks one test executable
 //! instead of one per file.
 //!
-//! - [`common`]: the test material (`testkit/data/`), SQLite fixture hubs, worker directories, the
-//!   exposition and OpenMetrics parsers, the skip-or-fail rule for database servers;
-//! - [`support`]: the fault proxy, the local XML-RPC hub, kobo's wire format, scrape helpers.
+//! - [`common`]: SQLite fixture hubs (from `kobo_testkit::data`, the test material), worker directories,
+//!   jails in a process of their own;
+//! - [`support`]: the fixture served over XML-RPC, in kobo's wire format, scrape helpers;
+//! - the crate `kobo_testkit`: the test material, the fault proxy, the exposition and OpenMetrics checkers,
+//!   kobo's wire format and a hub served over XML-RPC.
 //!
 //! Tests that change the process's environment or working directory (figment's `Jail`) run in a child
-//! process of their own (`rusty_fork`), so that the tests running beside them never see those changes.
+//! process of their own ([`common::jail`]), so that the tests running beside them never see those changes.
 
 mod common;
 mod support;

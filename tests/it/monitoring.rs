@@ -208,7 +208,7 @@ async fn exported_names() -> BTreeSet<String> {
         .collect_once(Format::Text)
         .await
         .expect("collects");
-    let parsed = common::exposition::parse(&text).expect("parses");
+    let parsed = kobo_testkit::exposition::parse(&text).expect("parses");
     let mut names: BTreeSet<String> = parsed.families.keys().cloned().collect();
     assert!(
         names.iter().any(|n| n.starts_with("process_")),

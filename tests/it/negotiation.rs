@@ -2,8 +2,6 @@
 //! application/openmetrics-text` gets OpenMetrics 1.0.0 (checked strictly, and equal in meaning to the
 //! text format), anything else the text format 0.0.4; `Accept-Encoding: gzip` gets a gzipped body.
 
-use crate::common;
-
 use std::io::Read as _;
 use std::sync::Arc;
 
@@ -110,9 +108,9 @@ async fn accept_picks_the_format() {
         assert_eq!(encoding, None);
         let body = utf8(body);
         if want == OPENMETRICS {
-            common::openmetrics::check(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+            kobo_testkit::openmetrics::check(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
         } else {
-            common::exposition::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+            kobo_testkit::exposition::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
             assert!(!body.contains("# EOF"));
         }
     }
@@ -122,10 +120,10 @@ async fn accept_picks_the_format() {
 async fn openmetrics_means_the_same_as_the_text_format() {
     let client = demo_client().await;
     let (_, _, _, text) = get(&client, &[]).await;
-    let text = common::exposition::parse(&utf8(text)).expect("text format");
+    let text = kobo_testkit::exposition::parse(&utf8(text)).expect("text format");
     let (_, _, _, om) = get(&client, &[("Accept", PROMETHEUS_ACCEPT)]).await;
     let om = utf8(om);
-    let families = common::openmetrics::check(&om).unwrap_or_else(|e| panic!("{e}\n{om}"));
+    let families = kobo_testkit::openmetrics::check(&om).unwrap_or_else(|e| panic!("{e}\n{om}"));
     assert!(om.ends_with("\n# EOF\n"));
 
     // Counters: family without _total, samples with it; the build info is an info family.
@@ -186,10 +184,12 @@ async fn gzip_round_trips_in_both_formats() {
     assert_eq!(encoding.as_deref(), Some("gzip"));
     assert!(packed.len() < plain.len());
     let unpacked = gunzip(&packed);
-    let ours = common::exposition::parse(&unpacked).expect("parses");
+    let ours = kobo_testkit::exposition::parse(&unpacked).expect("parses");
     assert_eq!(
         ours.families["kobo_worker_enabled"],
-        common::exposition::parse(&plain).expect("parses").families["kobo_worker_enabled"]
+        kobo_testkit::exposition::parse(&plain)
+            .expect("parses")
+            .families["kobo_worker_enabled"]
     );
 
     let (_, content_type, encoding, packed) = get(
@@ -199,7 +199,7 @@ async fn gzip_round_trips_in_both_formats() {
     .await;
     assert_eq!(content_type, OPENMETRICS);
     assert_eq!(encoding.as_deref(), Some("gzip"));
-    common::openmetrics::check(&gunzip(&packed)).expect("OpenMetrics");
+    kobo_testkit::openmetrics::check(&gunzip(&packed)).expect("OpenMetrics");
 
     let (_, _, encoding, _) = get(&client, &[("Accept-Encoding", "gzip;q=0")]).await;
     assert_eq!(encoding, None);
@@ -227,7 +227,7 @@ async fn head_gets_the_headers_only() {
 fn the_checker_refuses_what_openmetrics_forbids() {
     let good = "# HELP a_errors E\n# TYPE a_errors counter\na_errors_total{x=\"1\"} 2\n\
                 # HELP b B\n# TYPE b info\nb_info{v=\"1\"} 1\n# EOF\n";
-    common::openmetrics::check(good).expect("valid");
+    kobo_testkit::openmetrics::check(good).expect("valid");
     let bad = [
         good.trim_end_matches("# EOF\n"),
         &good.replace("a_errors_total{", "a_errors{"),
@@ -245,7 +245,7 @@ fn the_checker_refuses_what_openmetrics_forbids() {
     ];
     for text in bad {
         assert!(
-            common::openmetrics::check(text).is_err(),
+            kobo_testkit::openmetrics::check(text).is_err(),
             "accepted {text:?}"
         );
     }

@@ -218,7 +218,7 @@ async fn a_real_prometheus_scrapes_the_exporter_and_evaluates_the_rules() {
 
     // The reference series, with the reference values.
     let reference =
-        common::exposition::parse(&common::read_test_data("fixture-reference-metrics.txt"))
+        kobo_testkit::exposition::parse(&kobo_testkit::data::read("fixture-reference-metrics.txt"))
             .expect("reference");
     for name in &reference.order {
         let want: BTreeMap<Vec<(String, String)>, f64> = reference.families[name]

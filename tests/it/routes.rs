@@ -1,8 +1,6 @@
 //! The HTTP surface, through Rocket's local client: every metrics route with GET and HEAD, the content
 //! type, the landing page, a 404, and a source that fails.
 
-use crate::common;
-
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -56,7 +54,7 @@ async fn every_metrics_path_serves_the_exposition_on_get() {
             .map(str::to_string);
         assert_eq!(content_type.as_deref(), Some(CONTENT_TYPE), "{path}");
         let body = response.into_string().await.expect("body");
-        let parsed = common::exposition::parse(&body).expect("parses");
+        let parsed = kobo_testkit::exposition::parse(&body).expect("parses");
         assert_eq!(
             parsed.families["kobo_worker_enabled"].samples.len(),
             5,
@@ -255,7 +253,7 @@ async fn a_failing_source_gives_kobo_up_0_and_no_hub_metrics() {
         let response = client.get("/metrics").dispatch().await;
         assert_eq!(response.status(), Status::Ok);
         let body = response.into_string().await.expect("body");
-        let parsed = common::exposition::parse(&body).expect("parses");
+        let parsed = kobo_testkit::exposition::parse(&body).expect("parses");
         let value = |family: &str, labels: &[(&str, &str)]| {
             let labels = labels
                 .iter()
@@ -340,7 +338,7 @@ async fn the_reference_set_serves_exactly_the_six_families() {
         .into_string()
         .await
         .expect("body");
-    let parsed = common::exposition::parse(&body).expect("parses");
+    let parsed = kobo_testkit::exposition::parse(&body).expect("parses");
     let names: Vec<&str> = parsed.order.iter().map(String::as_str).collect();
     assert_eq!(
         names,

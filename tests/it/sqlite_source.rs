@@ -142,8 +142,10 @@ async fn the_demo_hub_holds_what_its_sql_describes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let rebuilt = dir.path().join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&rebuilt).expect("create");
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("testkit/data");
-    for file in [data.join("schema-sqlite.sql"), data.join("fixture.sql")] {
+    for file in [
+        kobo_testkit::data::path("schema-sqlite.sql"),
+        kobo_testkit::data::path("fixture.sql"),
+    ] {
         conn.execute_batch(&std::fs::read_to_string(&file).expect("demo sql"))
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }

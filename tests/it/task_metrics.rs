@@ -9,11 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::exposition::{parse, Exposition};
 use kobo_backend_sqlite::SqliteSource;
 use kobo_exporter::api::tasks::parse_utc_datetime;
 use kobo_exporter::api::{DataSource, WorkerDir};
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
+use kobo_testkit::exposition::{parse, Exposition};
 
 const STATE_NAMES: [&str; 9] = [
     "FREE",

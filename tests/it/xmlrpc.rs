@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::exposition::{parse, Exposition};
 use kobo_backend_sqlite::SqliteSource;
 use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource, ALLOWED_METHODS, DEFAULT_MULTICALL_CHUNK};
 use kobo_exporter::api::{
@@ -40,7 +39,8 @@ use kobo_exporter::api::{
     WorkerTaskCount,
 };
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
-use kobo_hubgen::xmlrpc_hub::XmlRpcHub;
+use kobo_testkit::exposition::{parse, Exposition};
+use kobo_testkit::xmlrpc_hub::XmlRpcHub;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -89,7 +89,7 @@ impl Capture {
 
 /// The response captured under the heading that starts with `heading` (after `### `).
 fn capture(heading: &str) -> Capture {
-    let samples = common::read_test_data("xmlrpc-samples.md");
+    let samples = kobo_testkit::data::read("xmlrpc-samples.md");
     let section = samples
         .split("\n### ")
         .find(|s| s.starts_with(heading))
@@ -1334,7 +1334,7 @@ async fn the_fixture_hub_gives_the_sqlite_sources_records_and_metrics() {
     }
     // The reference exporter's six families, equal to what it served for this hub.
     let reference_metrics =
-        parse(&common::read_test_data("fixture-reference-metrics.txt")).expect("reference");
+        parse(&kobo_testkit::data::read("fixture-reference-metrics.txt")).expect("reference");
     for name in &reference_metrics.order {
         assert_eq!(
             ours.families.get(name),
@@ -1502,7 +1502,7 @@ async fn requests_per_scrape_are_bounded_and_only_allowed_methods_are_called() {
 
 #[tokio::test]
 async fn the_request_count_stays_constant_as_workers_grow_from_10_to_2000() {
-    // kobo_hubgen's XML-RPC hub, as the benchmark runner serves it; the source with its defaults.
+    // kobo_testkit's XML-RPC hub, as the benchmark runner serves it; the source with its defaults.
     let mut requests = Vec::new();
     for workers in [10, 2000] {
         let hub = XmlRpcHub::start(synthetic_exports(workers))
@@ -2017,7 +2017,7 @@ fn the_marshaller_reproduces_the_task_captures() {
     assert_eq!(py::fault(1, TASK_MISSING), capture(TASK_INFO_MISSING).body);
     // `client.get_tasks([], [OPEN])` is captured only as the decoded result: the same tasks, in the same
     // order (by id, descending), as the fixture's non-archived OPEN tasks.
-    let samples = common::read_test_data("xmlrpc-samples.md");
+    let samples = kobo_testkit::data::read("xmlrpc-samples.md");
     let section = samples
         .split("\n### ")
         .find(|s| s.starts_with(TASKS_OPEN))

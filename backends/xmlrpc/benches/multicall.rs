@@ -1,5 +1,5 @@
 //! Decoding benchmarks (issue 7): the body of a `system.multicall` of `client.get_worker_info`, in kobo's
-//! exact wire format (Python's xmlrpc.client marshaller, `kobo_hubgen::wire`), through what a scrape does
+//! exact wire format (Python's xmlrpc.client marshaller, `kobo_testkit::wire`), through what a scrape does
 //! with it after the HTTP read (`decode_worker_infos`: UTF-8, the XML-RPC response, the multicall results,
 //! each worker's record and the id directory).
 //!
@@ -14,9 +14,9 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use kobo_backend_xmlrpc::decode_worker_infos;
-use kobo_hubgen::wire::{py, Export};
-use kobo_hubgen::xmlrpc_hub::exports_from_sqlite;
 use kobo_hubgen::HubSpec;
+use kobo_testkit::wire::{py, Export};
+use kobo_testkit::xmlrpc_hub::exports_from_sqlite;
 
 /// `workers` worker exports, sorted by name (as `client.list_workers` gives the names): kobo-hubgen's
 /// synthetic hub (the one kobo-bench serves), written to a temporary SQLite file with its last-seen files

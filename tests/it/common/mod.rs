@@ -1,29 +1,12 @@
-//! Helpers shared by the integration tests: the test material in `testkit/data/`, hubs built in
+//! Helpers shared by the integration tests (the test material is `kobo_testkit::data`): hubs built in
 //! temporary SQLite files, worker directories with chosen mtimes, an exposition-format parser, and the
 //! skip-or-fail rule for database servers.
-
-pub mod exposition;
-pub mod openmetrics;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use kobo_exporter::api::worker_dir::file_name;
-
-/// A file of the repository's test material (`testkit/data/<name>`: kobo's schemas, the fixture hub, the
-/// reference exporter's output, the XML-RPC wire captures).
-pub fn test_data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testkit/data")
-        .join(name)
-}
-
-/// The text of a test-material file; panics with its path when it is missing (the tests need it).
-pub fn read_test_data(name: &str) -> String {
-    let path = test_data(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
 
 /// The SQL statements of a script, one per element (statements end with `;` at the end of a line; `--`
 /// comment lines are dropped). Good for kobo's schema dumps and the fixture, whose strings hold no `;\n`.
@@ -58,9 +41,9 @@ pub fn fixture_sqlite_in(dir: &Path) -> PathBuf {
     // One transaction and no fsync: a statement per commit, each synced, took seconds on a busy disk.
     conn.execute_batch("PRAGMA synchronous = OFF; BEGIN")
         .expect("begin");
-    conn.execute_batch(&read_test_data("schema-sqlite.sql"))
+    conn.execute_batch(&kobo_testkit::data::read("schema-sqlite.sql"))
         .expect("schema");
-    conn.execute_batch(&read_test_data("fixture.sql"))
+    conn.execute_batch(&kobo_testkit::data::read("fixture.sql"))
         .expect("fixture");
     conn.execute_batch("COMMIT").expect("commit");
     path
@@ -89,7 +72,7 @@ pub fn worker_dir(entries: &[(&str, i64)]) -> tempfile::TempDir {
 /// The fixture's worker directory, from `fixture-last-seen.tsv` (workers marked `-` have no file). The
 /// file names of the TSV are checked against kobo's naming rule on the way.
 pub fn fixture_worker_dir() -> tempfile::TempDir {
-    let tsv = read_test_data("fixture-last-seen.tsv");
+    let tsv = kobo_testkit::data::read("fixture-last-seen.tsv");
     let mut entries = Vec::new();
     for line in tsv
         .lines()

@@ -41,7 +41,7 @@ impl WorkerDirKind {
 pub fn fixture() -> Hub {
     Hub {
         snapshot: "fixture",
-        statements: common::statements(&common::read_test_data("fixture.sql")),
+        statements: common::statements(&kobo_testkit::data::read("fixture.sql")),
         drop_columns: Vec::new(),
         worker_dir: WorkerDirKind::Present(common::fixture_worker_dir()),
     }

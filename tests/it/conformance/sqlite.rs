@@ -3,7 +3,6 @@
 use kobo_backend_sqlite::SqliteSource;
 use kobo_exporter::api::SourceError;
 
-use super::common;
 use super::hubs::{self, Hub};
 
 /// Builds the hub in a temporary SQLite file and opens it with the SQLite source.
@@ -11,7 +10,7 @@ pub fn load(hub: &Hub) -> (tempfile::TempDir, Result<SqliteSource, SourceError>)
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("hub.sqlite3");
     let conn = rusqlite::Connection::open(&path).expect("create hub");
-    conn.execute_batch(&common::read_test_data("schema-sqlite.sql"))
+    conn.execute_batch(&kobo_testkit::data::read("schema-sqlite.sql"))
         .expect("schema");
     for statement in &hub.statements {
         conn.execute(statement, [])

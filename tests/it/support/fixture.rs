@@ -10,7 +10,7 @@ use kobo_exporter::api::WorkerDir;
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 
 use crate::common;
-use crate::common::exposition::{parse, Family};
+use kobo_testkit::exposition::{parse, Family};
 
 /// The fixture hub in a new temporary SQLite file (kept while the directory lives).
 pub fn sqlite_file() -> (tempfile::TempDir, PathBuf) {

@@ -1,10 +1,10 @@
-//! A minimal kobo hub for the XML-RPC source: [`kobo_hubgen::xmlrpc_hub::XmlRpcHub`] serving the fixture
+//! A minimal kobo hub for the XML-RPC source: [`kobo_testkit::xmlrpc_hub::XmlRpcHub`] serving the fixture
 //! hub (`fixture.sql`, `fixture-last-seen.tsv`) on 127.0.0.1 in kobo's wire format (Python's
 //! `xmlrpc.client` marshalling, as `tests/xmlrpc.rs` checks it against the real captures byte for byte). It
 //! answers `client.list_workers`, `client.get_worker_info` and `system.multicall` of those; each response
 //! closes its connection (`Connection: close`), as the hub's gunicorn does. Anything else gets a fault.
 
-use kobo_hubgen::xmlrpc_hub::XmlRpcHub;
+use kobo_testkit::xmlrpc_hub::XmlRpcHub;
 
 use super::kobo_wire::fixture_exports;
 

@@ -1,18 +1,18 @@
 //! kobo's wire format for the test hubs: Python's xmlrpc.client marshaller and `Worker.export()` live in
-//! [`kobo_hubgen::wire`] (re-exported here); this file adds the fixture workers as kobo exports them.
+//! [`kobo_testkit::wire`] (re-exported here); this file adds the fixture workers as kobo exports them.
 //! Shared by tests/xmlrpc.rs and the fault tests' hub (tests/support/hub.rs).
 
 use std::collections::BTreeMap;
 
 // tests/xmlrpc.rs uses all of them; the fault and concurrency tests only `fixture_exports`.
 #[allow(unused_imports)]
-pub use kobo_hubgen::wire::{py, utc, Export, Py};
+pub use kobo_testkit::wire::{py, utc, Export, Py};
 
-/// Every fixture worker's export, from the fixture database (`kobo_hubgen::xmlrpc_hub::exports_from_sqlite`)
+/// Every fixture worker's export, from the fixture database (`kobo_testkit::xmlrpc_hub::exports_from_sqlite`)
 /// with last seen from `fixture-last-seen.tsv`.
 pub fn fixture_exports() -> Vec<Export> {
     let (_dir, path) = crate::common::fixture_sqlite();
-    let tsv = crate::common::read_test_data("fixture-last-seen.tsv");
+    let tsv = kobo_testkit::data::read("fixture-last-seen.tsv");
     let last_seen: BTreeMap<String, Option<String>> = tsv
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -23,7 +23,7 @@ pub fn fixture_exports() -> Vec<Export> {
         })
         .collect();
     let mut exports =
-        kobo_hubgen::xmlrpc_hub::exports_from_sqlite(&path, None).expect("fixture exports");
+        kobo_testkit::xmlrpc_hub::exports_from_sqlite(&path, None).expect("fixture exports");
     for export in &mut exports {
         export.last_seen = last_seen[&export.name].clone();
     }

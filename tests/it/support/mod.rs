@@ -1,8 +1,7 @@
-//! Code shared by the fault-injection and concurrency tests: a TCP proxy that injects faults
-//! ([`proxy`]), a minimal kobo hub for the XML-RPC source ([`hub`]), and the fixture hub with helpers to
-//! read a scrape ([`fixture`]).
+//! Code shared by the fault-injection and concurrency tests (the fault proxy is `kobo_testkit::proxy`): the
+//! fixture hub served over XML-RPC ([`hub`]) and in kobo's wire format ([`kobo_wire`]), and the fixture hub
+//! with helpers to read a scrape ([`fixture`]).
 
 pub mod fixture;
 pub mod hub;
 pub mod kobo_wire;
-pub mod proxy;

@@ -432,7 +432,7 @@ pub async fn through(url: &str, proxy_port: u16) -> (String, std::net::SocketAdd
     assert!(
         !tail.contains("host=") && !tail.contains("socket="),
         "the proxy needs the test server over TCP, not a Unix socket: {}",
-        kobo_exporter::api::redact_url(url)
+        kobo_backend_api::redact_url(url)
     );
     let (userinfo, host_port) = match authority.rsplit_once('@') {
         Some((userinfo, host_port)) => (format!("{userinfo}@"), host_port),

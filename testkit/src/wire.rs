@@ -3,7 +3,7 @@
 //! kobo's `Worker.export()` gives it ([`Export`]).
 //!
 //! ```
-//! use kobo_hubgen::wire::{py, utc, Export};
+//! use kobo_testkit::wire::{py, utc, Export};
 //!
 //! let export = Export {
 //!     id: 1,

@@ -930,14 +930,14 @@ mod tests {
     async fn ten_thousand_workers() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("hub.sqlite3");
-        let spec = crate::HubSpec {
+        let spec = kobo_hubgen::HubSpec {
             workers: 10_000,
             tasks: 1000,
             seed: 1,
         };
-        crate::sqlite::generate(&db, &spec).unwrap();
+        kobo_hubgen::sqlite::generate(&db, &spec).unwrap();
         let workers = dir.path().join("workers");
-        crate::write_worker_dir(&workers, &spec).unwrap();
+        kobo_hubgen::write_worker_dir(&workers, &spec).unwrap();
         let started = std::time::Instant::now();
         let exports = exports_from_sqlite(&db, Some(&workers)).unwrap();
         println!(
@@ -970,19 +970,19 @@ mod tests {
     fn exports_from_a_generated_sqlite_hub() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("hub.sqlite3");
-        let spec = crate::HubSpec {
+        let spec = kobo_hubgen::HubSpec {
             workers: 50,
             tasks: 100,
             seed: 1,
         };
-        crate::sqlite::generate(&db, &spec).unwrap();
+        kobo_hubgen::sqlite::generate(&db, &spec).unwrap();
         let workers = dir.path().join("workers");
-        crate::write_worker_dir(&workers, &spec).unwrap();
+        kobo_hubgen::write_worker_dir(&workers, &spec).unwrap();
         let exports = exports_from_sqlite(&db, Some(&workers)).unwrap();
         assert_eq!(exports.len(), 50);
         for (n, export) in exports.iter().enumerate() {
             let w = n as u64 + 1;
-            assert_eq!(export.name, crate::HubSpec::worker_name(w));
+            assert_eq!(export.name, kobo_hubgen::HubSpec::worker_name(w));
             assert_eq!(export.last_seen, spec.last_seen(w).map(utc));
             assert!(export.arches.windows(2).all(|p| p[0].1 <= p[1].1));
             assert!(export.channels.windows(2).all(|p| p[0].0 < p[1].0));
