@@ -230,7 +230,8 @@ pub(crate) async fn acquire(
 pub(crate) fn describe(error: &mysql_async::Error) -> String {
     let note = match error {
         mysql_async::Error::Server(e) => match e.code {
-            1045 => " (check the user and password)",
+            // 1698: MariaDB's answer for a user it does not know.
+            1045 | 1698 => " (check the user and password)",
             1049 => " (check the database name in the URL)",
             1142 | 1143 | 1044 => {
                 " (the user lacks a privilege: see the GRANTs in the documentation)"
