@@ -9,6 +9,7 @@ use kobo_backend_api::worker_dir::WorkerDir;
 use kobo_backend_api::{DataSource, DatabaseOptions};
 use kobo_backend_sqlite::SqliteSource;
 use kobo_hubgen::{generate, write_worker_dir, HubSpec};
+use kobo_testkit::db::TestDb;
 
 const SPEC: HubSpec = HubSpec {
     workers: 20,
@@ -161,7 +162,7 @@ async fn the_same_spec_renders_the_same_on_every_database() {
         assert!(sqlite.contains(family), "no {family} in\n{sqlite}");
     }
 
-    if let Some(db) = kobo_backend_postgres::testing::TestDatabase::create().await {
+    if let Some(db) = kobo_testkit::db::PostgresDb::create().await {
         generate(&db.url(), &SPEC).await.expect("postgres");
         let source = kobo_backend_postgres::PostgresSource::new(with_dir(db.options(), &workers))
             .expect("source");
@@ -171,7 +172,7 @@ async fn the_same_spec_renders_the_same_on_every_database() {
         let error = generate(&db.url(), &SPEC).await.expect_err("non-empty");
         assert!(error.to_string().contains("not empty"), "{error}");
     }
-    if let Some(db) = kobo_backend_mysql::testing::TestDatabase::create().await {
+    if let Some(db) = kobo_testkit::db::MysqlDb::create().await {
         generate(&db.url(), &SPEC).await.expect("mysql");
         let source =
             kobo_backend_mysql::MysqlSource::new(with_dir(db.options(), &workers)).expect("source");

@@ -30,6 +30,7 @@ use rocket::local::asynchronous::Client;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use kobo_testkit::db::{PostgresDb, TestDb};
 use kobo_testkit::exposition::Family;
 use kobo_testkit::proxy::{Mode, Proxy};
 use support::fixture::{self, Scrape, SqliteFixture};
@@ -458,10 +459,9 @@ async fn scrapes_behind_a_stuck_collection_answer_by_their_own_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_scrapes_of_postgresql_use_one_collection_and_one_connection() {
-    let Some(db) = kobo_backend_postgres::testing::TestDatabase::create().await else {
+    let Some(db) = PostgresDb::with_fixture().await else {
         return;
     };
-    db.load_fixture().await;
     let options = CollectorOptions::default();
     let expected = fixture::reference(&options).await;
     // The database through the proxy, which counts the connections the source opens.

@@ -43,6 +43,7 @@ use kobo_exporter::collector::{CollectorOptions, HubCollector, TIMEOUT_MARGIN};
 use rocket::http::{Header, Status};
 use rocket::local::asynchronous::Client;
 
+use kobo_testkit::db::{MysqlDb, PostgresDb, TestDb, TestSession};
 use kobo_testkit::exposition::Family;
 use kobo_testkit::proxy::{Mode, Proxy};
 use support::fixture::{self, Scrape};
@@ -103,8 +104,8 @@ fn reset_after(backend: Backend) -> usize {
 /// own proxy and exporter; the sources only read it). Dropped with the last clone.
 #[derive(Clone)]
 enum Database {
-    Postgres(Arc<kobo_backend_postgres::testing::TestDatabase>),
-    Mysql(Arc<kobo_backend_mysql::testing::TestDatabase>),
+    Postgres(Arc<PostgresDb>),
+    Mysql(Arc<MysqlDb>),
     /// The XML-RPC source: each fault gets a hub of its own.
     None,
 }
@@ -115,12 +116,12 @@ impl Database {
     async fn create(backend: Backend) -> Option<Database> {
         Some(match backend {
             Backend::Postgres => {
-                let db = kobo_backend_postgres::testing::TestDatabase::create().await?;
+                let db = PostgresDb::create().await?;
                 db.load_fixture().await;
                 Database::Postgres(Arc::new(db))
             }
             Backend::Mysql => {
-                let db = kobo_backend_mysql::testing::TestDatabase::create().await?;
+                let db = MysqlDb::create().await?;
                 db.load_fixture().await;
                 Database::Mysql(Arc::new(db))
             }
@@ -754,7 +755,7 @@ async fn postgres_recovers_from_collections_abandoned_at_the_deadline() {
 }
 
 async fn abandoned_at_the_deadline(max_connections: u32) {
-    let Some(db) = kobo_backend_postgres::testing::TestDatabase::create().await else {
+    let Some(db) = PostgresDb::create().await else {
         return;
     };
     db.load_fixture().await;
@@ -790,9 +791,7 @@ async fn abandoned_at_the_deadline(max_connections: u32) {
     assert_eq!(scrape().await.0.up(), Some(1.0), "{what}: before the lock");
 
     let mut locker = db.session().await;
-    locker
-        .execute("BEGIN; LOCK TABLE hub_worker IN ACCESS EXCLUSIVE MODE")
-        .await;
+    locker.lock_exclusive("hub_worker").await;
     let mut last_abandoned = Instant::now();
     for i in 1..=max_connections {
         last_abandoned = Instant::now();
@@ -806,7 +805,7 @@ async fn abandoned_at_the_deadline(max_connections: u32) {
     // Held past the server's statement_timeout of the last abandoned statement, as in the issue.
     let past = last_abandoned + query_timeout + Duration::from_millis(300);
     tokio::time::sleep_until(past.into()).await;
-    locker.execute("ROLLBACK").await;
+    locker.unlock().await;
 
     for i in 1..=2 {
         let (answer, took) = scrape().await;

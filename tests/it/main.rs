@@ -13,6 +13,7 @@
 mod common;
 mod support;
 
+mod backends;
 mod binary;
 mod cli;
 mod compat;

@@ -192,7 +192,7 @@ async fn scrape_up_and_max_load(
         .into_string()
         .await
         .expect("body");
-    let parsed = common::exposition::parse(&body).expect("parses");
+    let parsed = kobo_testkit::exposition::parse(&body).expect("parses");
     let up = parsed
         .families
         .get("kobo_up")

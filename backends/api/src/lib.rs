@@ -10,9 +10,6 @@ pub mod options;
 pub mod records;
 pub mod secrets;
 pub mod tasks;
-#[cfg(feature = "testing")]
-#[doc(hidden)]
-pub mod testing;
 pub mod worker_dir;
 
 pub use error::SourceError;

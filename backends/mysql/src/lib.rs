@@ -51,10 +51,6 @@ mod queries;
 
 pub use queries::scrape_sql;
 
-#[cfg(any(test, feature = "testing"))]
-#[doc(hidden)]
-pub mod testing;
-
 #[cfg(test)]
 mod tests;
 

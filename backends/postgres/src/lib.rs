@@ -55,10 +55,6 @@ pub use queries::scrape_sql;
 
 pub use connect::APPLICATION_NAME;
 
-#[cfg(any(test, feature = "testing"))]
-#[doc(hidden)]
-pub mod testing;
-
 #[cfg(test)]
 mod tests;
 

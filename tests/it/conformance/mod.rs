@@ -34,3 +34,27 @@ pub async fn assert_conforms(hub: &hubs::Hub, source: &dyn DataSource) {
         insta::assert_snapshot!(format!("conformance__{}", hub.snapshot), text);
     });
 }
+
+/// Every hub in a new database of backend `B` (kobo's schema for it, the hub's statements, its dropped
+/// columns), rendered from `B`'s source; skips when the server is unreachable outside CI.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub async fn on_database<B: crate::backends::Backend>() {
+    use kobo_testkit::db::TestDb;
+    for hub in hubs::all() {
+        let Some(db) = B::Db::create().await else {
+            return;
+        };
+        db.load_schema().await;
+        db.execute_each(&hub.statements).await;
+        for (table, column) in &hub.drop_columns {
+            db.drop_column(table, column).await;
+        }
+        let options = kobo_exporter::api::DatabaseOptions {
+            worker_dir: hub.worker_dir.worker_dir(),
+            ..db.options()
+        };
+        let source =
+            B::source(options).unwrap_or_else(|e| panic!("opening hub {}: {e}", hub.snapshot));
+        assert_conforms(&hub, source.as_ref()).await;
+    }
+}
