@@ -3,35 +3,19 @@
 //! text format), anything else the text format 0.0.4; `Accept-Encoding: gzip` gets a gzipped body.
 
 use std::io::Read as _;
-use std::sync::Arc;
 
-use kobo_backend_sqlite::SqliteSource;
-use kobo_exporter::api::WorkerDir;
-use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_exporter::exposition::CONTENT_TYPE;
 use kobo_exporter::openmetrics::CONTENT_TYPE as OPENMETRICS;
 use rocket::http::{Header, Status};
 use rocket::local::asynchronous::Client;
+
+use crate::common::demo_client;
 
 /// Samples by (name, labels).
 type Samples = std::collections::BTreeMap<(String, Vec<(String, String)>), f64>;
 
 /// Prometheus 2.42's own `Accept` header.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-
-async fn demo_client() -> Client {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = SqliteSource::open(
-        root.join("demo/hub.sqlite3"),
-        Some(WorkerDir::new(root.join("demo/worker"))),
-    )
-    .expect("demo hub");
-    let figment = rocket::Config::figment().merge(("log_level", "off"));
-    let collector = HubCollector::new(Arc::new(source), CollectorOptions::default());
-    Client::tracked(kobo_exporter::routes::build(figment, collector))
-        .await
-        .expect("rocket")
-}
 
 /// GET /metrics with these headers: status, Content-Type, Content-Encoding, body bytes.
 async fn get(

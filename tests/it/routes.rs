@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kobo_backend_sqlite::SqliteSource;
-use kobo_exporter::api::{DataSource, HubSnapshot, SourceError, WorkerDir};
+use kobo_exporter::api::{DataSource, HubSnapshot, SourceError};
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_exporter::exposition::CONTENT_TYPE;
 use kobo_exporter::metrics::MetricSet;
@@ -18,28 +18,7 @@ const METRIC_PATHS: [&str; 3] = [
     "/metrics",
 ];
 
-/// A client for the app on the demo hub (the SQLite file the repository carries).
-async fn demo_client() -> Client {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = SqliteSource::open(
-        root.join("demo/hub.sqlite3"),
-        Some(WorkerDir::new(root.join("demo/worker"))),
-    )
-    .expect("demo hub");
-    client(Arc::new(source)).await
-}
-
-async fn client(source: Arc<dyn DataSource>) -> Client {
-    client_with(source, CollectorOptions::default()).await
-}
-
-async fn client_with(source: Arc<dyn DataSource>, options: CollectorOptions) -> Client {
-    let figment = rocket::Config::figment().merge(("log_level", "off"));
-    let collector = HubCollector::new(source, options);
-    Client::tracked(kobo_exporter::routes::build(figment, collector))
-        .await
-        .expect("rocket")
-}
+use crate::common::{self, app_client as client, app_client_with as client_with, demo_client};
 
 #[rocket::async_test]
 async fn every_metrics_path_serves_the_exposition_on_get() {
@@ -284,13 +263,7 @@ async fn a_failing_source_gives_kobo_up_0_and_no_hub_metrics() {
         );
     }
     // Two failed scrapes, two errors.
-    let body = client
-        .get("/metrics")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .expect("body");
+    let body = common::get_text(&client, "/metrics").await;
     assert!(
         body.contains("kobo_exporter_collect_errors_total{collector=\"workers\"} 3"),
         "{body}"

@@ -185,13 +185,7 @@ fn changed_fixture_in(dir: &Path) -> std::path::PathBuf {
 async fn scrape_up_and_max_load(
     client: &rocket::local::asynchronous::Client,
 ) -> (Option<f64>, std::collections::BTreeMap<String, f64>) {
-    let body = client
-        .get("/metrics")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .expect("body");
+    let body = crate::common::get_text(client, "/metrics").await;
     let parsed = kobo_testkit::exposition::parse(&body).expect("parses");
     let up = parsed
         .families

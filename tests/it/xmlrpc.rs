@@ -2424,13 +2424,7 @@ async fn when_no_worker_can_be_decoded_the_collection_fails() {
     ))
     .await
     .expect("rocket");
-    let body = client
-        .get("/metrics")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .expect("body");
+    let body = common::get_text(&client, "/metrics").await;
     let parsed = parse(&body).expect("parses");
     assert_eq!(sample(&parsed, "kobo_up", &[]), Some(0.0), "{body}");
 

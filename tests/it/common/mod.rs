@@ -142,3 +142,48 @@ where
         out.status
     );
 }
+
+/// A client of the app (Rocket's local client, its logging off) on `source`, with these collector options.
+pub async fn app_client_with(
+    source: std::sync::Arc<dyn kobo_exporter::api::DataSource>,
+    options: kobo_exporter::collector::CollectorOptions,
+) -> rocket::local::asynchronous::Client {
+    let figment = rocket::Config::figment().merge(("log_level", "off"));
+    let collector = kobo_exporter::collector::HubCollector::new(source, options);
+    rocket::local::asynchronous::Client::tracked(kobo_exporter::routes::build(figment, collector))
+        .await
+        .expect("rocket")
+}
+
+/// [`app_client_with`] the default collector options.
+pub async fn app_client(
+    source: std::sync::Arc<dyn kobo_exporter::api::DataSource>,
+) -> rocket::local::asynchronous::Client {
+    app_client_with(
+        source,
+        kobo_exporter::collector::CollectorOptions::default(),
+    )
+    .await
+}
+
+/// A client of the app on the demo hub (the SQLite file the repository carries, with its last seen).
+pub async fn demo_client() -> rocket::local::asynchronous::Client {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = kobo_backend_sqlite::SqliteSource::open(
+        root.join("demo/hub.sqlite3"),
+        Some(kobo_exporter::api::WorkerDir::new(root.join("demo/worker"))),
+    )
+    .expect("demo hub");
+    app_client(std::sync::Arc::new(source)).await
+}
+
+/// The body of a `GET path` through the app's client.
+pub async fn get_text(client: &rocket::local::asynchronous::Client, path: &str) -> String {
+    client
+        .get(path.to_string())
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .expect("a body")
+}
