@@ -81,17 +81,7 @@ fn start(envs: &[(&str, &str)]) -> Server {
 
 /// A plain HTTP/1.1 GET; returns the status line, the headers and the body.
 fn get(port: u16, path: &str) -> (String, String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
+    let response = common::http_request(port, "GET", path, "");
     let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
     let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
     (

@@ -163,18 +163,7 @@ fn free_port() -> u16 {
 
 /// A plain HTTP/1.1 request through the proxy; the status code and the body.
 fn request(port: u16, method: &str, path: &str, headers: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to nginx");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}Content-Length: 0\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
+    let response = common::http_request(port, method, path, headers);
     let status = response
         .split(' ')
         .nth(1)

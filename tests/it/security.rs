@@ -78,19 +78,7 @@ impl Logged {
 
 /// A plain HTTP/1.1 GET: status line and body.
 fn get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
+    crate::common::http_request(port, "GET", path, "")
 }
 
 /// Runs the exporter against a source that cannot be reached, scrapes every route, and checks that the
@@ -226,19 +214,7 @@ async fn only_get_and_head_succeed() {
 
 /// A plain HTTP/1.1 GET with extra header lines (`Name: value\r\n` each): status line, headers and body.
 fn get_with(port: u16, path: &str, headers: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
+    crate::common::http_request(port, "GET", path, headers)
 }
 
 /// A config file serving the demo hub with basic auth for `prometheus` (password `password`), in `dir`.

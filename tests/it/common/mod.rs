@@ -187,3 +187,21 @@ pub async fn get_text(client: &rocket::local::asynchronous::Client, path: &str) 
         .await
         .expect("a body")
 }
+
+/// One raw HTTP/1.1 request to 127.0.0.1:`port` (`headers`: extra `Name: value\r\n` lines), on its own
+/// connection, read to its end: the whole response as text (status line, headers, body).
+pub fn http_request(port: u16, method: &str, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
