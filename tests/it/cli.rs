@@ -121,13 +121,7 @@ fn check_config_refuses_bad_configuration_in_one_line() {
             &["--config", &path.display().to_string(), "--check-config"],
             &[],
         );
-        assert_eq!(out.status.code(), Some(1), "{config}");
-        let verdict = text(&out.stdout);
-        assert_eq!(verdict.lines().count(), 1, "{verdict}");
-        assert!(verdict.starts_with("error: "), "{verdict}");
-        for needle in needles {
-            assert!(verdict.contains(needle), "{needle:?} not in {verdict:?}");
-        }
+        assert_check_config_error(&out, needles);
     }
 }
 

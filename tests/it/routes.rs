@@ -142,9 +142,8 @@ async fn other_methods_on_served_paths_are_405_with_allow() {
     }
 }
 
-#[rocket::async_test]
-async fn under_a_prefix_other_methods_need_credentials_then_get_405() {
-    use base64::Engine as _;
+/// The app on the demo hub under `/kobo`, with basic auth for `prometheus` (password `s3cret`).
+async fn prefixed_client_with_basic_auth() -> Client {
     let hash = bcrypt::hash("s3cret", 4).expect("hash");
     let auth = kobo_exporter::auth::BasicAuth::new([("prometheus".to_string(), hash)].into())
         .expect("auth");
@@ -154,9 +153,15 @@ async fn under_a_prefix_other_methods_need_credentials_then_get_405() {
     };
     let figment = rocket::Config::figment().merge(("log_level", "off"));
     let collector = HubCollector::new(Arc::new(demo_source()), CollectorOptions::default());
-    let client = Client::tracked(kobo_exporter::routes::build_with(figment, collector, web))
+    Client::tracked(kobo_exporter::routes::build_with(figment, collector, web))
         .await
-        .expect("rocket");
+        .expect("rocket")
+}
+
+#[rocket::async_test]
+async fn under_a_prefix_other_methods_need_credentials_then_get_405() {
+    use base64::Engine as _;
+    let client = prefixed_client_with_basic_auth().await;
     let encoded = base64::engine::general_purpose::STANDARD.encode("prometheus:s3cret");
     let credentials = rocket::http::Header::new("Authorization", format!("Basic {encoded}"));
     for path in ["/kobo", "/kobo/", "/kobo/metrics", "/kobo/-/ready"] {
@@ -401,18 +406,7 @@ async fn health_and_readiness() {
 #[rocket::async_test]
 async fn path_prefix_and_basic_auth() {
     use base64::Engine as _;
-    let hash = bcrypt::hash("s3cret", 4).expect("hash");
-    let auth = kobo_exporter::auth::BasicAuth::new([("prometheus".to_string(), hash)].into())
-        .expect("auth");
-    let web = kobo_exporter::routes::WebOptions {
-        path_prefix: "/kobo".into(),
-        basic_auth: Some(auth),
-    };
-    let figment = rocket::Config::figment().merge(("log_level", "off"));
-    let collector = HubCollector::new(Arc::new(demo_source()), CollectorOptions::default());
-    let client = Client::tracked(kobo_exporter::routes::build_with(figment, collector, web))
-        .await
-        .expect("rocket");
+    let client = prefixed_client_with_basic_auth().await;
     let credentials = |password: &str| {
         let encoded =
             base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{password}"));
