@@ -26,7 +26,22 @@ pub struct DatabaseOptions {
     pub worker_dir: Option<WorkerDir>,
 }
 
+/// The most connections a database source keeps: an exporter needs a handful (one collection runs at a
+/// time); billions made the drivers allocate for them and abort the process.
+pub const MAX_CONNECTIONS: u32 = 1000;
+
 impl DatabaseOptions {
+    /// `max_connections` is from 1 to [`MAX_CONNECTIONS`]; the error names `target` (a redacted URL).
+    pub fn check_max_connections(&self, target: &str) -> Result<(), crate::SourceError> {
+        if (1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Ok(());
+        }
+        Err(crate::SourceError::Config(format!(
+            "max_connections for {target} is {}: it must be from 1 to {MAX_CONNECTIONS}",
+            self.max_connections
+        )))
+    }
+
     /// Options for this URL with the defaults: 2 connections, 5 s to connect, 10 s per query, no separate
     /// password, no CA file, no worker_dir.
     pub fn new(url: impl Into<String>) -> Self {

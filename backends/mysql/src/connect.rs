@@ -10,10 +10,6 @@ use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, SslOpts};
 /// The `program_name` connection attribute of the exporter's sessions.
 pub const PROGRAM_NAME: &str = "kobo-exporter";
 
-/// The most connections a source may keep: an exporter needs a handful (one collection runs at a time);
-/// 2147483647 aborted the process (mysql_async allocates for the maximum).
-const MAX_CONNECTIONS: u32 = 1000;
-
 /// URL schemes this source accepts; `mariadb://` is read as `mysql://`.
 const SCHEMES: [&str; 2] = ["mysql", "mariadb"];
 
@@ -95,13 +91,7 @@ pub(crate) fn opts(options: &DatabaseOptions, context: &ErrorContext) -> Result<
             context.target()
         )));
     }
-    if options.max_connections == 0 || options.max_connections > MAX_CONNECTIONS {
-        return Err(SourceError::Config(format!(
-            "max_connections for {} is {}: it must be from 1 to {MAX_CONNECTIONS}",
-            context.target(),
-            options.max_connections
-        )));
-    }
+    options.check_max_connections(context.target())?;
     let max = usize::try_from(options.max_connections).unwrap_or(usize::MAX);
     let constraints = PoolConstraints::new(0, max).ok_or_else(|| {
         SourceError::Config(format!(

@@ -57,9 +57,6 @@ pub(crate) fn connect_options(
     Ok(connect)
 }
 
-/// The most connections a source may keep: an exporter needs a handful (one collection runs at a time).
-pub(crate) const MAX_CONNECTIONS: u32 = 1000;
-
 /// The longest `query_timeout` PostgreSQL can enforce: `statement_timeout` is an int4 of milliseconds.
 pub(crate) const MAX_QUERY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
@@ -209,13 +206,7 @@ impl Pool {
                 context.target()
             )));
         }
-        if options.max_connections == 0 || options.max_connections > MAX_CONNECTIONS {
-            return Err(SourceError::Config(format!(
-                "max_connections for {} is {}: it must be from 1 to {MAX_CONNECTIONS}",
-                context.target(),
-                options.max_connections
-            )));
-        }
+        options.check_max_connections(context.target())?;
         if options.query_timeout > MAX_QUERY_TIMEOUT {
             return Err(SourceError::Config(format!(
                 "query_timeout for {} is {} s: PostgreSQL's statement_timeout allows at most {} s \
