@@ -10,14 +10,14 @@
 //! (`process_*`, read from /proc) are left out: they do not depend on the hub and would make the runs
 //! depend on the machine. Run with `cargo bench -p kobo-exporter --bench render`.
 
+use kobo_testkit::CollectExt;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use kobo_backend_sqlite::SqliteSource;
-use kobo_exporter::api::{DataSource, HubSnapshot, WorkerDir};
+use kobo_exporter::api::{HubSnapshot, Part, WorkerDir};
 use kobo_exporter::exposition::Format;
 use kobo_exporter::metrics::exporter::{self, ExporterStatus};
 use kobo_exporter::metrics::{hub_families, MetricSet};
@@ -36,10 +36,11 @@ fn snapshot(workers: u32) -> HubSnapshot {
     };
     kobo_hubgen::sqlite::generate(&db, &spec).expect("generate the hub");
     kobo_hubgen::write_worker_dir(&worker_dir, &spec).expect("last-seen files");
-    let source = SqliteSource::open(&db, Some(WorkerDir::new(&worker_dir))).expect("open the hub");
+    let source =
+        kobo_backend_sqlite::open(&db, Some(WorkerDir::new(&worker_dir))).expect("open the hub");
     tokio::runtime::Runtime::new()
         .expect("a runtime")
-        .block_on(source.collect_with_tasks())
+        .block_on(source.collect_tasks())
         .expect("read the hub")
 }
 
@@ -48,8 +49,12 @@ fn status() -> ExporterStatus {
     ExporterStatus {
         up: true,
         source: "postgres",
-        durations: BTreeMap::from([("workers", 0.042), ("tasks", 0.274), ("last_seen", 0.011)]),
-        errors: BTreeMap::from([("workers", 0), ("tasks", 2), ("last_seen", 0)]),
+        durations: BTreeMap::from([
+            (Part::Workers, 0.042),
+            (Part::Tasks, 0.274),
+            (Part::LastSeen, 0.011),
+        ]),
+        errors: BTreeMap::from([(Part::Workers, 0), (Part::Tasks, 2), (Part::LastSeen, 0)]),
         task_data_age: Some(12.5),
     }
 }

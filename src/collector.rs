@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use kobo_backend_api::{DataSource, HubSnapshot, SourceError, TaskSummary};
+use kobo_backend_api::{CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskSummary};
 use prometheus::process_collector::ProcessCollector;
 use prometheus::proto::MetricFamily;
 use tokio::sync::watch;
@@ -132,8 +132,8 @@ struct Cache {
 struct Stats {
     /// Whether the last collection succeeded; `None` before the first.
     up: Option<bool>,
-    durations: BTreeMap<&'static str, f64>,
-    errors: BTreeMap<&'static str, u64>,
+    durations: BTreeMap<Part, f64>,
+    errors: BTreeMap<Part, u64>,
     task_data_at: Option<Instant>,
 }
 
@@ -141,9 +141,9 @@ impl HubCollector {
     pub fn new(source: Arc<dyn DataSource>, options: CollectorOptions) -> Self {
         let mut stats = Stats::default();
         // Counters exist from the start, at 0, as Prometheus practice wants.
-        stats.errors.insert("workers", 0);
+        stats.errors.insert(Part::Workers, 0);
         if options.task_metrics && options.metrics == MetricSet::All {
-            stats.errors.insert("tasks", 0);
+            stats.errors.insert(Part::Tasks, 0);
         }
         HubCollector {
             source,
@@ -194,8 +194,8 @@ impl HubCollector {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn count_error(&self, collector: &'static str) {
-        *self.stats().errors.entry(collector).or_default() += 1;
+    fn count_error(&self, part: Part) {
+        *self.stats().errors.entry(part).or_default() += 1;
     }
 
     /// Whether the last collection succeeded (`None`: none has run yet).
@@ -265,7 +265,7 @@ impl HubCollector {
         tokio::select! {
             outcome = self.outcome_by(arrived, deadline) => outcome,
             () = self.abandoned() => {
-                self.count_error("workers");
+                self.count_error(Part::Workers);
                 self.stats().up = Some(false);
                 let message = format!(
                     "the exporter is shutting down: the collection from the {} source was abandoned",
@@ -282,7 +282,7 @@ impl HubCollector {
     async fn outcome_by(&self, arrived: Instant, deadline: Instant) -> Outcome {
         let budget = deadline.saturating_duration_since(arrived);
         let Ok(mut cache) = timeout_at(deadline, self.collection.lock()).await else {
-            self.count_error("workers");
+            self.count_error(Part::Workers);
             self.stats().up = Some(false);
             let message =
                 format!("no answer within {budget:?}: the collection in flight is still running");
@@ -303,14 +303,14 @@ impl HubCollector {
                     .saturating_duration_since(Instant::now())
                     .as_secs_f64()
             );
-            self.count_error("workers");
+            self.count_error(Part::Workers);
             self.stats().up = Some(false);
             let outcome = Err(message);
             cache.last = Some((Instant::now(), outcome.clone()));
             return outcome;
         }
         let started = Instant::now();
-        let outcome = match timeout_at(deadline, self.collect(&mut cache)).await {
+        let outcome = match timeout_at(deadline, self.collect(&mut cache, deadline)).await {
             Ok(Ok(snapshot)) => Ok(Arc::new(snapshot)),
             Ok(Err(message)) => Err(message),
             Err(_) => {
@@ -320,10 +320,10 @@ impl HubCollector {
                 );
                 log::error!("{message}");
                 let mut stats = self.stats();
-                *stats.errors.entry("workers").or_default() += 1;
+                *stats.errors.entry(Part::Workers).or_default() += 1;
                 stats
                     .durations
-                    .insert("workers", started.elapsed().as_secs_f64());
+                    .insert(Part::Workers, started.elapsed().as_secs_f64());
                 Err(message)
             }
         };
@@ -386,16 +386,21 @@ impl HubCollector {
     }
 
     /// Reads the source, refreshing the task data when it is due; the error is the message to report.
-    async fn collect(&self, cache: &mut Cache) -> Result<HubSnapshot, String> {
+    async fn collect(&self, cache: &mut Cache, deadline: Instant) -> Result<HubSnapshot, String> {
         let wants_tasks = self.options.task_metrics && self.options.metrics == MetricSet::All;
         let refresh_due = wants_tasks
             && cache
                 .last_task_attempt
                 .is_none_or(|at| at.elapsed() >= self.options.task_refresh_interval);
         let started = Instant::now();
+        let request = CollectRequest {
+            deadline,
+            tasks: refresh_due,
+            metrics: self.options.metrics,
+        };
         let result = if refresh_due {
             cache.last_task_attempt = Some(started);
-            match self.source.collect_with_tasks().await {
+            match self.source.collect(&request).await {
                 Ok(snapshot) => Ok(snapshot),
                 // The source is unreachable: the workers cannot be read either, and the task data is due
                 // again as soon as it is back.
@@ -410,9 +415,9 @@ impl HubCollector {
                         "collecting tasks from the {} source failed: {e}",
                         self.source.kind()
                     );
-                    self.count_error("tasks");
+                    self.count_error(Part::Tasks);
                     cache.tasks = None;
-                    let workers = self.source.collect().await;
+                    let workers = self.source.collect(&request.tasks(false)).await;
                     if workers.is_err() {
                         cache.last_task_attempt = None;
                     }
@@ -420,7 +425,7 @@ impl HubCollector {
                 }
             }
         } else {
-            self.source.collect().await
+            self.source.collect(&request).await
         };
         let elapsed = started.elapsed();
         let mut snapshot = match result {
@@ -432,22 +437,22 @@ impl HubCollector {
                 );
                 log::error!("{message}");
                 let mut stats = self.stats();
-                *stats.errors.entry("workers").or_default() += 1;
-                stats.durations.insert("workers", elapsed.as_secs_f64());
+                *stats.errors.entry(Part::Workers).or_default() += 1;
+                stats.durations.insert(Part::Workers, elapsed.as_secs_f64());
                 return Err(message);
             }
         };
         {
             let mut stats = self.stats();
             if snapshot.timings.is_empty() {
-                stats.durations.insert("workers", elapsed.as_secs_f64());
+                stats.durations.insert(Part::Workers, elapsed.as_secs_f64());
             }
-            for (collector, duration) in &snapshot.timings {
-                stats.durations.insert(collector, duration.as_secs_f64());
+            for (part, duration) in &snapshot.timings {
+                stats.durations.insert(*part, duration.as_secs_f64());
             }
             for warning in &snapshot.warnings {
                 log::warn!("{warning}");
-                *stats.errors.entry(warning_collector(warning)).or_default() += 1;
+                *stats.errors.entry(warning.part).or_default() += 1;
             }
         }
         if refresh_due {
@@ -458,16 +463,5 @@ impl HubCollector {
             snapshot.tasks = Some(tasks.clone());
         }
         Ok(snapshot)
-    }
-}
-
-/// The collector a source's warning belongs to.
-fn warning_collector(warning: &str) -> &'static str {
-    if warning.starts_with(kobo_backend_api::worker_dir::WARNING_PREFIX) {
-        "last_seen"
-    } else if warning.starts_with(kobo_backend_api::tasks::WARNING_PREFIX) {
-        "tasks"
-    } else {
-        "workers"
     }
 }

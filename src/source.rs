@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use kobo_backend_api::DataSource;
-use kobo_backend_sqlite::SqliteSource;
 
 use crate::config::{ConfigError, Settings, SourceKind};
 
@@ -23,15 +22,17 @@ pub fn open(settings: &Settings) -> Result<Arc<dyn DataSource>, ConfigError> {
     }
     let options = settings.database.clone();
     match settings.kind {
-        SourceKind::Sqlite => SqliteSource::from_url(&options.url, options.worker_dir.clone())
-            .map(|s| Arc::new(s) as Arc<dyn DataSource>)
-            .map_err(|e| url_error(&e)),
+        SourceKind::Sqlite => {
+            kobo_backend_sqlite::from_url(&options.url, options.worker_dir.clone())
+                .map(|s| Arc::new(s) as Arc<dyn DataSource>)
+                .map_err(|e| url_error(&e))
+        }
         #[cfg(feature = "postgres")]
-        SourceKind::Postgres => kobo_backend_postgres::PostgresSource::new(options)
+        SourceKind::Postgres => kobo_backend_postgres::open(options)
             .map(|s| Arc::new(s) as Arc<dyn DataSource>)
             .map_err(|e| url_error(&e)),
         #[cfg(feature = "mysql")]
-        SourceKind::Mysql => kobo_backend_mysql::MysqlSource::new(options)
+        SourceKind::Mysql => kobo_backend_mysql::open(options)
             .map(|s| Arc::new(s) as Arc<dyn DataSource>)
             .map_err(|e| url_error(&e)),
         #[cfg(feature = "xmlrpc")]

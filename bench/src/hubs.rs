@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kobo_backend_api::normalise::{HubSchema, ScrapeSql};
+use kobo_backend_api::normalise::HubSchema;
+use kobo_backend_sql::ScrapeSql;
 use kobo_hubgen::HubSpec;
 use kobo_testkit::xmlrpc_hub::{exports_from_sqlite, XmlRpcHub};
 use mysql_async::prelude::Queryable;
@@ -178,11 +179,7 @@ impl HubSet {
                 self.postgres_url()?,
                 kobo_backend_postgres::scrape_sql(&SCHEMA),
             ),
-            Source::Mysql => (
-                self.mysql_url()?,
-                // The exporter's default query_timeout (10 s) in the hint, as the exporter sends it.
-                kobo_backend_mysql::scrape_sql(&SCHEMA, Duration::from_secs(10)),
-            ),
+            Source::Mysql => (self.mysql_url()?, kobo_backend_mysql::scrape_sql(&SCHEMA)),
             Source::Xmlrpc => anyhow::bail!("not a SQL source"),
         };
         let settings = KoboSettings::new(url.clone(), worker_dir, scenario);
@@ -210,6 +207,7 @@ impl HubSet {
             _ => self.row(source, scenario, plan, &settings, None).await?,
         };
         let queries = floor_queries(&sql, scenario);
+        let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
         let iterations = row.scrapes.clamp(10, 1_000);
         let floor = match source {
             Source::Sqlite => floor::sqlite(&self.sqlite, &queries, iterations)?,
@@ -339,10 +337,14 @@ impl HubSet {
 }
 
 /// The queries a row's floor runs: what the exporter runs per scrape in that scenario.
-fn floor_queries(sql: &ScrapeSql, scenario: Scenario) -> Vec<&str> {
+fn floor_queries(sql: &ScrapeSql, scenario: Scenario) -> Vec<String> {
     match scenario {
-        Scenario::FullRefresh => vec![&sql.workers, &sql.task_groups, &sql.worker_tasks],
-        _ => vec![&sql.workers],
+        Scenario::FullRefresh => vec![
+            sql.workers.sql(),
+            sql.task_groups.sql(),
+            sql.worker_tasks.sql(),
+        ],
+        _ => vec![sql.workers.sql()],
     }
 }
 

@@ -2,12 +2,12 @@
 //! rendering from SQLite, PostgreSQL and MariaDB (the databases come from the backends' `TestDatabase`
 //! helpers, which skip loudly or fail under `CI=true`); a non-empty target is refused.
 
+use kobo_testkit::CollectExt;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use kobo_backend_api::worker_dir::WorkerDir;
-use kobo_backend_api::{DataSource, DatabaseOptions};
-use kobo_backend_sqlite::SqliteSource;
+use kobo_backend_api::DatabaseOptions;
 use kobo_hubgen::{generate, write_worker_dir, HubSpec};
 use kobo_testkit::db::TestDb;
 
@@ -128,8 +128,8 @@ fn worker_dir_is_deterministic_and_some_are_never_seen() {
 }
 
 async fn render_sqlite(path: &Path, workers: &Path) -> String {
-    let source = SqliteSource::open(path, Some(WorkerDir::new(workers))).expect("open");
-    let snapshot = source.collect_with_tasks().await.expect("collect");
+    let source = kobo_backend_sqlite::open(path, Some(WorkerDir::new(workers))).expect("open");
+    let snapshot = source.collect_tasks().await.expect("collect");
     kobo_exporter::render(&snapshot).expect("render")
 }
 
@@ -164,9 +164,8 @@ async fn the_same_spec_renders_the_same_on_every_database() {
 
     if let Some(db) = kobo_testkit::db::PostgresDb::create().await {
         generate(&db.url(), &SPEC).await.expect("postgres");
-        let source = kobo_backend_postgres::PostgresSource::new(with_dir(db.options(), &workers))
-            .expect("source");
-        let snapshot = source.collect_with_tasks().await.expect("collect");
+        let source = kobo_backend_postgres::open(with_dir(db.options(), &workers)).expect("source");
+        let snapshot = source.collect_tasks().await.expect("collect");
         let postgres = kobo_exporter::render(&snapshot).expect("render");
         assert_eq!(postgres, sqlite, "PostgreSQL differs from SQLite");
         let error = generate(&db.url(), &SPEC).await.expect_err("non-empty");
@@ -174,9 +173,8 @@ async fn the_same_spec_renders_the_same_on_every_database() {
     }
     if let Some(db) = kobo_testkit::db::MysqlDb::create().await {
         generate(&db.url(), &SPEC).await.expect("mysql");
-        let source =
-            kobo_backend_mysql::MysqlSource::new(with_dir(db.options(), &workers)).expect("source");
-        let snapshot = source.collect_with_tasks().await.expect("collect");
+        let source = kobo_backend_mysql::open(with_dir(db.options(), &workers)).expect("source");
+        let snapshot = source.collect_tasks().await.expect("collect");
         let mysql = kobo_exporter::render(&snapshot).expect("render");
         assert_eq!(mysql, sqlite, "MariaDB differs from SQLite");
         let error = generate(&db.url(), &SPEC).await.expect_err("non-empty");

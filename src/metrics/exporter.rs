@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use kobo_backend_api::Part;
 use prometheus::core::Collector as _;
 use prometheus::proto::MetricFamily;
 
@@ -16,9 +17,9 @@ pub struct ExporterStatus {
     /// The source kind (`sqlite`, `postgres`, ...).
     pub source: &'static str,
     /// Duration of the last run of each collector, in seconds.
-    pub durations: BTreeMap<&'static str, f64>,
+    pub durations: BTreeMap<Part, f64>,
     /// Failures of each collector since start-up.
-    pub errors: BTreeMap<&'static str, u64>,
+    pub errors: BTreeMap<Part, u64>,
     /// Seconds since the task data was read, when there is task data.
     pub task_data_age: Option<f64>,
 }
@@ -51,7 +52,7 @@ pub fn families(
         "Duration of the last run of each collector (workers, tasks, last_seen), in seconds",
     );
     for (collector, seconds) in &status.durations {
-        push_gauge(&mut durations, &[("collector", collector)], *seconds);
+        push_gauge(&mut durations, &[("collector", collector.name())], *seconds);
     }
     families.push(durations);
     let mut errors = counter_family(
@@ -59,7 +60,11 @@ pub fn families(
         "Failed runs of each collector (workers, tasks, last_seen) since the exporter started",
     );
     for (collector, count) in &status.errors {
-        push_counter(&mut errors, &[("collector", collector)], *count as f64);
+        push_counter(
+            &mut errors,
+            &[("collector", collector.name())],
+            *count as f64,
+        );
     }
     families.push(errors);
     if let Some(age) = status.task_data_age {

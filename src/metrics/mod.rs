@@ -11,18 +11,8 @@ use std::convert::Infallible;
 
 use kobo_backend_api::HubSnapshot;
 use prometheus::proto::MetricFamily;
-use serde::Deserialize;
 
-/// Which metrics to serve.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MetricSet {
-    /// Everything the source provides, plus the exporter's health metrics.
-    #[default]
-    All,
-    /// Exactly django-kobo-exporter's six families, nothing else.
-    Reference,
-}
+pub use kobo_backend_api::MetricSet;
 
 /// Where [`hub_family_groups`] puts the families, group by group.
 pub trait FamilySink {

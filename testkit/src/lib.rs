@@ -5,16 +5,20 @@
 //! - [`wire`]: kobo's XML-RPC wire format, byte for byte (Python's marshaller, `Worker.export()`);
 //! - [`xmlrpc_hub`]: a kobo hub served over XML-RPC from any hub database, with request counters;
 //! - [`proxy`]: a TCP proxy that injects faults between the exporter and its source;
+//! - [`collect`]: collecting from a source with an unhurried deadline ([`CollectExt`]);
 //! - [`db`]: throw-away hub databases on the PostgreSQL and MariaDB test servers, behind one trait
 //!   (features `postgres` and `mysql`);
 //! - [`exposition`] and [`openmetrics`]: parsers and checkers of what the exporter serves.
 
+pub mod collect;
 pub mod db;
 pub mod exposition;
 pub mod openmetrics;
 pub mod proxy;
 pub mod wire;
 pub mod xmlrpc_hub;
+
+pub use collect::CollectExt;
 
 /// The test material: `testkit/data/<name>`.
 pub mod data {

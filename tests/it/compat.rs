@@ -3,17 +3,18 @@
 //! the same order, HELP, TYPE, label sets and values.
 
 use crate::common;
+use kobo_testkit::CollectExt;
 
-use kobo_backend_sqlite::SqliteSource;
-use kobo_exporter::api::{DataSource, WorkerDir};
+use kobo_exporter::api::WorkerDir;
 use kobo_testkit::exposition::parse;
 
 /// The fixture hub in a SQLite file, rendered by this exporter.
 async fn render_fixture() -> String {
     let (_dir, path) = common::fixture_sqlite();
     let workers = common::fixture_worker_dir();
-    let source = SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
-    let snapshot = source.collect().await.expect("collect");
+    let source =
+        kobo_backend_sqlite::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
+    let snapshot = source.collect_workers().await.expect("collect");
     kobo_exporter::render(&snapshot).expect("render")
 }
 

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kobo_backend_postgres::PostgresSource;
-use kobo_exporter::api::{DataSource, DatabaseOptions, HubSnapshot, SourceError, WorkerDir};
+use kobo_exporter::api::{
+    CollectRequest, DataSource, DatabaseOptions, HubSnapshot, SourceError, WorkerDir,
+};
 use kobo_exporter::collector::{CollectorOptions, HubCollector, TIMEOUT_MARGIN};
 use rocket::http::Status;
 use rocket::local::asynchronous::Client;
@@ -108,8 +109,8 @@ impl Counting {
             .expect("the source is alive");
     }
 
-    async fn counted(&self, with_tasks: bool) -> Result<HubSnapshot, SourceError> {
-        let calls = if with_tasks {
+    async fn counted(&self, request: &CollectRequest) -> Result<HubSnapshot, SourceError> {
+        let calls = if request.tasks {
             &self.collects_with_tasks
         } else {
             &self.collects
@@ -131,11 +132,7 @@ impl Counting {
             .await;
         }
         tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
-        if with_tasks {
-            self.inner.collect_with_tasks().await
-        } else {
-            self.inner.collect().await
-        }
+        self.inner.collect(request).await
     }
 }
 
@@ -149,12 +146,8 @@ impl DataSource for Counting {
         self.inner.describe()
     }
 
-    async fn collect(&self) -> Result<HubSnapshot, SourceError> {
-        self.counted(false).await
-    }
-
-    async fn collect_with_tasks(&self) -> Result<HubSnapshot, SourceError> {
-        self.counted(true).await
+    async fn collect(&self, request: &CollectRequest) -> Result<HubSnapshot, SourceError> {
+        self.counted(request).await
     }
 }
 
@@ -469,7 +462,7 @@ async fn concurrent_scrapes_of_postgresql_use_one_collection_and_one_connection(
     let proxy = Proxy::start(target, Mode::Pass).await;
     let (url, _) = kobo_testkit::proxy::through(&db.url(), proxy.port()).await;
     let worker_dir = common::fixture_worker_dir();
-    let source = PostgresSource::new(DatabaseOptions {
+    let source = kobo_backend_postgres::open(DatabaseOptions {
         max_connections: 2,
         worker_dir: Some(WorkerDir::new(worker_dir.path())),
         ..DatabaseOptions::new(format!("{url}?sslmode=disable"))
@@ -519,7 +512,7 @@ impl DataSource for AlwaysDown {
     fn describe(&self) -> String {
         "postgres://127.0.0.1:1/hub".into()
     }
-    async fn collect(&self) -> Result<HubSnapshot, SourceError> {
+    async fn collect(&self, _: &CollectRequest) -> Result<HubSnapshot, SourceError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Err(SourceError::Connect {
             target: self.describe(),

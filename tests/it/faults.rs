@@ -34,8 +34,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kobo_backend_mysql::MysqlSource;
-use kobo_backend_postgres::PostgresSource;
 #[cfg(feature = "xmlrpc")]
 use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource};
 use kobo_exporter::api::{DataSource, DatabaseOptions, WorkerDir};
@@ -198,7 +196,7 @@ impl Rig {
                     let proxy = Proxy::start(target, mode).await;
                     let (url, _) = kobo_testkit::proxy::through(&db.url(), proxy.port()).await;
                     let options = database_options(format!("{url}?sslmode=disable"), &worker_dir);
-                    let source = PostgresSource::new(options).expect("PostgreSQL source");
+                    let source = kobo_backend_postgres::open(options).expect("PostgreSQL source");
                     (
                         Upstream::Database(database.clone()),
                         Arc::new(source),
@@ -210,7 +208,7 @@ impl Rig {
                     let proxy = Proxy::start(target, mode).await;
                     let (url, _) = kobo_testkit::proxy::through(&db.url(), proxy.port()).await;
                     let options = database_options(url, &worker_dir);
-                    let source = MysqlSource::new(options).expect("MariaDB source");
+                    let source = kobo_backend_mysql::open(options).expect("MariaDB source");
                     (
                         Upstream::Database(database.clone()),
                         Arc::new(source),
@@ -772,7 +770,7 @@ async fn abandoned_at_the_deadline(max_connections: u32) {
         // No sslmode: TLS if the server offers it, as in the reproduction.
         ..DatabaseOptions::new(db.url())
     };
-    let source = PostgresSource::new(options).expect("PostgreSQL source");
+    let source = kobo_backend_postgres::open(options).expect("PostgreSQL source");
     let collector_options = CollectorOptions {
         task_refresh_interval: Duration::ZERO,
         reconnect_backoff_max: Duration::ZERO,

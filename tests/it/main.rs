@@ -20,6 +20,7 @@ mod compat;
 mod concurrency;
 mod config;
 mod conformance;
+mod deadline;
 mod deploy;
 mod faults;
 mod monitoring;

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use kobo_backend_sqlite::SqliteSource;
 use kobo_exporter::api::WorkerDir;
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_exporter::exposition::Format;
@@ -202,7 +201,8 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 async fn exported_names() -> BTreeSet<String> {
     let (_dir, hub) = common::fixture_sqlite();
     let workers = common::fixture_worker_dir();
-    let source = SqliteSource::open(hub, Some(WorkerDir::new(workers.path()))).expect("fixture");
+    let source =
+        kobo_backend_sqlite::open(hub, Some(WorkerDir::new(workers.path()))).expect("fixture");
     let collector = HubCollector::new(Arc::new(source), CollectorOptions::default());
     let (_, text) = collector
         .collect_once(Format::Text)

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kobo_exporter::api::{
-    DataSource, HubSnapshot, SourceError, TaskGroup, TaskState, TaskSummary, WorkerRecord,
-    WorkerTaskCount,
+    CollectRequest, DataSource, HubSnapshot, SourceError, TaskGroup, TaskState, TaskSummary,
+    WorkerRecord, WorkerTaskCount,
 };
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_exporter::exposition::Format;
@@ -39,10 +39,7 @@ impl DataSource for Scripted {
     fn describe(&self) -> String {
         "scripted".into()
     }
-    async fn collect(&self) -> Result<HubSnapshot, SourceError> {
-        Ok(self.next())
-    }
-    async fn collect_with_tasks(&self) -> Result<HubSnapshot, SourceError> {
+    async fn collect(&self, _: &CollectRequest) -> Result<HubSnapshot, SourceError> {
         Ok(self.next())
     }
 }

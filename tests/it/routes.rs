@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kobo_backend_sqlite::SqliteSource;
-use kobo_exporter::api::{DataSource, HubSnapshot, SourceError};
+use kobo_exporter::api::{CollectRequest, DataSource, HubSnapshot, SourceError};
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_exporter::exposition::CONTENT_TYPE;
 use kobo_exporter::metrics::MetricSet;
@@ -222,7 +222,7 @@ impl DataSource for FailingSource {
     fn describe(&self) -> String {
         "postgres://kobo:***@db/hub".into()
     }
-    async fn collect(&self) -> Result<HubSnapshot, SourceError> {
+    async fn collect(&self, _: &CollectRequest) -> Result<HubSnapshot, SourceError> {
         Err(SourceError::Connect {
             target: self.describe(),
             message: "connection refused".into(),
@@ -303,7 +303,7 @@ async fn with_the_reference_set_a_failing_source_gives_503_with_the_cause() {
 #[rocket::async_test]
 async fn the_reference_set_serves_exactly_the_six_families() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = SqliteSource::open(root.join("demo/hub.sqlite3"), None).expect("demo hub");
+    let source = kobo_backend_sqlite::open(root.join("demo/hub.sqlite3"), None).expect("demo hub");
     let options = CollectorOptions {
         metrics: MetricSet::Reference,
         ..CollectorOptions::default()
@@ -338,15 +338,15 @@ impl DataSource for SlowSource {
     fn describe(&self) -> String {
         self.inner.describe()
     }
-    async fn collect(&self) -> Result<HubSnapshot, SourceError> {
+    async fn collect(&self, request: &CollectRequest) -> Result<HubSnapshot, SourceError> {
         tokio::time::sleep(self.delay).await;
-        self.inner.collect().await
+        self.inner.collect(request).await
     }
 }
 
 fn demo_source() -> SqliteSource {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    SqliteSource::open(root.join("demo/hub.sqlite3"), None).expect("demo hub")
+    kobo_backend_sqlite::open(root.join("demo/hub.sqlite3"), None).expect("demo hub")
 }
 
 #[rocket::async_test]

@@ -167,8 +167,7 @@ fn passwords_and_tokens_from_files_are_never_shown() {
 #[rocket::async_test]
 async fn only_get_and_head_succeed() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source =
-        kobo_backend_sqlite::SqliteSource::open(root.join("demo/hub.sqlite3"), None).expect("demo");
+    let source = kobo_backend_sqlite::open(root.join("demo/hub.sqlite3"), None).expect("demo");
     let collector = kobo_exporter::collector::HubCollector::new(
         std::sync::Arc::new(source),
         kobo_exporter::collector::CollectorOptions::default(),

@@ -2,12 +2,12 @@
 //! worker secret, and the bundled demo hub.
 
 use crate::common;
+use kobo_testkit::CollectExt;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use kobo_backend_sqlite::SqliteSource;
-use kobo_exporter::api::{DataSource, LastSeen, WorkerDir};
+use kobo_exporter::api::{LastSeen, WorkerDir};
 
 fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -35,9 +35,9 @@ async fn reads_a_read_only_file_in_a_read_only_directory_and_changes_nothing() {
     set_mode(&path, 0o444);
     set_mode(&dir, 0o555);
 
-    let source = SqliteSource::open(&path, None).expect("open read-only");
+    let source = kobo_backend_sqlite::open(&path, None).expect("open read-only");
     for _ in 0..3 {
-        let snapshot = source.collect().await.expect("collect");
+        let snapshot = source.collect_workers().await.expect("collect");
         assert_eq!(snapshot.workers.len(), 5);
     }
     drop(source);
@@ -65,7 +65,7 @@ async fn reads_a_read_only_file_in_a_read_only_directory_and_changes_nothing() {
 fn a_missing_file_is_an_error_and_is_never_created() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("nope.sqlite3");
-    let error = SqliteSource::open(&path, None)
+    let error = kobo_backend_sqlite::open(&path, None)
         .err()
         .expect("must fail")
         .to_string();
@@ -85,8 +85,9 @@ async fn the_worker_secret_is_never_in_the_records_or_the_output() {
         .expect("keys");
     assert_eq!(keys.len(), 5);
     let workers = common::fixture_worker_dir();
-    let source = SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
-    let snapshot = source.collect().await.expect("collect");
+    let source =
+        kobo_backend_sqlite::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
+    let snapshot = source.collect_workers().await.expect("collect");
     let text = kobo_exporter::render(&snapshot).expect("render");
     let debug = format!("{snapshot:?}");
     for key in &keys {
@@ -100,8 +101,9 @@ async fn records_carry_arches_channels_and_last_seen() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = common::fixture_sqlite_in(dir.path());
     let workers = common::fixture_worker_dir();
-    let source = SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
-    let mut snapshot = source.collect().await.expect("collect");
+    let source =
+        kobo_backend_sqlite::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
+    let mut snapshot = source.collect_workers().await.expect("collect");
     snapshot.workers.sort_by(|a, b| a.name.cmp(&b.name));
     let first = &snapshot.workers[0];
     assert_eq!(first.name, "worker-0001.example.com");
@@ -121,16 +123,19 @@ async fn a_worker_dir_that_disappears_is_a_warning_not_zeros() {
     let path = common::fixture_sqlite_in(dir.path());
     let workers = common::fixture_worker_dir();
     let worker_path = workers.path().to_path_buf();
-    let source = SqliteSource::open(&path, Some(WorkerDir::new(&worker_path))).expect("open");
+    let source =
+        kobo_backend_sqlite::open(&path, Some(WorkerDir::new(&worker_path))).expect("open");
     drop(workers);
-    let snapshot = source.collect().await.expect("collect");
+    let snapshot = source.collect_workers().await.expect("collect");
     assert!(snapshot
         .workers
         .iter()
         .all(|w| w.last_seen == LastSeen::Unavailable));
     assert_eq!(snapshot.warnings.len(), 1);
     assert!(
-        snapshot.warnings[0].contains(&worker_path.display().to_string()),
+        snapshot.warnings[0]
+            .message
+            .contains(&worker_path.display().to_string()),
         "{:?}",
         snapshot.warnings
     );
@@ -150,11 +155,11 @@ async fn the_demo_hub_holds_what_its_sql_describes() {
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
     drop(conn);
-    let demo = SqliteSource::open(root.join("hub.sqlite3"), None).expect("demo");
-    let rebuilt = SqliteSource::open(&rebuilt, None).expect("rebuilt");
+    let demo = kobo_backend_sqlite::open(root.join("hub.sqlite3"), None).expect("demo");
+    let rebuilt = kobo_backend_sqlite::open(&rebuilt, None).expect("rebuilt");
     let (a, b) = (
-        demo.collect_with_tasks().await.expect("demo"),
-        rebuilt.collect_with_tasks().await.expect("rebuilt"),
+        demo.collect_tasks().await.expect("demo"),
+        rebuilt.collect_tasks().await.expect("rebuilt"),
     );
     // The renderings (what the demo shows) and the task data are the same; timings differ.
     assert_eq!(
@@ -220,7 +225,7 @@ async fn a_hub_file_deleted_fails_and_one_replaced_by_rename_is_read_anew() {
     let (first, second, third) = (staging(), staging(), staging());
     let changed = changed_fixture_in(first.path());
 
-    let source = Arc::new(SqliteSource::open(&path, None).expect("open"));
+    let source = Arc::new(kobo_backend_sqlite::open(&path, None).expect("open"));
     let options = CollectorOptions {
         task_metrics: false,
         reconnect_backoff_max: std::time::Duration::ZERO,
@@ -245,7 +250,7 @@ async fn a_hub_file_deleted_fails_and_one_replaced_by_rename_is_read_anew() {
     assert_eq!(up, Some(0.0), "served a deleted file: {max_load:?}");
     assert!(max_load.is_empty(), "{max_load:?}");
     let error = source
-        .collect()
+        .collect_workers()
         .await
         .expect_err("a deleted file")
         .to_string();
@@ -268,7 +273,7 @@ async fn a_hub_file_deleted_fails_and_one_replaced_by_rename_is_read_anew() {
     // And once more the other way, straight on the source.
     let changed = changed_fixture_in(third.path());
     std::fs::rename(&changed, &path).expect("mv");
-    let snapshot = source.collect().await.expect("the replaced file");
+    let snapshot = source.collect_workers().await.expect("the replaced file");
     assert_eq!(snapshot.workers.len(), 4);
     assert!(snapshot
         .workers

@@ -3,15 +3,15 @@
 //! refresh: cached between refreshes with its age exported, dropped (not served stale) when it fails.
 
 use crate::common;
+use kobo_testkit::CollectExt;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kobo_backend_sqlite::SqliteSource;
 use kobo_exporter::api::tasks::parse_utc_datetime;
-use kobo_exporter::api::{DataSource, WorkerDir};
+use kobo_exporter::api::WorkerDir;
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_testkit::exposition::{parse, Exposition};
 
@@ -95,8 +95,8 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 async fn render(path: &Path) -> Exposition {
-    let source = SqliteSource::open(path, None).expect("open");
-    let snapshot = source.collect_with_tasks().await.expect("collect");
+    let source = kobo_backend_sqlite::open(path, None).expect("open");
+    let snapshot = source.collect_tasks().await.expect("collect");
     parse(&kobo_exporter::render(&snapshot).expect("render")).expect("parse")
 }
 
@@ -289,7 +289,7 @@ async fn task_data_is_cached_between_refreshes_and_its_age_exported() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = common::fixture_sqlite_in(dir.path());
     let source = Arc::new(
-        SqliteSource::open(
+        kobo_backend_sqlite::open(
             &path,
             Some(WorkerDir::new(common::fixture_worker_dir().path())),
         )
@@ -362,7 +362,7 @@ async fn a_failing_task_query_drops_the_task_metrics_but_keeps_the_workers() {
     rusqlite::Connection::open(&path)
         .and_then(|c| c.execute_batch("DROP TABLE hub_task"))
         .expect("drop hub_task");
-    let source = Arc::new(SqliteSource::open(&path, None).expect("open"));
+    let source = Arc::new(kobo_backend_sqlite::open(&path, None).expect("open"));
     let collector = HubCollector::new(source, CollectorOptions::default());
     let exposition = parse(&collector.scrape(None).await.expect("scrape")).expect("parse");
     assert_eq!(value(&exposition, "kobo_up", &[]), Some(1.0));
@@ -397,8 +397,9 @@ async fn an_unreadable_worker_dir_counts_as_a_last_seen_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = common::fixture_sqlite_in(dir.path());
     let workers = common::fixture_worker_dir();
-    let source =
-        Arc::new(SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open"));
+    let source = Arc::new(
+        kobo_backend_sqlite::open(&path, Some(WorkerDir::new(workers.path()))).expect("open"),
+    );
     drop(workers);
     let collector = HubCollector::new(source, CollectorOptions::default());
     let exposition = parse(&collector.scrape(None).await.expect("scrape")).expect("parse");

@@ -26,13 +26,13 @@
 #![cfg(feature = "xmlrpc")]
 
 use crate::common;
+use kobo_testkit::CollectExt;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kobo_backend_sqlite::SqliteSource;
 use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource, ALLOWED_METHODS, DEFAULT_MULTICALL_CHUNK};
 use kobo_exporter::api::{
     DataSource, HubSnapshot, LastSeen, SourceError, TaskGroup, TaskSummary, WorkerDir,
@@ -1066,8 +1066,9 @@ fn synthetic_handler(n: usize) -> impl Fn(&Received) -> Reply + Send + Sync + 's
 async fn sqlite_snapshot() -> HubSnapshot {
     let (_dir, path) = common::fixture_sqlite();
     let workers = common::fixture_worker_dir();
-    let source = SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
-    source.collect().await.expect("collect")
+    let source =
+        kobo_backend_sqlite::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
+    source.collect_workers().await.expect("collect")
 }
 
 /// The fixture hub, with `extra` tasks added, read with its task aggregates by the SQLite source.
@@ -1100,11 +1101,9 @@ async fn sqlite_with_tasks(extra: &[TaskRow]) -> HubSnapshot {
     transaction.commit().expect("commit");
     drop(conn);
     let workers = common::fixture_worker_dir();
-    let source = SqliteSource::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
-    source
-        .collect_with_tasks()
-        .await
-        .expect("collect with tasks")
+    let source =
+        kobo_backend_sqlite::open(&path, Some(WorkerDir::new(workers.path()))).expect("open");
+    source.collect_tasks().await.expect("collect with tasks")
 }
 
 /// `count` more tasks for the fixture hub (ids from 1001): every state, every arch and channel, some
@@ -1270,7 +1269,7 @@ fn the_marshaller_reproduces_every_capture() {
 #[tokio::test]
 async fn the_fixture_hub_gives_the_sqlite_sources_records_and_metrics() {
     let hub = TestHub::start(fixture_handler(Quirks::default())).await;
-    let snapshot = hub.source().collect().await.expect("collect");
+    let snapshot = hub.source().collect_workers().await.expect("collect");
     assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
 
     // The records: the SQLite source's, less what XML-RPC does not carry.
@@ -1401,7 +1400,15 @@ async fn the_url_may_lack_the_trailing_slash() {
     };
     let source = XmlRpcSource::new(options).expect("source");
     assert_eq!(source.describe(), hub.url);
-    assert_eq!(source.collect().await.expect("collect").workers.len(), 5);
+    assert_eq!(
+        source
+            .collect_workers()
+            .await
+            .expect("collect")
+            .workers
+            .len(),
+        5
+    );
     assert!(hub.received().iter().all(|r| r.path == "/xmlrpc/client/"));
 }
 
@@ -1424,7 +1431,7 @@ async fn requests_per_scrape_are_bounded_and_only_allowed_methods_are_called() {
         let source = XmlRpcSource::new(options).expect("source");
         let started = Instant::now();
         let snapshot = source
-            .collect()
+            .collect_workers()
             .await
             .unwrap_or_else(|e| panic!("{workers} workers: {e}"));
         assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
@@ -1483,7 +1490,7 @@ async fn requests_per_scrape_are_bounded_and_only_allowed_methods_are_called() {
     }
     // Odd names survive the round trip, and render as label values.
     let hub = TestHub::start(synthetic_handler(8)).await;
-    let snapshot = hub.source().collect().await.expect("collect");
+    let snapshot = hub.source().collect_workers().await.expect("collect");
     let names: Vec<&str> = snapshot.workers.iter().map(|w| w.name.as_str()).collect();
     assert!(
         names.contains(&"w\u{f6}rker-00003.\u{e9}xample.com"),
@@ -1511,7 +1518,7 @@ async fn the_request_count_stays_constant_as_workers_grow_from_10_to_2000() {
         let source = XmlRpcSource::new(XmlRpcOptions::new(hub.url())).expect("source");
         let started = Instant::now();
         let snapshot = source
-            .collect()
+            .collect_workers()
             .await
             .unwrap_or_else(|e| panic!("{workers} workers: {e}"));
         let elapsed = started.elapsed();
@@ -1550,7 +1557,7 @@ async fn a_fault_on_list_workers_inside_the_multicall_fails_the_collection() {
             ..Quirks::default()
         }))
         .await;
-        let error = message(hub.source().collect().await);
+        let error = message(hub.source().collect_workers().await);
         let call = if enabled {
             "client.list_workers(True)"
         } else {
@@ -1565,7 +1572,7 @@ async fn a_fault_on_list_workers_inside_the_multicall_fails_the_collection() {
         );
         // Nothing is read after the lists, and the task path fails the same way.
         assert_eq!(hub.methods(), ["system.multicall"]);
-        let error = message(hub.source().collect_with_tasks().await);
+        let error = message(hub.source().collect_tasks().await);
         assert!(
             error.contains(&format!(
                 "{call} (in system.multicall): the hub answered with fault"
@@ -1586,7 +1593,7 @@ async fn a_fault_or_a_vanished_worker_in_the_multicall_drops_only_that_worker() 
     let hub = TestHub::start(fixture_handler(quirks)).await;
     let snapshot = hub
         .source()
-        .collect()
+        .collect_workers()
         .await
         .expect("a partial scrape is not a failure");
     let names: Vec<&str> = snapshot.workers.iter().map(|w| w.name.as_str()).collect();
@@ -1600,7 +1607,7 @@ async fn a_fault_or_a_vanished_worker_in_the_multicall_drops_only_that_worker() 
         ]
     );
     assert_eq!(
-        snapshot.warnings,
+        snapshot.warnings.iter().map(|w| w.message.as_str()).collect::<Vec<_>>(),
         [
             "The worker \"worker-0003.example.com\" is left out of this scrape: client.get_worker_info answered \
              fault 1: DoesNotExist: Worker matching query does not exist.",
@@ -1621,7 +1628,12 @@ async fn error_from(
         password: Some(PASSWORD.into()),
         ..hub.options()
     };
-    let error = message(XmlRpcSource::new(options).expect("source").collect().await);
+    let error = message(
+        XmlRpcSource::new(options)
+            .expect("source")
+            .collect_workers()
+            .await,
+    );
     assert!(error.contains(&hub.url), "the error names the hub: {error}");
     assert!(
         !error.contains(PASSWORD) && !error.contains("s3cret"),
@@ -1696,7 +1708,7 @@ async fn http_errors_name_the_status() {
     );
     assert_eq!(hub.received().len(), 1);
     let hub = TestHub::start(|_| Reply::Close(http("401 Unauthorized", &[], b""))).await;
-    let error = message(hub.source().collect().await);
+    let error = message(hub.source().collect_workers().await);
     assert!(
         error
             .contains("HTTP 401 Unauthorized (the hub or a proxy in front of it wants credentials"),
@@ -1818,7 +1830,12 @@ async fn bodies_over_the_cap_are_refused() {
         max_response_bytes: 4096,
         ..hub.options()
     };
-    let error = message(XmlRpcSource::new(options).expect("source").collect().await);
+    let error = message(
+        XmlRpcSource::new(options)
+            .expect("source")
+            .collect_workers()
+            .await,
+    );
     let length = big.len();
     assert!(
         error.contains(&format!(
@@ -1845,7 +1862,12 @@ async fn bodies_over_the_cap_are_refused() {
         max_response_bytes: 4096,
         ..hub.options()
     };
-    let error = message(XmlRpcSource::new(options).expect("source").collect().await);
+    let error = message(
+        XmlRpcSource::new(options)
+            .expect("source")
+            .collect_workers()
+            .await,
+    );
     assert!(
         error.contains("larger than max_response_bytes (4096 bytes): more than"),
         "{error}"
@@ -1861,7 +1883,12 @@ async fn a_hub_that_never_answers_times_out() {
         ..XmlRpcOptions::new(&hub.url)
     };
     let started = Instant::now();
-    let error = message(XmlRpcSource::new(options).expect("source").collect().await);
+    let error = message(
+        XmlRpcSource::new(options)
+            .expect("source")
+            .collect_workers()
+            .await,
+    );
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     assert!(elapsed >= Duration::from_millis(900), "took {elapsed:?}");
@@ -1887,7 +1914,7 @@ async fn a_hub_that_never_answers_times_out() {
     let error = message(
         XmlRpcSource::new(XmlRpcOptions::new(&url))
             .expect("source")
-            .collect()
+            .collect_workers()
             .await,
     );
     assert!(
@@ -1907,7 +1934,7 @@ async fn credentials_are_sent_and_never_shown() {
         ..hub.options()
     };
     let source = XmlRpcSource::new(basic.clone()).expect("source");
-    source.collect().await.expect("collect");
+    source.collect_workers().await.expect("collect");
     let debug = format!("{basic:?} {source:?}");
     assert!(
         !debug.contains(PASSWORD) && !debug.contains("s3cret"),
@@ -1927,7 +1954,7 @@ async fn credentials_are_sent_and_never_shown() {
         ..hub.options()
     };
     let source = XmlRpcSource::new(bearer.clone()).expect("source");
-    source.collect().await.expect("collect");
+    source.collect_workers().await.expect("collect");
     assert!(!format!("{bearer:?} {source:?}").contains(TOKEN));
     assert_eq!(hub.received().len(), 2);
     for request in hub.received() {
@@ -1944,7 +1971,7 @@ async fn credentials_are_sent_and_never_shown() {
         .replace("http://", "http://monitor:hunter2%20s3cret@");
     let source = XmlRpcSource::new(XmlRpcOptions::new(&url)).expect("source");
     assert_eq!(source.describe(), hub.url);
-    let error = message(source.collect().await);
+    let error = message(source.collect_workers().await);
     assert!(
         !error.contains("hunter2") && !error.contains("s3cret") && !error.contains("monitor"),
         "{error}"
@@ -1976,8 +2003,8 @@ async fn gzip_responses_and_connection_reuse() {
     }))
     .await;
     let source = hub.source();
-    let first = source.collect().await.expect("first scrape");
-    let second = source.collect().await.expect("second scrape");
+    let first = source.collect_workers().await.expect("first scrape");
+    let second = source.collect_workers().await.expect("second scrape");
     // The same but for the timings.
     assert_eq!(
         (&first.workers, &first.tasks, &first.warnings),
@@ -1992,7 +2019,11 @@ async fn gzip_responses_and_connection_reuse() {
     );
 
     let plain = TestHub::start(fixture_handler(Quirks::default())).await;
-    let reference = plain.source().collect().await.expect("plain scrape");
+    let reference = plain
+        .source()
+        .collect_workers()
+        .await
+        .expect("plain scrape");
     assert_eq!(
         kobo_exporter::render(&first).expect("render"),
         kobo_exporter::render(&reference).expect("render")
@@ -2071,12 +2102,13 @@ fn the_marshaller_reproduces_the_task_captures() {
 async fn task_metrics_of_the_fixture_hub_equal_the_sqlite_sources() {
     let hub = TestHub::start(fixture_handler(Quirks::default())).await;
     let source = hub.source();
-    let snapshot = source
-        .collect_with_tasks()
-        .await
-        .expect("collect with tasks");
+    let snapshot = source.collect_tasks().await.expect("collect with tasks");
     assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
-    let timings: Vec<&str> = snapshot.timings.iter().map(|(name, _)| *name).collect();
+    let timings: Vec<&str> = snapshot
+        .timings
+        .iter()
+        .map(|(part, _)| part.name())
+        .collect();
     assert_eq!(timings, ["workers", "tasks"]);
 
     // The records: the SQLite source's task aggregates, exactly.
@@ -2162,10 +2194,10 @@ async fn task_metrics_of_the_fixture_hub_equal_the_sqlite_sources() {
     }
 
     // A plain collect reads the workers only: no task call, no task data.
-    let plain = source.collect().await.expect("collect");
+    let plain = source.collect_workers().await.expect("collect");
     assert_eq!(plain.tasks, None);
     assert_eq!(plain.workers, snapshot.workers);
-    let timings: Vec<&str> = plain.timings.iter().map(|(name, _)| *name).collect();
+    let timings: Vec<&str> = plain.timings.iter().map(|(part, _)| part.name()).collect();
     assert_eq!(timings, ["workers"]);
     assert_eq!(hub.methods()[4..], ["system.multicall", "system.multicall"]);
 }
@@ -2185,7 +2217,7 @@ async fn task_metrics_cost_one_get_tasks_and_at_most_one_task_info_multicall() {
     let started = Instant::now();
     let snapshot = XmlRpcSource::new(options)
         .expect("source")
-        .collect_with_tasks()
+        .collect_tasks()
         .await
         .expect("collect with tasks");
     println!(
@@ -2238,7 +2270,7 @@ async fn a_fault_on_get_tasks_fails_the_task_collection_and_the_exporter_serves_
         ..Quirks::default()
     };
     let hub = TestHub::start(fixture_handler(quirks.clone())).await;
-    let error = message(hub.source().collect_with_tasks().await);
+    let error = message(hub.source().collect_tasks().await);
     assert!(
         error
             == format!(
@@ -2302,17 +2334,19 @@ async fn an_arch_that_cannot_be_named_leaves_its_tasks_out_with_a_warning() {
     .await;
     let snapshot = hub
         .source()
-        .collect_with_tasks()
+        .collect_tasks()
         .await
         .expect("a task left out is not a failure");
     assert_eq!(
-        snapshot.warnings,
+        snapshot.warnings.iter().map(|w| w.message.as_str()).collect::<Vec<_>>(),
         [
             "Task metrics: 5 active task(s) with arch id 6 are left out: no worker accepts that arch, and \
              client.task_info(2) answered fault 1: DoesNotExist: Task matching query does not exist."
         ]
     );
-    assert!(snapshot.warnings[0].starts_with(kobo_backend_xmlrpc::TASK_WARNING_PREFIX));
+    assert!(snapshot.warnings[0]
+        .message
+        .starts_with(kobo_backend_xmlrpc::TASK_WARNING_PREFIX));
     let reference = sqlite_with_tasks(&[]).await;
     let (groups, per_worker) = sorted_summary(snapshot.tasks.as_ref().expect("task data"));
     let (all_groups, all_per_worker) = sorted_summary(reference.tasks.as_ref().expect("task data"));
@@ -2389,7 +2423,7 @@ async fn when_no_worker_can_be_decoded_the_collection_fails() {
         ..Quirks::default()
     }))
     .await;
-    let error = message(hub.source().collect().await);
+    let error = message(hub.source().collect_workers().await);
     assert!(
         error.starts_with(&format!("unexpected data in {}: ", hub.url))
             && error.contains(&format!(
@@ -2399,12 +2433,12 @@ async fn when_no_worker_can_be_decoded_the_collection_fails() {
             && error.contains("DoesNotExist: Worker matching query does not exist."),
         "{error}"
     );
-    let error = message(hub.source().collect_with_tasks().await);
+    let error = message(hub.source().collect_tasks().await);
     assert!(error.contains("could be read"), "{error}");
 
     // Exports that cannot be decoded at all.
     let hub = TestHub::start(two_worker_handler(|_| Ok(py::value(&Py::Int(7))))).await;
-    let error = message(hub.source().collect().await);
+    let error = message(hub.source().collect_workers().await);
     assert!(
         error.contains("none of the 2 workers the hub lists could be read")
             && error.contains("not a struct"),
@@ -2447,17 +2481,17 @@ async fn when_no_worker_can_be_decoded_the_collection_fails() {
         }
     }))
     .await;
-    let snapshot = hub.source().collect().await.expect("partial");
+    let snapshot = hub.source().collect_workers().await.expect("partial");
     assert_eq!(snapshot.workers.len(), 1);
     assert_eq!(snapshot.warnings.len(), 1, "{:?}", snapshot.warnings);
     let hub = TestHub::start(synthetic_handler(0)).await;
-    let snapshot = hub.source().collect().await.expect("no workers");
+    let snapshot = hub.source().collect_workers().await.expect("no workers");
     assert!(snapshot.workers.is_empty() && snapshot.warnings.is_empty());
 
     // Every listed worker deleted between the two requests: truly no workers, not a failure.
     let missing = capture(INFO_MISSING).result_value().to_string();
     let hub = TestHub::start(two_worker_handler(move |_| Ok(missing.clone()))).await;
-    let snapshot = hub.source().collect().await.expect("all deleted");
+    let snapshot = hub.source().collect_workers().await.expect("all deleted");
     assert!(snapshot.workers.is_empty());
     assert_eq!(snapshot.warnings.len(), 2, "{:?}", snapshot.warnings);
 }
@@ -2488,7 +2522,7 @@ async fn control_characters_from_the_hub_are_escaped_in_errors_and_warnings() {
         ..Quirks::default()
     }))
     .await;
-    let error = message(hub.source().collect().await);
+    let error = message(hub.source().collect_workers().await);
     assert_no_raw_controls(&error);
     assert!(error.contains("Boom\\u{1b}[2K"), "{error}");
     // Faults of get_worker_info (warnings), one worker with a name full of control characters.
@@ -2508,7 +2542,7 @@ async fn control_characters_from_the_hub_are_escaped_in_errors_and_warnings() {
         }
     }))
     .await;
-    let error = message(hub.source().collect().await);
+    let error = message(hub.source().collect_workers().await);
     assert_no_raw_controls(&error);
     assert!(error.contains("\"b\\u{1b}[31m\\ngus\""), "{error}");
     let hub = TestHub::start(two_worker_handler(move |name| {
@@ -2526,11 +2560,11 @@ async fn control_characters_from_the_hub_are_escaped_in_errors_and_warnings() {
         }
     }))
     .await;
-    let snapshot = hub.source().collect().await.expect("partial");
+    let snapshot = hub.source().collect_workers().await.expect("partial");
     assert_eq!(snapshot.warnings.len(), 1);
-    assert_no_raw_controls(&snapshot.warnings[0]);
+    assert_no_raw_controls(&snapshot.warnings[0].message);
     assert!(
-        snapshot.warnings[0].contains("Boom\\u{1b}[2K"),
+        snapshot.warnings[0].message.contains("Boom\\u{1b}[2K"),
         "{:?}",
         snapshot.warnings
     );
@@ -2662,7 +2696,12 @@ async fn an_echoed_authorization_header_is_scrubbed_in_every_form() {
         bearer_token: Some(TOKEN.into()),
         ..hub.options()
     };
-    let error = message(XmlRpcSource::new(options).expect("source").collect().await);
+    let error = message(
+        XmlRpcSource::new(options)
+            .expect("source")
+            .collect_workers()
+            .await,
+    );
     assert_eq!(leaks(&error, TOKEN), None, "{error}");
     assert!(error.contains("bad Bearer *** (token ***)"), "{error}");
 
@@ -2697,18 +2736,20 @@ async fn an_echoed_authorization_header_is_scrubbed_in_every_form() {
     };
     let snapshot = XmlRpcSource::new(options)
         .expect("source")
-        .collect()
+        .collect_workers()
         .await
         .expect("partial");
     assert_eq!(snapshot.warnings.len(), 1);
     assert_eq!(
-        leaks(&snapshot.warnings[0], basic),
+        leaks(&snapshot.warnings[0].message, basic),
         None,
         "{:?}",
         snapshot.warnings
     );
     assert!(
-        snapshot.warnings[0].contains("PermissionDenied: Basic ***"),
+        snapshot.warnings[0]
+            .message
+            .contains("PermissionDenied: Basic ***"),
         "{:?}",
         snapshot.warnings
     );

@@ -8,6 +8,7 @@ pub mod error;
 pub mod normalise;
 pub mod options;
 pub mod records;
+pub mod request;
 pub mod secrets;
 pub mod tasks;
 pub mod worker_dir;
@@ -17,11 +18,12 @@ pub use options::{redact_url, DatabaseOptions};
 pub use records::{
     HubSnapshot, LastSeen, TaskGroup, TaskState, TaskSummary, WorkerRecord, WorkerTaskCount,
 };
+pub use request::{CollectRequest, MetricSet, Part, Warning};
 pub use worker_dir::WorkerDir;
 
 use async_trait::async_trait;
 
-/// A kobo hub data source: one [`collect`](DataSource::collect) call per scrape.
+/// A kobo hub data source: one [`collect`](DataSource::collect) call per collection.
 #[async_trait]
 pub trait DataSource: Send + Sync {
     /// A short name of the kind of source (`sqlite`, `postgres`, `mysql`, `xmlrpc`), shown on the landing
@@ -31,12 +33,9 @@ pub trait DataSource: Send + Sync {
     /// A description of where the data comes from that is safe to show (no password, no secret).
     fn describe(&self) -> String;
 
-    /// Reads one consistent snapshot of the hub's workers (`tasks` left `None`): the cheap, per-scrape part.
-    async fn collect(&self) -> Result<HubSnapshot, SourceError>;
-
-    /// Reads the workers and the task aggregates ([`tasks`]) in one consistent snapshot. A source that
-    /// cannot count tasks (or is configured not to) keeps this default: the workers only.
-    async fn collect_with_tasks(&self) -> Result<HubSnapshot, SourceError> {
-        self.collect().await
-    }
+    /// Reads one consistent snapshot of the hub: the workers, and the task aggregates ([`tasks`]) when
+    /// `request.tasks` asks for them (a source that cannot count tasks leaves them `None`). All of the
+    /// work is bounded by `request.deadline` ([`CollectRequest`] says how); past it the result is an
+    /// error and nothing of the collection is left running on the hub.
+    async fn collect(&self, request: &CollectRequest) -> Result<HubSnapshot, SourceError>;
 }

@@ -17,19 +17,6 @@ pub const REQUIRED_TABLES: [&str; 5] = [
     "hub_channel",
 ];
 
-/// The SQL one scrape runs, built by a source for a hub's schema: the worker query (every scrape) and the two
-/// task aggregates (a refresh of the task metrics). Each SQL source exposes its own as `scrape_sql`, so the
-/// benchmark's raw-SQL floor runs exactly what the source runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScrapeSql {
-    /// Every worker with its arches and channels.
-    pub workers: String,
-    /// Tasks by state, arch and channel ([`crate::tasks::groups_sql`]).
-    pub task_groups: String,
-    /// ASSIGNED and OPEN tasks per worker ([`crate::tasks::per_worker_sql`]).
-    pub worker_tasks: String,
-}
-
 /// Names the worker in an error about one of its columns: `hub_worker.enabled is TEXT, not an integer`
 /// becomes `hub_worker.enabled of worker "w1" is TEXT, not an integer` (the column is the message's first
 /// word). Sources decode a worker's columns under their bare names and call this only when decoding failed:
@@ -89,18 +76,6 @@ impl HubSchema {
         Ok(HubSchema {
             min_priority: has_column("min_priority"),
         })
-    }
-
-    /// The `hub_worker` columns of the worker query, for the table aliased `w`, in the order
-    /// [`WorkerRow`] lists them: name, enabled, ready, current_load, max_load, task_count, max_tasks,
-    /// min_priority (`NULL` where the column does not exist). Never `worker_key`: it is the worker's secret.
-    pub fn worker_columns_sql(&self) -> String {
-        let min_priority = if self.min_priority {
-            "w.min_priority"
-        } else {
-            "NULL"
-        };
-        format!("w.name, w.enabled, w.ready, w.current_load, w.max_load, w.task_count, w.max_tasks, {min_priority}")
     }
 }
 
@@ -253,14 +228,6 @@ mod tests {
             HubSchema::check(&all_tables, &["id", "name"]),
             Err("column hub_worker.enabled is missing".to_string())
         );
-        assert!(HubSchema {
-            min_priority: false
-        }
-        .worker_columns_sql()
-        .ends_with(", NULL"));
-        assert!(!HubSchema { min_priority: true }
-            .worker_columns_sql()
-            .contains("worker_key"));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Sources fill these and nothing else; the renderer reads only these. New metrics add fields or new record
 //! kinds here (the structs are `#[non_exhaustive]` so that adding one breaks no caller outside this crate).
 
+use crate::request::{Part, Warning};
+
 /// One scrape's view of the hub.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
@@ -12,12 +14,10 @@ pub struct HubSnapshot {
     /// Task aggregates, read in the same consistent snapshot as the workers; `None` where they were not
     /// asked for ([`DataSource::collect`](crate::DataSource::collect)) or the source cannot give them.
     pub tasks: Option<TaskSummary>,
-    /// Problems that did not stop the collection but made part of it unavailable (for example an unreadable
-    /// worker_dir: then no worker has a last seen). Each is a complete sentence.
-    pub warnings: Vec<String>,
-    /// How long each part of the collection took, by collector name (`workers`, `tasks`), where the source
-    /// measured it.
-    pub timings: Vec<(&'static str, std::time::Duration)>,
+    /// Problems that did not stop the collection but made a part of it unavailable or incomplete.
+    pub warnings: Vec<Warning>,
+    /// How long each part of the collection took, where the source measured it.
+    pub timings: Vec<(Part, std::time::Duration)>,
 }
 
 impl HubSnapshot {
@@ -33,7 +33,7 @@ impl HubSnapshot {
     pub fn from_read(
         workers: Vec<WorkerRecord>,
         tasks: Option<TaskSummary>,
-        timings: Vec<(&'static str, std::time::Duration)>,
+        timings: Vec<(Part, std::time::Duration)>,
     ) -> Self {
         HubSnapshot {
             workers,

@@ -255,6 +255,14 @@ impl ErrorContext {
         }
     }
 
+    /// A context for a target that holds no secret (a file's path).
+    pub fn without_secrets(target: impl Into<String>) -> Self {
+        ErrorContext {
+            target: target.into(),
+            secrets: Secrets::default(),
+        }
+    }
+
     /// The redacted URL.
     pub fn target(&self) -> &str {
         &self.target

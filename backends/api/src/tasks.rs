@@ -8,39 +8,8 @@
 
 use crate::records::{TaskGroup, TaskState, WorkerTaskCount};
 
-/// How a source's warnings about task data begin (counted as errors of the `tasks` collector).
+/// How a source's warnings about task data begin (in words; the part they belong to is the warning's).
 pub const WARNING_PREFIX: &str = "Task metrics:";
-
-/// `IN (...)` list of the active state codes.
-fn active_codes() -> String {
-    TaskState::ACTIVE
-        .iter()
-        .map(|s| s.code().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The filter is written `t.archive = false` in lower case on purpose: SQLite uses a partial index only when
-/// the query repeats the index's `WHERE archive = false` term as written (`FALSE` does not match).
-///
-/// Active, non-archived tasks per (state, arch, channel): state, arch name, channel name, count, and the
-/// oldest `dt_created` as text `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC. `created_as_text` turns the SQL
-/// expression for it (`t.oldest`) into that text in the source's dialect.
-pub fn groups_sql(created_as_text: impl Fn(&str) -> String) -> String {
-    // Counted per (state, arch id, channel id) first, then named: planners filter and group `hub_task`
-    // alone (with the optional index) instead of joining every task row to its arch and channel, which
-    // MariaDB did row by row (3 s instead of 0.1 s at 1M tasks without the index). Channels with the same
-    // name give several rows; [`merge_groups`] makes them one group.
-    format!(
-        "SELECT t.state, a.name, c.name, t.n, {oldest} \
-         FROM (SELECT state, arch_id, channel_id, count(*) AS n, min(dt_created) AS oldest FROM hub_task \
-               WHERE archive = false AND state IN ({codes}) \
-               GROUP BY state, arch_id, channel_id) t \
-         JOIN hub_arch a ON a.id = t.arch_id JOIN hub_channel c ON c.id = t.channel_id",
-        oldest = created_as_text("t.oldest"),
-        codes = active_codes(),
-    )
-}
 
 /// Groups with the same state, arch name and channel name as one: counts added, the oldest creation kept.
 pub fn merge_groups(groups: Vec<TaskGroup>) -> Vec<TaskGroup> {
@@ -67,24 +36,7 @@ pub fn merge_groups(groups: Vec<TaskGroup>) -> Vec<TaskGroup> {
     merged
 }
 
-/// ASSIGNED and OPEN non-archived tasks per (worker name, state): name, state, count. The tasks are
-/// grouped before the join, so that planners filter `hub_task` first (with the optional index) instead of
-/// walking it worker by worker.
-pub fn per_worker_sql() -> String {
-    // Grouped by state first and without a `worker_id IS NOT NULL` term (the join drops NULLs): either
-    // would invite SQLite to walk the worker_id index row by row, 15 times slower than a scan.
-    format!(
-        "SELECT w.name, t.state, t.n \
-         FROM (SELECT state, worker_id, count(*) AS n FROM hub_task \
-               WHERE archive = false AND state IN ({}, {}) \
-               GROUP BY state, worker_id) t \
-         JOIN hub_worker w ON w.id = t.worker_id",
-        TaskState::Assigned.code(),
-        TaskState::Open.code()
-    )
-}
-
-/// A row of [`groups_sql`] as the record; the error names what is wrong.
+/// A row of the task-group query (`kobo_backend_sql`) as the record; the error names what is wrong.
 pub fn group_from_row(
     state: i64,
     arch: String,
@@ -110,7 +62,7 @@ pub fn group_from_row(
     })
 }
 
-/// A row of [`per_worker_sql`] as the record.
+/// A row of the per-worker task query (`kobo_backend_sql`) as the record.
 pub fn worker_count_from_row(
     worker: String,
     state: i64,
@@ -226,19 +178,5 @@ mod tests {
             parse_utc_datetime("2020-01-01 00:00:00")
         );
         assert_eq!(merged[1].count, 1);
-    }
-
-    #[test]
-    fn queries_count_only_active_unarchived_tasks_and_never_per_worker() {
-        let sql = groups_sql(|e| e.to_string());
-        assert!(
-            sql.contains("WHERE archive = false") && sql.contains("IN (0, 1, 2, 8)"),
-            "{sql}"
-        );
-        assert!(per_worker_sql().contains("IN (1, 2)"));
-        assert!(
-            !sql.contains('?') && !per_worker_sql().contains('?'),
-            "no per-worker parameters"
-        );
     }
 }

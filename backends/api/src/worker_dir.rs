@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine as _;
 
 use crate::records::{HubSnapshot, LastSeen, WorkerRecord};
+use crate::request::{Part, Warning};
 use crate::SourceError;
 
 /// kobo's worker directory, read for last seen.
@@ -133,17 +134,21 @@ impl LastSeenTask {
         let (mtimes, took) = match listing.await {
             Ok(done) => done,
             Err(e) => {
-                snapshot
-                    .warnings
-                    .push(format!("{WARNING_PREFIX}: the listing did not finish: {e}"));
+                snapshot.warnings.push(Warning::new(
+                    Part::LastSeen,
+                    format!("{WARNING_PREFIX}: the listing did not finish: {e}"),
+                ));
                 return;
             }
         };
         match mtimes {
             Ok(mtimes) => apply_mtimes(&mtimes, &mut snapshot.workers),
-            Err(e) => snapshot.warnings.push(format!("{WARNING_PREFIX}: {e}")),
+            Err(e) => snapshot.warnings.push(Warning::new(
+                Part::LastSeen,
+                format!("{WARNING_PREFIX}: {e}"),
+            )),
         }
-        snapshot.timings.push(("last_seen", took));
+        snapshot.timings.push((Part::LastSeen, took));
     }
 }
 
@@ -193,9 +198,13 @@ mod tests {
         assert_eq!(snapshot.workers[0].last_seen, LastSeen::Unavailable);
         let warnings = &snapshot.warnings;
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].starts_with(WARNING_PREFIX), "{warnings:?}");
         assert!(
-            warnings[0].contains(&missing.display().to_string()),
+            warnings[0].message.starts_with(WARNING_PREFIX),
+            "{warnings:?}"
+        );
+        assert_eq!(warnings[0].part, Part::LastSeen);
+        assert!(
+            warnings[0].message.contains(&missing.display().to_string()),
             "{warnings:?}"
         );
         assert!(WorkerDir::new(&missing).check().is_err());

@@ -52,15 +52,11 @@ impl SslMode {
     }
 }
 
-/// The session set-up each new connection runs. `max_statement_time` (seconds) is MariaDB's server-side
-/// query limit; it sits in a MariaDB-only executable comment (`/*M!...*/`), which MySQL skips as a comment.
-/// MySQL gets its limit from the `MAX_EXECUTION_TIME` hint of the worker query instead.
-pub(crate) fn session_setup(query_timeout: Duration) -> Vec<String> {
+/// The session set-up each new connection runs (the statements' time limits are set per statement, see
+/// `driver`).
+pub(crate) fn session_setup() -> Vec<String> {
     vec![
-        format!(
-            "SET SESSION group_concat_max_len = {GROUP_CONCAT_MAX_LEN} /*M!100108 , max_statement_time = {:.3} */",
-            query_timeout.as_secs_f64().max(0.001)
-        ),
+        format!("SET SESSION group_concat_max_len = {GROUP_CONCAT_MAX_LEN}"),
         // Every transaction of the session read-only, also the worker query's own (autocommit).
         "SET SESSION TRANSACTION READ ONLY".to_string(),
     ]
@@ -111,7 +107,7 @@ pub(crate) fn opts(options: &DatabaseOptions, context: &ErrorContext) -> Result<
     }
     let mut builder = OptsBuilder::from_opts(parsed)
         .pool_opts(pool_opts)
-        .setup(session_setup(options.query_timeout))
+        .setup(session_setup())
         .ssl_opts(ssl_opts)
         .connect_attribute("program_name", PROGRAM_NAME);
     if !url_sets_prefer_socket {
@@ -194,25 +190,22 @@ fn take_params(url: &str, names: &[&str]) -> (String, Vec<String>) {
     (url, taken)
 }
 
-/// A lazy pool: no connection is opened before the first [`acquire`].
-pub(crate) fn pool(opts: Opts) -> Pool {
-    Pool::new(opts)
-}
-
-/// A connection from the pool within `connect_timeout`. An idle connection the server closed (a restart,
-/// `KILL`) is noticed and replaced by the pool.
+/// A connection from the pool within `connect_timeout` and by `deadline`. An idle connection the server
+/// closed (a restart, `KILL`) is noticed and replaced by the pool.
 pub(crate) async fn acquire(
     pool: &Pool,
     connect_timeout: Duration,
-    context: &ErrorContext,
-) -> Result<Conn, SourceError> {
-    match tokio::time::timeout(connect_timeout, pool.get_conn()).await {
+    deadline: tokio::time::Instant,
+) -> Result<Conn, String> {
+    let own = tokio::time::Instant::now().checked_add(connect_timeout);
+    let by = own.map_or(deadline, |own| own.min(deadline));
+    match tokio::time::timeout_at(by, pool.get_conn()).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(context.connect(describe(&e))),
-        Err(_) => Err(context.connect(format!(
-            "no connection within connect_timeout ({} s): the server did not answer",
+        Ok(Err(e)) => Err(describe(&e)),
+        Err(_) => Err(format!(
+            "no connection within connect_timeout ({} s) or the scrape's deadline: the server did not answer",
             connect_timeout.as_secs_f64()
-        ))),
+        )),
     }
 }
 
@@ -226,7 +219,9 @@ pub(crate) fn describe(error: &mysql_async::Error) -> String {
             1142 | 1143 | 1044 => {
                 " (the user lacks a privilege: see the GRANTs in the documentation)"
             }
-            1969 | 3024 => " (the query ran longer than query_timeout and the server stopped it)",
+            1969 | 3024 | 1317 => {
+                " (the statement ran past its limit, query_timeout or the scrape's deadline, and was stopped)"
+            }
             1792 => " (the exporter's transactions are read-only)",
             _ => "",
         },
@@ -304,8 +299,8 @@ mod tests {
                 "{url}: {error}"
             );
         }
-        let setup = session_setup(Duration::from_millis(1500));
-        assert!(setup[0].contains("max_statement_time = 1.500"), "{setup:?}");
+        let setup = session_setup();
+        assert!(setup[0].contains("group_concat_max_len"), "{setup:?}");
         assert_eq!(setup[1], "SET SESSION TRANSACTION READ ONLY");
     }
 }

@@ -6,15 +6,22 @@
 
 use std::time::Duration;
 
-use kobo_backend_api::{DataSource, DatabaseOptions};
+use kobo_backend_api::{CollectRequest, DataSource, DatabaseOptions, WorkerRecord};
+use kobo_backend_sql::{Connection, Driver};
 use kobo_testkit::db::{more_workers, MysqlDb, TestDb, READER_PASSWORD};
+use kobo_testkit::CollectExt;
 use mysql_async::prelude::Queryable;
+use tokio::time::Instant;
 
-use crate::{connect, queries, snapshot_tx, MysqlSource};
+use crate::{connect, open, scrape_sql, MysqlSource};
 
 /// The message of a statement that must fail.
 fn refused<T>(result: Result<T, mysql_async::Error>, what: &str) -> String {
     connect::describe(&result.err().unwrap_or_else(|| panic!("{what} succeeded")))
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(10)
 }
 
 #[tokio::test]
@@ -23,12 +30,8 @@ async fn the_exporters_sessions_and_transactions_are_read_only_for_an_administra
         return;
     };
     let reader = db.create_reader().await;
-    let admin = MysqlSource::new(DatabaseOptions {
-        query_timeout: Duration::from_millis(2500),
-        ..db.options()
-    })
-    .expect("source");
-    let as_reader = MysqlSource::new(DatabaseOptions::new(
+    let admin = open(db.options()).expect("source");
+    let as_reader = open(DatabaseOptions::new(
         db.user_url(&reader, Some(READER_PASSWORD)),
     ))
     .expect("source");
@@ -36,32 +39,51 @@ async fn the_exporters_sessions_and_transactions_are_read_only_for_an_administra
     // The worker query of a scrape runs without START TRANSACTION: the session must make it read-only. The
     // reader's missing privilege is what the server checks first.
     for (source, expected) in [(&admin, "read-only"), (&as_reader, "lacks a privilege")] {
-        let mut conn = connect::acquire(&source.pool, Duration::from_secs(3), &source.context)
-            .await
-            .expect("conn");
+        let mut conn = source.driver().pool.get_conn().await.expect("conn");
         let message = refused(conn.query_drop(WRITE).await, WRITE);
         assert!(message.contains(expected), "{message}");
     }
-    let mut conn = connect::acquire(&admin.pool, Duration::from_secs(3), &admin.context)
-        .await
-        .expect("conn");
-    let mut tx = conn.start_transaction(snapshot_tx()).await.expect("begin");
-    let settings: Option<(String, String, String)> = tx
-        .query_first("SELECT @@tx_isolation, @@max_statement_time, @@group_concat_max_len")
+    let mut conn = admin.driver().connect(soon()).await.expect("conn");
+    conn.begin_snapshot(soon()).await.expect("begin");
+    let raw = conn.conn().expect("held");
+    let settings: Option<(String, String)> = raw
+        .query_first("SELECT @@tx_isolation, @@group_concat_max_len")
         .await
         .expect("settings");
-    let (isolation, limit, concat) = settings.expect("one row");
     assert_eq!(
-        (isolation.as_str(), concat.as_str()),
-        ("REPEATABLE-READ", "16777216")
+        settings,
+        Some(("REPEATABLE-READ".to_string(), "16777216".to_string()))
     );
-    assert_eq!(
-        limit.parse::<f64>().ok(),
-        Some(2.5),
-        "max_statement_time is the query timeout"
-    );
-    let message = refused(tx.query_drop(WRITE).await, WRITE);
+    let message = refused(raw.query_drop(WRITE).await, WRITE);
     assert!(message.contains("read-only"), "{message}");
+}
+
+/// The statements one collection runs (`Questions` of the session): the source's one connection is read
+/// before and after it.
+async fn statements_of(source: &MysqlSource, tasks: bool) -> (usize, u64) {
+    let questions = |row: Option<(String, u64)>| row.map(|(_, n)| n).expect("Questions");
+    let mut conn = source.driver().connect(soon()).await.expect("conn");
+    let raw = conn.conn().expect("held");
+    let id = raw.id();
+    let before = questions(
+        raw.query_first("SHOW SESSION STATUS LIKE 'Questions'")
+            .await
+            .expect("status"),
+    );
+    conn.release();
+    let request = CollectRequest::within(Duration::from_secs(10)).tasks(tasks);
+    let read = source.collect(&request).await.expect("collect");
+    let mut conn = source.driver().connect(soon()).await.expect("conn");
+    let raw = conn.conn().expect("held");
+    assert_eq!(raw.id(), id, "the pool's one connection");
+    let after = questions(
+        raw.query_first("SHOW SESSION STATUS LIKE 'Questions'")
+            .await
+            .expect("status"),
+    );
+    conn.release();
+    // `Questions` counts the SHOW that reads it.
+    (read.workers.len(), after - before - 1)
 }
 
 #[tokio::test]
@@ -69,58 +91,46 @@ async fn a_scrape_is_a_constant_number_of_statements() {
     let Some(db) = MysqlDb::with_fixture().await else {
         return;
     };
-    let source = MysqlSource::new(db.options()).expect("source");
-    // Counts the statements of one read on the source's own connection (the session's `Questions`).
-    let statements = |with_tasks: bool| {
-        let source = &source;
-        async move {
-            source.collect().await.expect("collect");
-            let queries = source.cached_queries().expect("queries");
-            let mut conn = connect::acquire(&source.pool, Duration::from_secs(3), &source.context)
-                .await
-                .expect("conn");
-            let questions = |row: Option<(String, u64)>| row.map(|(_, n)| n).expect("Questions");
-            let before = questions(
-                conn.query_first("SHOW SESSION STATUS LIKE 'Questions'")
-                    .await
-                    .expect("status"),
-            );
-            let read = queries::read(&mut conn, &queries, with_tasks, &source.context)
-                .await
-                .expect("read");
-            let after = questions(
-                conn.query_first("SHOW SESSION STATUS LIKE 'Questions'")
-                    .await
-                    .expect("status"),
-            );
-            // `Questions` counts the SHOW that reads it.
-            (read.workers.len(), after - before - 1)
-        }
-    };
-    assert_eq!(statements(false).await, (5, 1), "one worker query");
+    let source = open(DatabaseOptions {
+        max_connections: 1,
+        ..db.options()
+    })
+    .expect("source");
+    // The schema is read once, at the first collection.
+    source.collect_workers().await.expect("collect");
     assert_eq!(
-        statements(true).await,
-        (5, 3),
-        "plus the two task aggregates"
+        statements_of(&source, false).await,
+        (5, 1),
+        "one worker query"
+    );
+    assert_eq!(
+        statements_of(&source, true).await,
+        (5, 5),
+        "plus the snapshot transaction's START and COMMIT and the two task aggregates"
     );
     db.execute(&more_workers(45)).await;
     assert_eq!(
-        statements(false).await,
+        statements_of(&source, false).await,
         (50, 1),
         "still one query with ten times the workers"
     );
-    assert_eq!(statements(true).await, (50, 3));
+    assert_eq!(statements_of(&source, true).await, (50, 5));
+    // The driver's own statement, as the engine runs it, decodes by name.
+    let mut conn = source.driver().connect(soon()).await.expect("conn");
+    let sql = scrape_sql(&kobo_backend_api::normalise::HubSchema { min_priority: true });
+    let workers: Vec<WorkerRecord> = conn.fetch(&sql.workers, soon()).await.expect("fetch");
+    assert_eq!(workers.len(), 50);
 }
 
-#[test]
-fn absurd_max_connections_and_timeouts_are_refused_or_harmless() {
+#[tokio::test]
+async fn absurd_max_connections_and_timeouts_are_refused_or_harmless() {
     // 2147483647 made mysql_async allocate for that many connections and abort the process.
     for max_connections in [0, 1001, 2_147_483_647, u32::MAX] {
         let options = DatabaseOptions {
             max_connections,
             ..DatabaseOptions::new("mysql://u@127.0.0.1:1/d")
         };
-        let error = MysqlSource::new(options)
+        let error = open(options)
             .err()
             .unwrap_or_else(|| panic!("max_connections {max_connections} was accepted"));
         assert!(
@@ -128,12 +138,18 @@ fn absurd_max_connections_and_timeouts_are_refused_or_harmless() {
             "{max_connections}: {error}"
         );
     }
-    // Durations whose sum overflows: the client-side limit saturates instead of panicking.
-    let source = MysqlSource::new(DatabaseOptions {
+    // Timeouts that overflow any sum: the collection's deadline bounds it, nothing panics.
+    let source = open(DatabaseOptions {
         connect_timeout: Duration::MAX,
         query_timeout: Duration::MAX,
         ..DatabaseOptions::new("mysql://u@127.0.0.1:1/d")
     })
     .expect("lazy");
-    assert_eq!(source.client_timeout(), Duration::MAX);
+    let started = std::time::Instant::now();
+    let request = CollectRequest::within(Duration::from_secs(2));
+    assert!(
+        source.collect(&request).await.is_err(),
+        "nothing listens on port 1"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
 }

@@ -4,15 +4,15 @@
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{DatabaseOptions, SourceError};
 use sqlx::error::DatabaseError;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, PgConnection};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, Row};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The `application_name` the exporter's sessions show in `pg_stat_activity`, unless the URL sets one.
 pub const APPLICATION_NAME: &str = "kobo-exporter";
@@ -68,22 +68,30 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// How long closing a discarded connection politely (`Terminate`) may take in the background.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The statements every new session runs before its first use: `statement_timeout` to the query timeout,
-/// `TimeZone` UTC (times are read as UTC text) and `default_transaction_read_only = on` (every statement
-/// of the session is read-only, also the worker query that runs outside an explicit transaction). The one
-/// place of the set-up SQL.
+/// The statements every new session runs before its first use: `statement_timeout` to the query timeout
+/// (lowered before a statement when the scrape's deadline is nearer, see `driver`), `TimeZone` UTC (times
+/// are read as UTC text) and `default_transaction_read_only = on` (every statement of the session is
+/// read-only, also the worker query that runs outside an explicit transaction); then the backend's process
+/// id, to cancel its statement from another session. The one place of the set-up SQL.
 pub(crate) fn session_setup_sql(query_timeout: Duration) -> String {
-    let statement_timeout_ms = query_timeout.as_millis().max(1);
     format!(
-        "SET statement_timeout = {statement_timeout_ms}; SET TimeZone = 'UTC'; \
-         SET default_transaction_read_only = on"
+        "SET statement_timeout = {}; SET TimeZone = 'UTC'; \
+         SET default_transaction_read_only = on; SELECT pg_backend_pid()",
+        millis(query_timeout)
     )
 }
 
-/// A connection with its age.
-struct Live {
-    conn: PgConnection,
+/// A duration as whole milliseconds for `statement_timeout`, at least 1 (0 would mean no limit).
+pub(crate) fn millis(duration: Duration) -> u128 {
+    duration.as_millis().max(1)
+}
+
+/// A connection with its age, its backend's process id and the session's `statement_timeout`.
+pub(crate) struct Live {
+    pub(crate) conn: PgConnection,
     opened: Instant,
+    pub(crate) pid: i32,
+    pub(crate) statement_timeout: Duration,
 }
 
 /// An idle connection.
@@ -113,38 +121,39 @@ struct Idle {
 /// backend key data private). The server ends that statement at `statement_timeout` (the query timeout)
 /// at the latest, or when it next writes to the closed socket.
 pub(crate) struct Pool {
-    connect: PgConnectOptions,
+    pub(crate) connect: PgConnectOptions,
     setup: String,
+    query_timeout: Duration,
     max_connections: u32,
-    connect_timeout: Duration,
-    permits: Semaphore,
+    pub(crate) connect_timeout: Duration,
+    permits: Arc<Semaphore>,
     idle: Mutex<Vec<Idle>>,
 }
 
 /// A connection of the [`Pool`], held by one collection. Dropped without [`release`](Lease::release) (the
 /// collection failed, or its future was dropped mid-use), the connection is closed, never reused, and its
 /// place in the pool is free at once: dropping it does no I/O and waits for nothing.
-pub(crate) struct Lease<'a> {
-    pool: &'a Pool,
+pub(crate) struct Lease {
+    pool: Arc<Pool>,
     live: Live,
-    _permit: SemaphorePermit<'a>,
+    _permit: OwnedSemaphorePermit,
 }
 
-impl Deref for Lease<'_> {
-    type Target = PgConnection;
+impl Deref for Lease {
+    type Target = Live;
 
-    fn deref(&self) -> &PgConnection {
-        &self.live.conn
+    fn deref(&self) -> &Live {
+        &self.live
     }
 }
 
-impl DerefMut for Lease<'_> {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.live.conn
+impl DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Live {
+        &mut self.live
     }
 }
 
-impl Lease<'_> {
+impl Lease {
     /// Gives the connection back to the pool for the next collection: only after work that ran to its end
     /// and left the session clean.
     pub(crate) fn release(self) {
@@ -199,7 +208,7 @@ impl Pool {
     pub(crate) fn new(
         options: &DatabaseOptions,
         context: &ErrorContext,
-    ) -> Result<Pool, SourceError> {
+    ) -> Result<Arc<Pool>, SourceError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(SourceError::Config(format!(
                 "the PostgreSQL source for {} must be created inside a tokio runtime",
@@ -217,14 +226,15 @@ impl Pool {
             )));
         }
         let connect = connect_options(options, context)?;
-        Ok(Pool {
+        Ok(Arc::new(Pool {
             connect,
             setup: session_setup_sql(options.query_timeout),
+            query_timeout: options.query_timeout,
             max_connections: options.max_connections,
             connect_timeout: options.connect_timeout,
-            permits: Semaphore::new(options.max_connections as usize),
+            permits: Arc::new(Semaphore::new(options.max_connections as usize)),
             idle: Mutex::new(Vec::new()),
-        })
+        }))
     }
 
     /// Replaces the session set-up SQL (to test a set-up that fails).
@@ -238,20 +248,20 @@ impl Pool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A connection, within `connect_timeout` for everything: waiting for a place in the pool, testing an
-    /// idle connection, opening and setting up a new one. The first failure to open one is the error, at
-    /// once (a refused connection is not retried until the timeout).
-    pub(crate) async fn acquire(&self, context: &ErrorContext) -> Result<Lease<'_>, SourceError> {
+    /// A connection, within `connect_timeout` (and by `deadline`) for everything: waiting for a place in
+    /// the pool, testing an idle connection, opening and setting up a new one. The first failure to open
+    /// one is the error, at once (a refused connection is not retried until the timeout).
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Lease, String> {
         let phase = AtomicU8::new(WAITING);
-        let deadline = Instant::now()
+        let deadline = tokio::time::Instant::now()
             .checked_add(self.connect_timeout)
-            .map(tokio::time::Instant::from_std);
-        let result = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, self.lease(&phase))
-                .await
-                .unwrap_or(Err(AcquireError::TimedOut)),
-            None => self.lease(&phase).await,
-        };
+            .map_or(deadline, |own| own.min(deadline));
+        let result = tokio::time::timeout_at(deadline, self.lease(&phase))
+            .await
+            .unwrap_or(Err(AcquireError::TimedOut));
         result.map_err(|error| {
             let message = match error {
                 AcquireError::TimedOut => {
@@ -274,14 +284,14 @@ impl Pool {
                     describe(&e)
                 ),
             };
-            context.connect(message)
+            message
         })
     }
 
     /// A place in the pool, then an idle connection that answers a ping or a new one; `phase` says where it
     /// is.
-    async fn lease(&self, phase: &AtomicU8) -> Result<Lease<'_>, AcquireError> {
-        let Ok(permit) = self.permits.acquire().await else {
+    async fn lease(self: &Arc<Self>, phase: &AtomicU8) -> Result<Lease, AcquireError> {
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
             // The semaphore is never closed.
             return Err(AcquireError::TimedOut);
         };
@@ -299,7 +309,7 @@ impl Pool {
             // dropped with this future at the deadline.
             if live.conn.ping().await.is_ok() {
                 return Ok(Lease {
-                    pool: self,
+                    pool: Arc::clone(self),
                     live,
                     _permit: permit,
                 });
@@ -311,15 +321,26 @@ impl Pool {
             .connect()
             .await
             .map_err(AcquireError::Connect)?;
-        if let Err(e) = conn.execute(AssertSqlSafe(self.setup.clone())).await {
-            close_in_background(conn);
-            return Err(AcquireError::Setup(e));
-        }
+        let pid = match sqlx::raw_sql(AssertSqlSafe(self.setup.clone()))
+            .fetch_all(&mut conn)
+            .await
+            .and_then(|rows| match rows.last() {
+                Some(row) => row.try_get::<i32, _>(0),
+                None => Err(sqlx::Error::RowNotFound),
+            }) {
+            Ok(pid) => pid,
+            Err(e) => {
+                close_in_background(conn);
+                return Err(AcquireError::Setup(e));
+            }
+        };
         Ok(Lease {
-            pool: self,
+            pool: Arc::clone(self),
             live: Live {
                 conn,
                 opened: Instant::now(),
+                pid,
+                statement_timeout: self.query_timeout,
             },
             _permit: permit,
         })
@@ -338,7 +359,9 @@ pub(crate) fn describe(error: &sqlx::Error) -> String {
 fn describe_database(db: &dyn DatabaseError) -> String {
     let code = db.code().unwrap_or_default();
     let note = match code.as_ref() {
-        "57014" => " (the query ran longer than query_timeout and the server canceled it)",
+        "57014" => {
+            " (the statement ran past its limit, query_timeout or the scrape's deadline, and was canceled)"
+        }
         "28P01" | "28000" => " (check the user and password)",
         "3D000" => " (check the database name in the URL)",
         "42501" => " (the user lacks a privilege: see the GRANTs in the documentation)",

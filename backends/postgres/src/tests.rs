@@ -3,26 +3,35 @@
 //! and transactions, the statements of a scrape, its session set-up. What every database source must do
 //! is the shared backend suite of the exporter's tests (`tests/it/backends`), run on this source too.
 
+use kobo_testkit::CollectExt;
 use std::time::{Duration, Instant};
 
-use kobo_backend_api::{DataSource, DatabaseOptions, SourceError};
+use kobo_backend_api::normalise::HubSchema;
+use kobo_backend_api::{DatabaseOptions, SourceError, TaskGroup, WorkerRecord, WorkerTaskCount};
+use kobo_backend_sql::{Connection as _, Driver};
 use kobo_testkit::db::{more_workers, PostgresDb, TestDb, READER_PASSWORD};
-use sqlx::{Connection, Executor};
+use sqlx::Executor;
 
-use crate::{connect, queries, PostgresSource, BEGIN};
+use crate::driver::{PgLease, BEGIN};
+use crate::{connect, open, scrape_sql, PostgresSource};
+
+fn soon() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(10)
+}
+
+async fn lease_of(source: &PostgresSource) -> PgLease {
+    source.driver().connect(soon()).await.expect("conn")
+}
 
 #[tokio::test]
 async fn the_exporters_sessions_and_transactions_are_read_only_for_a_superuser_and_a_reader() {
     let Some(mut db) = PostgresDb::with_fixture().await else {
         return;
     };
-    let superuser = PostgresSource::new(db.options()).expect("source");
-    let mut conn = superuser
-        .pool
-        .acquire(&superuser.context)
-        .await
-        .expect("conn");
-    let mut tx = conn.begin_with(BEGIN).await.expect("begin");
+    let superuser = open(db.options()).expect("source");
+    let mut lease = lease_of(&superuser).await;
+    let conn = lease.conn();
+    conn.execute(BEGIN).await.expect("begin");
     for (setting, expected) in [
         ("transaction_isolation", "repeatable read"),
         // statement_timeout is the query timeout.
@@ -30,22 +39,22 @@ async fn the_exporters_sessions_and_transactions_are_read_only_for_a_superuser_a
         ("TimeZone", "UTC"),
     ] {
         let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *conn)
             .await
             .expect("show");
         assert_eq!(value, expected, "{setting}");
     }
-    drop(tx);
-    drop(conn);
+    drop(lease);
     let reader = db.create_reader().await;
-    let as_reader = PostgresSource::new(DatabaseOptions::new(
+    let as_reader = open(DatabaseOptions::new(
         db.user_url(&reader, Some(READER_PASSWORD)),
     ))
     .expect("source");
     // The worker query of a scrape runs without BEGIN: the session default must make it read-only, as the
     // scrape's transaction is. For the reader, whose role may not write at all, read-only comes first.
     for (who, source) in [("superuser", &superuser), ("reader", &as_reader)] {
-        let mut conn = source.pool.acquire(&source.context).await.expect("conn");
+        let mut lease = lease_of(source).await;
+        let conn = lease.conn();
         for write in [
             "UPDATE hub_worker SET enabled = NOT enabled",
             "INSERT INTO hub_channel (id, name) VALUES (99, 'x')",
@@ -55,12 +64,13 @@ async fn the_exporters_sessions_and_transactions_are_read_only_for_a_superuser_a
                 message.contains("SQLSTATE 25006"),
                 "{who}, session: {message}"
             );
-            let mut tx = conn.begin_with(BEGIN).await.expect("begin");
-            let message = refused(tx.execute(write).await, write);
+            conn.execute(BEGIN).await.expect("begin");
+            let message = refused(conn.execute(write).await, write);
             assert!(
                 message.contains("read-only transaction") && message.contains("SQLSTATE 25006"),
                 "{who}, transaction: {message}"
             );
+            conn.execute("ROLLBACK").await.expect("rollback");
         }
     }
 }
@@ -70,31 +80,34 @@ async fn a_scrape_reads_hub_worker_once_whatever_the_number_of_workers() {
     let Some(db) = PostgresDb::with_fixture().await else {
         return;
     };
-    let source = PostgresSource::new(db.options()).expect("source");
+    let source = open(db.options()).expect("source");
     // Counts scans of hub_worker by one read, inside a scrape's transaction (`pg_stat_xact_user_tables` is
     // backend-local and immediate, unlike pg_stat_statements, which may not be installed; it may include
     // earlier transactions not yet flushed, hence the difference).
     const HUB_WORKER_SCANS: &str =
         "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = 'hub_worker'";
+    let sql = scrape_sql(&HubSchema { min_priority: true });
     let scans = |with_tasks: bool| {
-        let source = &source;
+        let (source, sql) = (&source, &sql);
         async move {
-            source.collect().await.expect("collect");
-            let queries = source.cached_queries().expect("queries");
-            let mut conn = source.pool.acquire(&source.context).await.expect("conn");
-            let mut tx = conn.begin_with(BEGIN).await.expect("begin");
+            // The statements of a collection, on a connection of the source, as the engine runs them.
+            let mut lease = lease_of(source).await;
+            lease.conn().execute(BEGIN).await.expect("begin");
             let before: i64 = sqlx::query_scalar(HUB_WORKER_SCANS)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *lease.conn())
                 .await
                 .expect("stats");
-            let read = queries::read(&mut tx, &queries, with_tasks, &source.context)
-                .await
-                .expect("read");
+            let workers: Vec<WorkerRecord> = lease.fetch(&sql.workers, soon()).await.expect("read");
+            if with_tasks {
+                let _: Vec<TaskGroup> = lease.fetch(&sql.task_groups, soon()).await.expect("read");
+                let _: Vec<WorkerTaskCount> =
+                    lease.fetch(&sql.worker_tasks, soon()).await.expect("read");
+            }
             let after: i64 = sqlx::query_scalar(HUB_WORKER_SCANS)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *lease.conn())
                 .await
                 .expect("stats");
-            (read.workers.len(), after - before)
+            (workers.len(), after - before)
         }
     };
     assert_eq!(scans(false).await, (5, 1), "one worker query");
@@ -115,15 +128,11 @@ async fn a_failed_session_set_up_is_reported_as_such() {
     let Some(db) = PostgresDb::with_fixture().await else {
         return;
     };
-    let mut source = PostgresSource::new(db.options()).expect("source");
     // What a query_timeout beyond statement_timeout's int4 of milliseconds gave before it was refused.
-    source
-        .pool
-        .set_setup_sql(crate::connect::session_setup_sql(Duration::from_secs(
-            3_000_000,
-        )));
+    let setup = crate::connect::session_setup_sql(Duration::from_secs(3_000_000));
+    let source = crate::driver::open_with_setup(db.options(), setup).expect("source");
     let started = Instant::now();
-    let error = source.collect().await.expect_err("set-up fails");
+    let error = source.collect_workers().await.expect_err("set-up fails");
     let took = started.elapsed();
     let text = error.to_string();
     assert!(
@@ -150,7 +159,7 @@ fn a_query_timeout_beyond_statement_timeout_or_absurd_max_connections_are_refuse
             ..DatabaseOptions::new("postgres://u:pw@127.0.0.1:1/d")
         };
         // statement_timeout is an int4 of milliseconds: 2147483.647 s at most.
-        PostgresSource::new(with(Duration::from_secs(2_147_483), 2)).expect("the largest");
+        open(with(Duration::from_secs(2_147_483), 2)).expect("the largest");
         for (options, expected) in [
             (
                 with(Duration::from_secs(2_147_484), 2),
@@ -170,7 +179,7 @@ fn a_query_timeout_beyond_statement_timeout_or_absurd_max_connections_are_refuse
             ),
         ] {
             let what = format!("{options:?}");
-            let error = PostgresSource::new(options).err().expect(&what);
+            let error = open(options).err().expect(&what);
             assert!(matches!(error, SourceError::Config(_)), "{what}: {error:?}");
             let text = error.to_string();
             assert!(
@@ -178,7 +187,7 @@ fn a_query_timeout_beyond_statement_timeout_or_absurd_max_connections_are_refuse
                 "{what}: {text}"
             );
         }
-        PostgresSource::new(with(Duration::from_secs(5), 1000)).expect("1000 connections");
+        open(with(Duration::from_secs(5), 1000)).expect("1000 connections");
     });
 }
 

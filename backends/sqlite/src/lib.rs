@@ -1,45 +1,109 @@
-//! The SQLite source: reads a kobo hub's SQLite database file, read-only.
+//! The SQLite source: reads a kobo hub's SQLite database file, read-only, through the SQL engine
+//! (`kobo_backend_sql`), which it gives SQLite's connections, catalog, values and interrupt.
 //!
 //! The file is opened with `SQLITE_OPEN_READ_ONLY` (so it works on a file the exporter cannot write and
-//! never creates one) and `PRAGMA query_only`. rusqlite is blocking, so every query runs on tokio's blocking
-//! pool, never on the async executor. The SQL lives in [`queries`].
+//! never creates one) and `PRAGMA query_only`. rusqlite is blocking, so every statement runs on tokio's
+//! blocking pool, never on the async executor. A statement waits for a lock held by the hub at most until
+//! the scrape's deadline (its busy timeout is the time left, 5 s at most), and one still running at the
+//! deadline is interrupted (`sqlite3_interrupt`).
 //!
 //! At each collection the path's device and inode are compared with those of the file the connection was
 //! opened on: a file deleted (or moved away) fails the collection, one replaced (e.g. by `mv new old`, the
 //! usual atomic replacement) is opened anew; the old inode is never served.
 
-mod queries;
-
-pub use queries::scrape_sql;
 mod url;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kobo_backend_api::worker_dir::LastSeenTask;
-use kobo_backend_api::{DataSource, HubSnapshot, SourceError, WorkerDir};
-use rusqlite::{Connection, OpenFlags};
+use kobo_backend_api::normalise::HubSchema;
+use kobo_backend_api::secrets::ErrorContext;
+use kobo_backend_api::{SourceError, WorkerDir};
+use kobo_backend_sql::{
+    statement_limit, Catalog, Columns, Connection as SqlConnection, Dialect, Driver, DriverError,
+    FromRow, NamesAggregate, Row, ScrapeSql, SqlSource, Statement, Value,
+};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, InterruptHandle, OpenFlags};
+use tokio::time::Instant;
 
 pub use url::path_from_url;
 
-/// How long a query waits for a lock held by the hub before it fails.
+/// A kobo hub's SQLite database.
+pub type SqliteSource = SqlSource<Sqlite>;
+
+/// The longest a statement waits for a lock held by the hub (less when the scrape's deadline is nearer).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A kobo hub's SQLite database.
-pub struct SqliteSource {
-    path: PathBuf,
-    worker_dir: Option<WorkerDir>,
-    /// One connection, opened at start-up and reopened after an error; `None` after a failure.
-    connection: Arc<Mutex<Option<HubConnection>>>,
+/// A statement's wait for a lock ends this long before the deadline: the statement then ends by itself
+/// with SQLite's own error (`database is locked`) rather than being abandoned mid-wait.
+const BUSY_MARGIN: Duration = Duration::from_millis(100);
+
+/// SQLite's SQL: names as JSON arrays by a subquery per worker (`json_group_array`); Django writes
+/// `dt_created` as text `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC, so min() of it is that text; names compare
+/// byte for byte already.
+pub const DIALECT: Dialect = Dialect {
+    names: NamesAggregate::PerWorker(json_array),
+    datetime_as_text: same,
+    bytewise: same,
+};
+
+fn json_array(column: &str) -> String {
+    format!("json_group_array({column})")
 }
 
-/// An open database with the queries built for its schema.
+fn same(expr: &str) -> String {
+    expr.to_string()
+}
+
+/// The SQL of one scrape of a hub with this schema (what the source runs; public for the benchmark's
+/// raw-SQL floor).
+pub fn scrape_sql(schema: &HubSchema) -> ScrapeSql {
+    ScrapeSql::new(&DIALECT, schema)
+}
+
+/// Opens the hub database at `path` read-only and checks that it is a kobo hub. Fails if the file does not
+/// exist (it is never created), cannot be opened, or lacks the hub tables.
+pub fn open(
+    path: impl Into<PathBuf>,
+    worker_dir: Option<WorkerDir>,
+) -> Result<SqliteSource, SourceError> {
+    let path = path.into();
+    let context = ErrorContext::without_secrets(path.display().to_string());
+    let hub = HubConnection::open(&path, false).map_err(|e| context.connect(e))?;
+    let catalog = read_catalog(&hub.conn).map_err(|e| context.query(e))?;
+    HubSchema::check(&catalog.tables, &catalog.worker_columns).map_err(|e| context.schema(e))?;
+    let driver = Sqlite {
+        path,
+        slot: Arc::new(Mutex::new(Some(hub))),
+    };
+    Ok(SqlSource::with_driver(driver, context, worker_dir))
+}
+
+/// Opens the database named by a `sqlite:` URL (see [`path_from_url`]).
+pub fn from_url(url: &str, worker_dir: Option<WorkerDir>) -> Result<SqliteSource, SourceError> {
+    open(path_from_url(url)?, worker_dir)
+}
+
+/// The SQLite driver: one connection, opened at start-up, kept between collections and reopened after an
+/// error (the file may have been replaced, or the schema migrated).
+pub struct Sqlite {
+    path: PathBuf,
+    slot: Arc<Mutex<Option<HubConnection>>>,
+}
+
+impl Sqlite {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// An open database and the file it was opened on.
 struct HubConnection {
     conn: Connection,
-    queries: queries::HubQueries,
     /// The device and inode of the file the connection was opened on, to notice the file at the path being
     /// deleted or replaced (by a rename, the usual way to replace a file atomically): SQLite keeps reading
     /// the open file, i.e. the old rows, for ever.
@@ -62,149 +126,246 @@ impl FileId {
     }
 }
 
-impl SqliteSource {
-    /// Opens the hub database at `path` read-only and checks that it is a kobo hub. Fails if the file does
-    /// not exist (it is never created), cannot be opened, or lacks the hub tables.
-    pub fn open(
-        path: impl Into<PathBuf>,
-        worker_dir: Option<WorkerDir>,
-    ) -> Result<Self, SourceError> {
-        let path = path.into();
-        let conn = HubConnection::open(&path, false)?;
-        Ok(SqliteSource {
-            path,
-            worker_dir,
-            connection: Arc::new(Mutex::new(Some(conn))),
-        })
-    }
-
-    /// Opens the database named by a `sqlite:` URL (see [`path_from_url`]).
-    pub fn from_url(url: &str, worker_dir: Option<WorkerDir>) -> Result<Self, SourceError> {
-        Self::open(path_from_url(url)?, worker_dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 impl HubConnection {
     /// Opens the database; `reopening` after it was open once (the source is only made from a file that
     /// opens), when a missing file is one deleted or moved away since.
-    fn open(path: &Path, reopening: bool) -> Result<Self, SourceError> {
-        let target = path.display().to_string();
-        let connect_error = |message: String| SourceError::Connect {
-            target: target.clone(),
-            message,
-        };
+    fn open(path: &Path, reopening: bool) -> Result<Self, String> {
         // SQLite's own message for a missing file is "unable to open database file": say what it is.
         // The file replaced between this and the open is noticed at the next collection (another inode).
         let file = match std::fs::metadata(path) {
             Ok(meta) if meta.is_file() => FileId::of(&meta),
-            Ok(_) => return Err(connect_error("not a regular file".into())),
+            Ok(_) => return Err("not a regular file".into()),
             Err(e) if reopening && e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(deleted(path, &e))
+                return Err(deleted(&e))
             }
-            Err(e) => return Err(connect_error(e.to_string())),
+            Err(e) => return Err(e.to_string()),
         };
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn =
-            Connection::open_with_flags(path, flags).map_err(|e| connect_error(e.to_string()))?;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| e.to_string())?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .and_then(|()| conn.pragma_update(None, "query_only", true))
-            .map_err(|e| connect_error(e.to_string()))?;
-        let queries = queries::hub_queries(&conn, &target)?;
-        Ok(HubConnection {
-            conn,
-            queries,
-            file,
-        })
+            .map_err(|e| e.to_string())?;
+        Ok(HubConnection { conn, file })
     }
 
     /// Whether the file at `path` is still the one this connection reads. `Ok(false)`: another file
     /// (replaced, e.g. by a rename); an error: the path is gone (deleted or moved away) or cannot be
     /// checked.
-    fn is_current(&self, path: &Path) -> Result<bool, SourceError> {
+    fn is_current(&self, path: &Path) -> Result<bool, String> {
         match std::fs::metadata(path) {
             Ok(meta) => Ok(FileId::of(&meta) == self.file),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(deleted(path, &e)),
-            Err(e) => Err(SourceError::Connect {
-                target: path.display().to_string(),
-                message: format!(
-                    "cannot check that the database file is still the one opened ({e})"
-                ),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(deleted(&e)),
+            Err(e) => Err(format!(
+                "cannot check that the database file is still the one opened ({e})"
+            )),
         }
     }
 }
 
-/// The error for a database file that is no longer at its path.
-fn deleted(path: &Path, error: &std::io::Error) -> SourceError {
-    SourceError::Connect {
-        target: path.display().to_string(),
-        message: format!(
-            "the database file was deleted or moved away since it was opened ({error}); it is read again \
-             once a file is at this path"
-        ),
-    }
+/// The message for a database file that is no longer at its path.
+fn deleted(error: &std::io::Error) -> String {
+    format!(
+        "the database file was deleted or moved away since it was opened ({error}); it is read again \
+         once a file is at this path"
+    )
 }
 
-impl SqliteSource {
-    /// Reads the hub on tokio's blocking pool, and last seen beside it.
-    async fn read(&self, with_tasks: bool) -> Result<HubSnapshot, SourceError> {
-        let connection = Arc::clone(&self.connection);
-        let path = self.path.clone();
-        // Last seen is listed on another blocking thread while the query runs.
-        let last_seen = LastSeenTask::spawn(self.worker_dir.as_ref());
-        let join = tokio::task::spawn_blocking(move || {
-            // A poisoned lock only means an earlier scrape panicked; the connection is dropped below on
-            // any error anyway, so the data behind it is still usable.
-            let mut guard = connection
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            // A file deleted or replaced at the path is noticed here: the connection still reads the old
-            // inode. Deleted: the collection fails (and the old file is let go of); replaced: the new file
-            // is opened.
-            let hub = match guard.take() {
-                Some(hub) if hub.is_current(&path)? => hub,
-                Some(replaced) => {
-                    drop(replaced);
-                    HubConnection::open(&path, true)?
-                }
-                None => HubConnection::open(&path, true)?,
-            };
-            let target = path.display().to_string();
-            let snapshot = queries::read(&hub.conn, &hub.queries, with_tasks, &target)?;
-            // Kept only after a successful read: after an error the next scrape reopens the file (it may
-            // have been replaced, or the schema migrated).
-            *guard = Some(hub);
-            drop(guard);
-            Ok(snapshot)
-        });
-        let mut snapshot = join.await.map_err(|e| SourceError::Query {
-            target: self.path.display().to_string(),
-            message: format!("the query task failed: {e}"),
-        })??;
-        last_seen.apply(&mut snapshot).await;
-        Ok(snapshot)
-    }
+/// The tables and views there are, and the columns of `hub_worker`.
+fn read_catalog(conn: &Connection) -> Result<Catalog, String> {
+    let names = |sql: &str| -> Result<Vec<String>, rusqlite::Error> {
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        rows.collect()
+    };
+    let read = || -> Result<Catalog, rusqlite::Error> {
+        Ok(Catalog {
+            tables: names("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")?,
+            worker_columns: names("SELECT name FROM pragma_table_info('hub_worker')")?,
+        })
+    };
+    read().map_err(|e| e.to_string())
 }
 
 #[async_trait]
-impl DataSource for SqliteSource {
+impl Driver for Sqlite {
+    type Conn = SqliteConn;
+
     fn kind(&self) -> &'static str {
         "sqlite"
     }
 
-    fn describe(&self) -> String {
-        format!("SQLite database {}", self.path.display())
+    fn database(&self) -> &'static str {
+        "SQLite database"
     }
 
-    async fn collect(&self) -> Result<HubSnapshot, SourceError> {
-        self.read(false).await
+    fn dialect(&self) -> Dialect {
+        DIALECT
     }
 
-    async fn collect_with_tasks(&self) -> Result<HubSnapshot, SourceError> {
-        self.read(true).await
+    /// The kept connection if the file at the path is still the one it reads; else the file opened anew.
+    async fn connect(&self, deadline: Instant) -> Result<SqliteConn, DriverError> {
+        let slot = Arc::clone(&self.slot);
+        let path = self.path.clone();
+        let open = tokio::task::spawn_blocking(move || {
+            let kept = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            // A file deleted or replaced at the path is noticed here: the connection still reads the old
+            // inode. Deleted: the collection fails (and the old file is let go of); replaced: the new
+            // file is opened.
+            match kept {
+                Some(hub) if hub.is_current(&path)? => Ok((hub, false)),
+                _ => HubConnection::open(&path, true).map(|hub| (hub, true)),
+            }
+        });
+        let (hub, opened) = match tokio::time::timeout_at(deadline, open).await {
+            Ok(Ok(result)) => result.map_err(DriverError::Connect)?,
+            Ok(Err(e)) => return Err(DriverError::Connect(format!("the open task failed: {e}"))),
+            Err(_) => {
+                return Err(DriverError::Connect(
+                    "the database file did not open by the scrape's deadline".into(),
+                ))
+            }
+        };
+        Ok(SqliteConn {
+            interrupt: Arc::new(hub.conn.get_interrupt_handle()),
+            hub: Some(hub),
+            opened,
+            slot: Arc::clone(&self.slot),
+        })
+    }
+
+    async fn cancel(&self, interrupt: Arc<InterruptHandle>) -> Result<(), String> {
+        interrupt.interrupt();
+        Ok(())
+    }
+}
+
+/// How long a statement started now may wait for a lock: [`BUSY_TIMEOUT`], or until [`BUSY_MARGIN`] before
+/// the deadline when that is sooner.
+fn busy_timeout(deadline: Instant) -> Duration {
+    statement_limit(deadline, BUSY_TIMEOUT)
+        .saturating_sub(BUSY_MARGIN)
+        .max(Duration::from_millis(1))
+}
+
+/// The connection, held by one collection; its statements run on the blocking pool.
+pub struct SqliteConn {
+    /// `None` while a statement runs (the connection is on the blocking thread) or once it is lost.
+    hub: Option<HubConnection>,
+    interrupt: Arc<InterruptHandle>,
+    /// Whether it was opened for this collection (the file may be another hub than the last one).
+    opened: bool,
+    slot: Arc<Mutex<Option<HubConnection>>>,
+}
+
+impl SqliteConn {
+    /// Runs `op` on the connection on tokio's blocking pool. If this future is dropped meanwhile, the
+    /// connection is closed when `op` returns.
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        op: impl FnOnce(&Connection) -> Result<T, DriverError> + Send + 'static,
+    ) -> Result<T, DriverError> {
+        let hub = self.hub.take().ok_or_else(|| {
+            DriverError::Query("the connection was lost by an earlier error".into())
+        })?;
+        let (hub, result) = tokio::task::spawn_blocking(move || {
+            let result = op(&hub.conn);
+            (hub, result)
+        })
+        .await
+        .map_err(|e| DriverError::Query(format!("the query task failed: {e}")))?;
+        self.hub = Some(hub);
+        result
+    }
+
+    async fn execute(&mut self, sql: &'static str) -> Result<(), DriverError> {
+        self.blocking(move |conn| {
+            conn.execute_batch(sql)
+                .map_err(|e| DriverError::Query(e.to_string()))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SqlConnection for SqliteConn {
+    type Cancel = Arc<InterruptHandle>;
+
+    fn cancel_handle(&self) -> Arc<InterruptHandle> {
+        Arc::clone(&self.interrupt)
+    }
+
+    fn schema_may_differ(&self) -> bool {
+        self.opened
+    }
+
+    async fn catalog(&mut self, deadline: Instant) -> Result<Catalog, DriverError> {
+        let busy = busy_timeout(deadline);
+        self.blocking(move |conn| {
+            conn.busy_timeout(busy)
+                .map_err(|e| e.to_string())
+                .and_then(|()| read_catalog(conn))
+                .map_err(DriverError::Query)
+        })
+        .await
+    }
+
+    /// A deferred transaction: its snapshot is taken at its first read, and kept to the commit.
+    async fn begin_snapshot(&mut self, _deadline: Instant) -> Result<(), DriverError> {
+        self.execute("BEGIN").await
+    }
+
+    async fn commit(&mut self, _deadline: Instant) -> Result<(), DriverError> {
+        self.execute("COMMIT").await
+    }
+
+    async fn fetch<R: FromRow>(
+        &mut self,
+        statement: &Statement,
+        deadline: Instant,
+    ) -> Result<Vec<R>, DriverError> {
+        let sql = statement.sql();
+        let busy = busy_timeout(deadline);
+        self.blocking(move |conn| {
+            let query = |e: rusqlite::Error| DriverError::Query(e.to_string());
+            conn.busy_timeout(busy).map_err(query)?;
+            let mut stmt = conn.prepare_cached(&sql).map_err(query)?;
+            let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let columns = Columns::find::<R>(&names).map_err(DriverError::Data)?;
+            let mut rows = stmt.query([]).map_err(query)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(query)? {
+                out.push(R::decode(&SqliteValues(row), &columns).map_err(DriverError::Data)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Kept for the next collection.
+    fn release(mut self) {
+        if let Some(hub) = self.hub.take() {
+            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.is_none() {
+                *slot = Some(hub);
+            }
+        }
+    }
+}
+
+/// A row's values as SQLite stores them: Django's integers and booleans as INTEGER, names as TEXT.
+struct SqliteValues<'r>(&'r rusqlite::Row<'r>);
+
+impl Row for SqliteValues<'_> {
+    fn value(&self, index: usize) -> Result<Value<'_>, String> {
+        Ok(match self.0.get_ref(index).map_err(|e| e.to_string())? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(i) => Value::Int(i),
+            ValueRef::Real(f) => Value::Real(f),
+            ValueRef::Text(bytes) => {
+                Value::Text(std::str::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())?)
+            }
+            ValueRef::Blob(_) => Value::Other("BLOB".into()),
+        })
     }
 }

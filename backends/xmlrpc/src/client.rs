@@ -310,7 +310,7 @@ impl HubClient {
         }
     }
 
-    fn query(&self, message: impl Display) -> SourceError {
+    pub(crate) fn query(&self, message: impl Display) -> SourceError {
         SourceError::Query {
             target: self.endpoint.shown.clone(),
             message: self.scrub(message),

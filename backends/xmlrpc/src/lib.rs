@@ -69,7 +69,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use dxr::Value;
 use kobo_backend_api::secrets::Secrets;
-use kobo_backend_api::{DataSource, HubSnapshot, SourceError, TaskState, WorkerRecord};
+use kobo_backend_api::{
+    CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskState, Warning, WorkerRecord,
+};
 
 pub use options::{XmlRpcOptions, DEFAULT_MULTICALL_CHUNK, DEFAULT_USER_AGENT};
 pub use rpc::ALLOWED_METHODS;
@@ -123,9 +125,12 @@ impl XmlRpcSource {
                 match worker(name, result, self.client.secrets()) {
                     Ok(decoded) => {
                         if let Some(note) = decoded.note {
-                            warnings.push(self.client.scrub(sentence(format!(
-                                "The worker {name:?} has no last seen in this scrape: {note}"
-                            ))));
+                            warnings.push(Warning::new(
+                                Part::LastSeen,
+                                self.client.scrub(sentence(format!(
+                                    "The worker {name:?} has no last seen in this scrape: {note}"
+                                ))),
+                            ));
                         }
                         without_last_seen += usize::from(decoded.no_last_seen_field);
                         directory.learn_worker(
@@ -140,9 +145,12 @@ impl XmlRpcSource {
                         if !deleted && first_failure.is_none() {
                             first_failure = Some(format!("the first, {name:?}: {why}"));
                         }
-                        warnings.push(self.client.scrub(sentence(format!(
-                            "The worker {name:?} is left out of this scrape: {why}"
-                        ))))
+                        warnings.push(Warning::new(
+                            Part::Workers,
+                            self.client.scrub(sentence(format!(
+                                "The worker {name:?} is left out of this scrape: {why}"
+                            ))),
+                        ))
                     }
                 }
             }
@@ -159,10 +167,13 @@ impl XmlRpcSource {
             }
         }
         if without_last_seen > 0 {
-            warnings.push(format!(
-                "{without_last_seen} worker(s) exported by {} have no last_seen field (a kobo hub older than \
-                 the exporter expects?): their last seen is unavailable.",
-                self.client.shown()
+            warnings.push(Warning::new(
+                Part::LastSeen,
+                format!(
+                    "{without_last_seen} worker(s) exported by {} have no last_seen field (a kobo hub \
+                     older than the exporter expects?): their last seen is unavailable.",
+                    self.client.shown()
+                ),
             ));
         }
         let mut snapshot = HubSnapshot::new(workers);
@@ -212,7 +223,7 @@ impl XmlRpcSource {
         snapshot.warnings.extend(
             warnings
                 .into_iter()
-                .map(|warning| self.client.scrub(warning)),
+                .map(|warning| Warning::new(Part::Tasks, self.client.scrub(warning))),
         );
         snapshot.tasks = Some(summary);
         Ok(())
@@ -229,24 +240,35 @@ impl DataSource for XmlRpcSource {
         self.client.shown().to_string()
     }
 
-    /// The workers: `1 + ceil(workers / multicall_chunk)` requests (2 up to the chunk size).
-    async fn collect(&self) -> Result<HubSnapshot, SourceError> {
-        let started = Instant::now();
-        let (mut snapshot, _) = self.read_workers().await?;
-        snapshot.timings.push(("workers", started.elapsed()));
-        Ok(snapshot)
+    /// The workers: `1 + ceil(workers / multicall_chunk)` requests (2 up to the chunk size); with
+    /// `request.tasks` then one `client.get_tasks` and at most one multicall of `client.task_info` (see the
+    /// crate documentation). The request in flight at the deadline is dropped (its connection closed).
+    async fn collect(&self, request: &CollectRequest) -> Result<HubSnapshot, SourceError> {
+        let began = tokio::time::Instant::now();
+        match tokio::time::timeout_at(request.deadline, self.read(request.tasks)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.client.query(format!(
+                "no answer within the collection's deadline ({} s): the request was dropped",
+                request
+                    .deadline
+                    .saturating_duration_since(began)
+                    .as_secs_f64()
+            ))),
+        }
     }
+}
 
-    /// The workers and the task aggregates: what [`collect`](DataSource::collect) reads, then one
-    /// `client.get_tasks` and at most one multicall of `client.task_info` (see the crate documentation). The
-    /// exporter calls it only with `task_metrics = true`, at most every `task_refresh_interval`.
-    async fn collect_with_tasks(&self) -> Result<HubSnapshot, SourceError> {
+impl XmlRpcSource {
+    /// The workers, and the task aggregates if `with_tasks`.
+    async fn read(&self, with_tasks: bool) -> Result<HubSnapshot, SourceError> {
         let started = Instant::now();
         let (mut snapshot, directory) = self.read_workers().await?;
-        snapshot.timings.push(("workers", started.elapsed()));
-        let started = Instant::now();
-        self.read_tasks(&mut snapshot, directory).await?;
-        snapshot.timings.push(("tasks", started.elapsed()));
+        snapshot.timings.push((Part::Workers, started.elapsed()));
+        if with_tasks {
+            let started = Instant::now();
+            self.read_tasks(&mut snapshot, directory).await?;
+            snapshot.timings.push((Part::Tasks, started.elapsed()));
+        }
         Ok(snapshot)
     }
 }

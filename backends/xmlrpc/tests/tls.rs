@@ -2,12 +2,12 @@
 //! on by default and refuses an unknown issuer, `ca_file` makes the hub trusted, `tls_verify = false`
 //! accepts it, and no TLS connection panics over the rustls crypto provider (ring is used throughout).
 
+use kobo_testkit::CollectExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kobo_backend_api::DataSource;
 use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -110,7 +110,7 @@ async fn an_unknown_issuer_is_refused_by_default() {
     let (url, served) = https_hub().await;
     let source = XmlRpcSource::new(options(&url)).expect("source");
     let error = source
-        .collect()
+        .collect_workers()
         .await
         .expect_err("the test CA is not trusted")
         .to_string();
@@ -131,7 +131,7 @@ async fn the_ca_file_makes_the_hub_trusted() {
         ..options(&url)
     })
     .expect("source");
-    let snapshot = source.collect().await.expect("collect over TLS");
+    let snapshot = source.collect_workers().await.expect("collect over TLS");
     assert!(snapshot.workers.is_empty() && snapshot.warnings.is_empty());
     assert_eq!(
         served.load(Ordering::SeqCst),
@@ -145,7 +145,11 @@ async fn the_ca_file_makes_the_hub_trusted() {
         ..options(&url)
     })
     .expect("source");
-    let error = source.collect().await.expect_err("not a CA").to_string();
+    let error = source
+        .collect_workers()
+        .await
+        .expect_err("not a CA")
+        .to_string();
     println!("error: {error}");
     assert!(error.contains("certificate"), "{error}");
 }
@@ -159,7 +163,7 @@ async fn verification_can_be_turned_off() {
     })
     .expect("source");
     source
-        .collect()
+        .collect_workers()
         .await
         .expect("collect without verification");
     assert_eq!(served.load(Ordering::SeqCst), 1);

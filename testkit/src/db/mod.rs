@@ -91,6 +91,10 @@ pub trait TestDb: Sized + Send + 'static {
     /// Whether the server accepts TLS connections.
     async fn tls_available(&self) -> bool;
 
+    /// The statements that other sessions on this database are running or waiting on, as the server's
+    /// activity view shows them (read from a session of its own).
+    async fn running_statements(&self) -> Vec<String>;
+
     /// Source options for this database as the administrator, with short timeouts.
     fn options(&self) -> DatabaseOptions {
         DatabaseOptions {

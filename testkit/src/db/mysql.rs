@@ -152,6 +152,20 @@ impl TestDb for MysqlDb {
         ids.len()
     }
 
+    async fn running_statements(&self) -> Vec<String> {
+        let mut conn = self.connect().await;
+        let running: Vec<Option<String>> = conn
+            .exec(
+                "SELECT INFO FROM information_schema.PROCESSLIST \
+                 WHERE DB = ? AND ID <> CONNECTION_ID() AND COMMAND = 'Query'",
+                (&self.name,),
+            )
+            .await
+            .expect("processlist");
+        drop(conn.disconnect().await);
+        running.into_iter().flatten().collect()
+    }
+
     async fn tls_available(&self) -> bool {
         let mut conn = self.connect().await;
         let have_ssl: Option<(String, String)> = conn

@@ -140,6 +140,20 @@ impl TestDb for PostgresDb {
         killed.len()
     }
 
+    async fn running_statements(&self) -> Vec<String> {
+        let mut conn = self.connect().await;
+        let running: Vec<Option<String>> = sqlx::query_scalar(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND state NOT IN ('idle', 'idle in transaction') \
+             AND backend_type = 'client backend'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("pg_stat_activity");
+        drop(conn.close().await);
+        running.into_iter().flatten().collect()
+    }
+
     async fn tls_available(&self) -> bool {
         let mut conn = self.connect().await;
         let ssl: String = sqlx::query_scalar("SHOW ssl")

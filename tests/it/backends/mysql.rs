@@ -1,7 +1,6 @@
 //! The shared suite on MySQL/MariaDB (`KOBO_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/test`),
 //! and what only this source does: construction without a runtime.
 
-use kobo_backend_mysql::MysqlSource;
 use kobo_exporter::api::{DataSource, DatabaseOptions, SourceError};
 use kobo_testkit::db::{MysqlDb, TestDb};
 
@@ -18,7 +17,7 @@ impl Backend for Mysql {
     const AUTH_REFUSED: &'static [&'static str] = &["Access denied"];
 
     const NEW: fn(DatabaseOptions) -> Result<Box<dyn DataSource>, SourceError> =
-        |options| Ok(Box::new(MysqlSource::new(options)?));
+        |options| Ok(Box::new(kobo_backend_mysql::open(options)?));
 
     fn socket_url(db: &MysqlDb) -> Option<String> {
         let socket = "/run/mysqld/mysqld.sock";
@@ -47,8 +46,8 @@ backend_suite!(Mysql);
 #[test]
 fn construction_needs_no_runtime() {
     // Nothing listens on port 1, and no runtime is running: construction still succeeds (the pool is lazy).
-    let source =
-        MysqlSource::new(DatabaseOptions::new("mariadb://u:pw@127.0.0.1:1/d")).expect("lazy");
+    let source = kobo_backend_mysql::open(DatabaseOptions::new("mariadb://u:pw@127.0.0.1:1/d"))
+        .expect("lazy");
     assert_eq!(
         source.describe(),
         "MySQL/MariaDB database mariadb://u:***@127.0.0.1:1/d"

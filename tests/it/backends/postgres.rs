@@ -2,9 +2,9 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), and what only PostgreSQL has: sslmode's certificate checks,
 //! the source's need of a runtime, its URL parameters.
 
+use kobo_testkit::CollectExt;
 use std::time::Duration;
 
-use kobo_backend_postgres::PostgresSource;
 use kobo_exporter::api::{DataSource, DatabaseOptions, SourceError};
 use kobo_testkit::db::{PostgresDb, TestDb};
 
@@ -22,7 +22,7 @@ impl Backend for Postgres {
     const AUTH_REFUSED: &'static [&'static str] =
         &["password authentication failed", "does not exist"];
     const NEW: fn(DatabaseOptions) -> Result<Box<dyn DataSource>, SourceError> =
-        |options| Ok(Box::new(PostgresSource::new(options)?));
+        |options| Ok(Box::new(kobo_backend_postgres::open(options)?));
 
     fn socket_url(db: &PostgresDb) -> Option<String> {
         let dir = std::path::Path::new("/var/run/postgresql");
@@ -91,9 +91,9 @@ async fn tls_verify_full_and_encrypted_connections() {
             }
         }
     }
-    let source =
-        PostgresSource::new(DatabaseOptions::new(Postgres::tls_required_url(&db))).expect("source");
-    source.collect().await.expect("collect over TLS");
+    let source = kobo_backend_postgres::open(DatabaseOptions::new(Postgres::tls_required_url(&db)))
+        .expect("source");
+    source.collect_workers().await.expect("collect over TLS");
     let mut admin = db.connect().await;
     let encrypted: bool = sqlx::query_scalar(
         "SELECT bool_and(s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
@@ -109,7 +109,7 @@ async fn tls_verify_full_and_encrypted_connections() {
 #[test]
 fn construction_needs_a_runtime_and_a_usable_url() {
     // Outside a runtime: a clear error, not a panic.
-    let error = PostgresSource::new(DatabaseOptions::new("postgres://u@h/d"))
+    let error = kobo_backend_postgres::open(DatabaseOptions::new("postgres://u@h/d"))
         .err()
         .expect("no runtime");
     assert!(error.to_string().contains("tokio runtime"), "{error}");
@@ -119,7 +119,7 @@ fn construction_needs_a_runtime_and_a_usable_url() {
             "postgres://u:p@h/d?sslmode=bogus",
             "postgres://u:p@h:99999/d",
         ] {
-            let error = PostgresSource::new(DatabaseOptions::new(url))
+            let error = kobo_backend_postgres::open(DatabaseOptions::new(url))
                 .err()
                 .expect(url);
             assert!(matches!(error, SourceError::Config(_)), "{url}: {error:?}");

@@ -2,13 +2,11 @@
 //! instantiated per backend by [`backend_suite!`]: the hubs it reads (against what the SQLite source reads
 //! from the same hub), who may read, and how it fails and recovers.
 
+use kobo_testkit::CollectExt;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use kobo_backend_sqlite::SqliteSource;
 use kobo_exporter::api::worker_dir::file_name;
-use kobo_exporter::api::{
-    DataSource, DatabaseOptions, HubSnapshot, LastSeen, SourceError, WorkerDir,
-};
+use kobo_exporter::api::{DatabaseOptions, HubSnapshot, LastSeen, SourceError, WorkerDir};
 use kobo_testkit::db::{comparable, TestDb, TestSession, READER_PASSWORD};
 
 use super::Backend;
@@ -29,6 +27,7 @@ macro_rules! backend_suite {
             a_refused_connection_fails_at_once_and_clearly,
             a_silent_server_costs_one_connect_timeout,
             a_query_blocked_by_a_lock_times_out,
+            the_scrape_deadline_cancels_a_blocked_statement_on_the_server,
             a_killed_connection_is_replaced_at_the_next_scrape,
             construction_does_no_io_and_refuses_unusable_options,
             unix_socket_url,
@@ -57,10 +56,10 @@ pub async fn sqlite_reference(scripts: &[&str]) -> HubSnapshot {
         db.execute_batch(script).expect("SQLite reference script");
     }
     db.close().map_err(|(_, e)| e).expect("close");
-    let reference = SqliteSource::open(&file, None).expect("SQLite reference source");
+    let reference = kobo_backend_sqlite::open(&file, None).expect("SQLite reference source");
     comparable(
         reference
-            .collect_with_tasks()
+            .collect_tasks()
             .await
             .expect("SQLite reference snapshot"),
     )
@@ -73,10 +72,7 @@ pub async fn sqlite_fixture() -> HubSnapshot {
 
 /// Workers and tasks, as the exporter's task refresh reads them.
 pub async fn collect<B: Backend>(options: DatabaseOptions) -> Result<HubSnapshot, SourceError> {
-    B::source(options)?
-        .collect_with_tasks()
-        .await
-        .map(comparable)
+    B::source(options)?.collect_tasks().await.map(comparable)
 }
 
 /// Collects with `options`, which must fail within `limit`; the error.
@@ -125,12 +121,16 @@ pub async fn fixture_gives_the_same_snapshot_as_the_sqlite_source<B: Backend>() 
     // The plain scrape reads the workers only.
     let workers_only = B::source(db.options())
         .expect("source")
-        .collect()
+        .collect_workers()
         .await
         .expect("collect");
     assert!(workers_only.tasks.is_none());
     assert_eq!(
-        workers_only.timings.iter().map(|t| t.0).collect::<Vec<_>>(),
+        workers_only
+            .timings
+            .iter()
+            .map(|t| t.0.name())
+            .collect::<Vec<_>>(),
         ["workers"]
     );
 }
@@ -182,7 +182,7 @@ pub async fn a_database_that_is_not_a_hub_names_the_missing_table<B: Backend>() 
         return;
     };
     let source = B::source(db.options()).expect("source");
-    let error = source.collect().await.expect_err("not a hub");
+    let error = source.collect_workers().await.expect_err("not a hub");
     assert!(matches!(error, SourceError::Schema { .. }), "{error:?}");
     assert!(
         error.to_string().contains("table hub_worker is missing"),
@@ -193,7 +193,7 @@ pub async fn a_database_that_is_not_a_hub_names_the_missing_table<B: Backend>() 
         "CREATE TABLE hub_worker (id int, name text); CREATE TABLE hub_arch (id int, name text);",
     )
     .await;
-    let error = source.collect().await.expect_err("partial hub");
+    let error = source.collect_workers().await.expect_err("partial hub");
     assert!(
         error
             .to_string()
@@ -207,7 +207,7 @@ pub async fn a_database_that_is_not_a_hub_names_the_missing_table<B: Backend>() 
     )
     .await;
     let error = source
-        .collect()
+        .collect_workers()
         .await
         .expect_err("hub_worker lacks columns");
     assert!(
@@ -431,9 +431,9 @@ async fn two_connect_failures<B: Backend>(
     for attempt in 1..=2 {
         let started = Instant::now();
         let result = if with_tasks {
-            source.collect_with_tasks().await
+            source.collect_tasks().await
         } else {
-            source.collect().await
+            source.collect_workers().await
         };
         let took = started.elapsed();
         let error = result.expect_err(&url);
@@ -505,17 +505,72 @@ pub async fn a_query_blocked_by_a_lock_times_out<B: Backend>() {
         ..db.options()
     };
     let source = B::source(options).expect("source");
-    source.collect().await.expect("collect before the lock");
+    source
+        .collect_workers()
+        .await
+        .expect("collect before the lock");
     let mut locker = db.session().await;
     locker.lock_exclusive("hub_worker").await;
     let started = Instant::now();
-    let error = source.collect().await.expect_err("blocked");
+    let error = source.collect_workers().await.expect_err("blocked");
     let took = started.elapsed();
     assert!(took < Duration::from_secs(4), "took {took:?}");
     assert!(matches!(error, SourceError::Query { .. }), "{error:?}");
     assert!(error.to_string().contains("query_timeout"), "{error}");
     locker.unlock().await;
-    source.collect().await.expect("collect after the lock");
+    source
+        .collect_workers()
+        .await
+        .expect("collect after the lock");
+}
+
+/// The scrape's deadline reaches the database: with `hub_worker` locked and Prometheus' scrape timeout 2 s,
+/// the scrape answers `kobo_up 0` within 2 s, one second later the exporter has no statement running or
+/// waiting on the server (a query timeout of 60 s could not have ended it), and once the lock is released
+/// the next scrape succeeds on the same pool.
+pub async fn the_scrape_deadline_cancels_a_blocked_statement_on_the_server<B: Backend>() {
+    let Some(db) = B::Db::with_fixture().await else {
+        return;
+    };
+    let options = DatabaseOptions {
+        query_timeout: Duration::from_secs(60),
+        max_connections: 2,
+        ..db.options()
+    };
+    let source: std::sync::Arc<dyn kobo_exporter::api::DataSource> =
+        B::source(options).expect("source").into();
+    let client = crate::common::app_client(source).await;
+    let scrape = || async {
+        let started = Instant::now();
+        let response = client
+            .get("/metrics")
+            .header(rocket::http::Header::new(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                "2",
+            ))
+            .dispatch()
+            .await;
+        let body = response.into_string().await.unwrap_or_default();
+        (body, started.elapsed())
+    };
+    let (body, _) = scrape().await;
+    assert!(body.contains("\nkobo_up 1\n"), "before the lock: {body}");
+    let mut locker = db.session().await;
+    locker.lock_exclusive("hub_worker").await;
+    let (body, took) = scrape().await;
+    assert!(body.contains("\nkobo_up 0\n"), "while locked: {body}");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let running = db.running_statements().await;
+    assert!(
+        running.is_empty(),
+        "statements of the exporter still on the server: {running:?}"
+    );
+    locker.unlock().await;
+    // Past the collector's 1 s back-off after the failure.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (body, _) = scrape().await;
+    assert!(body.contains("\nkobo_up 1\n"), "after the lock: {body}");
 }
 
 pub async fn a_killed_connection_is_replaced_at_the_next_scrape<B: Backend>() {
@@ -523,12 +578,15 @@ pub async fn a_killed_connection_is_replaced_at_the_next_scrape<B: Backend>() {
         return;
     };
     let source = B::source(db.options()).expect("source");
-    let before = source.collect().await.expect("collect");
+    let before = source.collect_workers().await.expect("collect");
     assert!(
         db.kill_other_connections().await > 0,
         "the exporter keeps a connection"
     );
-    let after = source.collect().await.expect("collect after the kill");
+    let after = source
+        .collect_workers()
+        .await
+        .expect("collect after the kill");
     assert_eq!(before.workers, after.workers);
 }
 
@@ -637,7 +695,7 @@ async fn recovers_after_abandoned_collections<B: Backend>(
     };
     let source = B::source(options).expect("source");
     source
-        .collect_with_tasks()
+        .collect_tasks()
         .await
         .expect("collect before the lock");
     let mut locker = db.session().await;
@@ -646,9 +704,9 @@ async fn recovers_after_abandoned_collections<B: Backend>(
         // Alternately the scrape with the task queries (in a transaction) and the one without.
         let collection = async {
             if i % 2 == 0 {
-                source.collect_with_tasks().await
+                source.collect_tasks().await
             } else {
-                source.collect().await
+                source.collect_workers().await
             }
         };
         let result = tokio::time::timeout(ABANDON_AFTER, collection).await;
@@ -663,7 +721,7 @@ async fn recovers_after_abandoned_collections<B: Backend>(
     }
     locker.unlock().await;
     let started = Instant::now();
-    let result = source.collect_with_tasks().await;
+    let result = source.collect_tasks().await;
     let took = started.elapsed();
     let snapshot = result.unwrap_or_else(|e| {
         panic!(
@@ -675,7 +733,7 @@ async fn recovers_after_abandoned_collections<B: Backend>(
         took < Duration::from_secs(1),
         "max_connections {max_connections}: the first collection after the lock took {took:?}"
     );
-    source.collect().await.expect("and the next one");
+    source.collect_workers().await.expect("and the next one");
 }
 
 pub async fn abandoned_collections_past_the_query_timeout_leave_the_pool_usable<B: Backend>() {

@@ -169,7 +169,7 @@ pub async fn app_client(
 /// A client of the app on the demo hub (the SQLite file the repository carries, with its last seen).
 pub async fn demo_client() -> rocket::local::asynchronous::Client {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = kobo_backend_sqlite::SqliteSource::open(
+    let source = kobo_backend_sqlite::open(
         root.join("demo/hub.sqlite3"),
         Some(kobo_exporter::api::WorkerDir::new(root.join("demo/worker"))),
     )

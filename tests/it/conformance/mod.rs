@@ -2,6 +2,7 @@
 //! must render to the same insta snapshot (`snapshots/conformance__<hub>.snap`).
 
 use crate::common;
+use kobo_testkit::CollectExt;
 mod hubs;
 
 mod sqlite;
@@ -16,7 +17,7 @@ use kobo_exporter::api::DataSource;
 /// Collects workers and tasks from the source and checks the rendering against the hub's shared snapshot.
 pub async fn assert_conforms(hub: &hubs::Hub, source: &dyn DataSource) {
     let snapshot = source
-        .collect_with_tasks()
+        .collect_tasks()
         .await
         .unwrap_or_else(|e| panic!("{} source, hub {}: {e}", source.kind(), hub.snapshot));
     let text = kobo_exporter::render(&snapshot).expect("render");

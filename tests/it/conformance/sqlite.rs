@@ -33,7 +33,7 @@ pub fn load(hub: &Hub) -> (tempfile::TempDir, Result<SqliteSource, SourceError>)
             .unwrap_or_else(|e| panic!("dropping {table}.{column}: {e}"));
     }
     drop(conn);
-    let source = SqliteSource::open(&path, hub.worker_dir.worker_dir());
+    let source = kobo_backend_sqlite::open(&path, hub.worker_dir.worker_dir());
     (dir, source)
 }
 

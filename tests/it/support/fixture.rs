@@ -28,7 +28,7 @@ impl SqliteFixture {
     pub fn open() -> SqliteFixture {
         let (file, path) = sqlite_file();
         let worker_dir = common::fixture_worker_dir();
-        let source = SqliteSource::open(&path, Some(WorkerDir::new(worker_dir.path())))
+        let source = kobo_backend_sqlite::open(&path, Some(WorkerDir::new(worker_dir.path())))
             .expect("open the fixture");
         SqliteFixture {
             source: Arc::new(source),

@@ -1,0 +1,240 @@
+//! [`SqlSource`]: a [`DataSource`] over any [`Driver`]. The reading of a hub written once for every
+//! database: the schema checked on first use (and again after any error), the worker query alone or,
+//! for a task refresh, with the task aggregates in one snapshot transaction, last seen listed beside it,
+//! the scrape's deadline over all of it, and the statement in flight cancelled where it runs when the
+//! deadline passes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant as Clock;
+
+use async_trait::async_trait;
+use kobo_backend_api::normalise::HubSchema;
+use kobo_backend_api::secrets::ErrorContext;
+use kobo_backend_api::worker_dir::LastSeenTask;
+use kobo_backend_api::{
+    CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskGroup, TaskSummary, WorkerDir,
+    WorkerRecord, WorkerTaskCount,
+};
+use tokio::time::timeout_at;
+
+use crate::driver::{Connection, Driver, DriverError};
+use crate::sql::ScrapeSql;
+
+/// A kobo hub's database, read through driver `D`.
+pub struct SqlSource<D: Driver> {
+    driver: Arc<D>,
+    context: ErrorContext,
+    worker_dir: Option<WorkerDir>,
+    /// The statements for the schema found at the first collection; forgotten after any error, so that
+    /// the schema is checked again.
+    queries: Mutex<Option<ScrapeSql>>,
+}
+
+impl<D: Driver> SqlSource<D> {
+    /// A source reading through `driver`; errors name `context`'s target.
+    pub fn with_driver(driver: D, context: ErrorContext, worker_dir: Option<WorkerDir>) -> Self {
+        SqlSource {
+            driver: Arc::new(driver),
+            context,
+            worker_dir,
+            queries: Mutex::new(None),
+        }
+    }
+
+    pub fn driver(&self) -> &D {
+        &self.driver
+    }
+
+    /// Where errors happen (the redacted URL, or a path).
+    pub fn target(&self) -> &str {
+        self.context.target()
+    }
+
+    fn cached_queries(&self) -> Option<ScrapeSql> {
+        self.queries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_queries(&self, queries: Option<ScrapeSql>) {
+        *self.queries.lock().unwrap_or_else(PoisonError::into_inner) = queries;
+    }
+
+    fn error(&self, error: DriverError) -> SourceError {
+        match error {
+            DriverError::Connect(message) => self.context.connect(message),
+            DriverError::Query(message) => self.context.query(message),
+            DriverError::Data(message) => self.context.data(message),
+        }
+    }
+
+    /// One collection: a connection, the statements on it, last seen beside them. The connection goes
+    /// back for reuse only after a complete collection; after an error it is closed; and if this future
+    /// is dropped with a statement in flight (the deadline), the statement is cancelled on the server.
+    async fn read(
+        &self,
+        request: &CollectRequest,
+        connected: &AtomicBool,
+    ) -> Result<HubSnapshot, SourceError> {
+        // Last seen is listed on the blocking pool while the database answers.
+        let last_seen = LastSeenTask::spawn(self.worker_dir.as_ref());
+        let mut conn = self
+            .driver
+            .connect(request.deadline)
+            .await
+            .map_err(|e| self.error(e))?;
+        connected.store(true, Ordering::Relaxed);
+        let cancel = CancelOnDrop {
+            driver: Arc::clone(&self.driver),
+            handle: Some(conn.cancel_handle()),
+        };
+        let result = self.read_on(&mut conn, request).await;
+        cancel.disarm();
+        let mut snapshot = match result {
+            Ok(snapshot) => {
+                conn.release();
+                snapshot
+            }
+            Err(e) => {
+                conn.discard();
+                return Err(e);
+            }
+        };
+        last_seen.apply(&mut snapshot).await;
+        Ok(snapshot)
+    }
+
+    /// The statements of one collection on `conn`.
+    async fn read_on(
+        &self,
+        conn: &mut D::Conn,
+        request: &CollectRequest,
+    ) -> Result<HubSnapshot, SourceError> {
+        let deadline = request.deadline;
+        let queries = match self.cached_queries() {
+            Some(queries) if !conn.schema_may_differ() => queries,
+            _ => {
+                let catalog = conn.catalog(deadline).await.map_err(|e| self.error(e))?;
+                let schema = HubSchema::check(&catalog.tables, &catalog.worker_columns).map_err(
+                    |message| {
+                        let note = match message.starts_with("table") {
+                            true => self.driver.missing_table_note(),
+                            false => "",
+                        };
+                        self.context.schema(format!("{message}{note}"))
+                    },
+                )?;
+                let queries = ScrapeSql::new(&self.driver.dialect(), &schema);
+                self.set_queries(Some(queries.clone()));
+                queries
+            }
+        };
+        let workers = match request.wants_names() {
+            true => &queries.workers,
+            false => &queries.workers_only,
+        };
+        let error = |e| self.error(e);
+        if !request.tasks {
+            // One statement is its own snapshot: no transaction round trips.
+            let started = Clock::now();
+            let workers = conn
+                .fetch::<WorkerRecord>(workers, deadline)
+                .await
+                .map_err(error)?;
+            let timings = vec![(Part::Workers, started.elapsed())];
+            return Ok(HubSnapshot::from_read(workers, None, timings));
+        }
+        conn.begin_snapshot(deadline).await.map_err(error)?;
+        let started = Clock::now();
+        let workers = conn
+            .fetch::<WorkerRecord>(workers, deadline)
+            .await
+            .map_err(error)?;
+        let mut timings = vec![(Part::Workers, started.elapsed())];
+        let started = Clock::now();
+        let groups = conn
+            .fetch::<TaskGroup>(&queries.task_groups, deadline)
+            .await
+            .map_err(error)?;
+        let per_worker = conn
+            .fetch::<WorkerTaskCount>(&queries.worker_tasks, deadline)
+            .await
+            .map_err(error)?;
+        timings.push((Part::Tasks, started.elapsed()));
+        conn.commit(deadline).await.map_err(error)?;
+        let tasks = Some(TaskSummary::new(groups, per_worker));
+        Ok(HubSnapshot::from_read(workers, tasks, timings))
+    }
+}
+
+/// Cancels the connection's statement in the background unless disarmed: dropped with the collection's
+/// future at the deadline, it stops the work on the server instead of leaving it to run.
+struct CancelOnDrop<D: Driver> {
+    driver: Arc<D>,
+    handle: Option<<D::Conn as Connection>::Cancel>,
+}
+
+impl<D: Driver> CancelOnDrop<D> {
+    fn disarm(mut self) {
+        self.handle = None;
+    }
+}
+
+impl<D: Driver> Drop for CancelOnDrop<D> {
+    fn drop(&mut self) {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let driver = Arc::clone(&self.driver);
+        runtime.spawn(async move {
+            if let Err(e) = driver.cancel(handle).await {
+                log::warn!(
+                    "could not cancel the abandoned statement on the {} source: {e}",
+                    driver.kind()
+                );
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl<D: Driver> DataSource for SqlSource<D> {
+    fn kind(&self) -> &'static str {
+        self.driver.kind()
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}", self.driver.database(), self.context.target())
+    }
+
+    async fn collect(&self, request: &CollectRequest) -> Result<HubSnapshot, SourceError> {
+        let started = tokio::time::Instant::now();
+        let connected = AtomicBool::new(false);
+        let result = match timeout_at(request.deadline, self.read(request, &connected)).await {
+            Ok(result) => result,
+            Err(_) => {
+                let budget = request.deadline.saturating_duration_since(started);
+                Err(match connected.load(Ordering::Relaxed) {
+                    false => self.context.connect(format!(
+                        "no connection within the collection's deadline ({} s)",
+                        budget.as_secs_f64()
+                    )),
+                    true => self.context.query(format!(
+                        "no answer within the collection's deadline ({} s): the statement was cancelled",
+                        budget.as_secs_f64()
+                    )),
+                })
+            }
+        };
+        if result.is_err() {
+            // The hub may have been migrated or replaced: check the schema again next time.
+            self.set_queries(None);
+        }
+        result
+    }
+}
