@@ -3,6 +3,8 @@
 //! - [`data`]: the test material in `testkit/data/` (kobo's schemas, the fixture hub, the reference
 //!   exporter's output, XML-RPC wire captures of a real hub);
 //! - [`wire`]: kobo's XML-RPC wire format, byte for byte (Python's marshaller, `Worker.export()`);
+//! - [`hub_server`]: the fake hubs' HTTP: a server on hyper with per-request handlers, requests read by
+//!   dxr, and the one raw-TCP server, for malformed HTTP;
 //! - [`xmlrpc_hub`]: a kobo hub served over XML-RPC from any hub database, with request counters;
 //! - [`proxy`]: a TCP proxy that injects faults between the exporter and its source;
 //! - [`collect`]: collecting from a source with an unhurried deadline ([`CollectExt`]);
@@ -13,6 +15,7 @@
 pub mod collect;
 pub mod db;
 pub mod exposition;
+pub mod hub_server;
 pub mod openmetrics;
 pub mod proxy;
 pub mod wire;

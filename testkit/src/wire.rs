@@ -1,5 +1,5 @@
 //! kobo's XML-RPC wire format, for test hubs and benchmarks: Python's `xmlrpc.client` marshaller (what a
-//! kobo hub answers with, byte for byte: `tests/it/xmlrpc.rs` checks it against real captures) and a worker as
+//! kobo hub answers with, byte for byte: `tests/it/xmlrpc/` checks it against real captures) and a worker as
 //! kobo's `Worker.export()` gives it ([`Export`]).
 //!
 //! ```

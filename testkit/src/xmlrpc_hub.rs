@@ -10,12 +10,12 @@
 //!
 //! Anything else gets a fault (at the top level as kobo's dispatcher gives it; inside a multicall as
 //! Python's `system_multicall` does). A body that is not an XML-RPC `methodCall` gets a fault too; an HTTP
-//! request that cannot be read (no `Content-Length`, a head or body over the limits, not a POST) gets a
-//! `4xx` answer. Every response closes its connection (`Connection: close`), as the hub's gunicorn does.
+//! request that cannot carry one (not a POST, no `Content-Length`, a body over the limit) gets a `4xx`
+//! answer. Every response closes its connection (`Connection: close`), as the hub's gunicorn does.
 //! The request path is not checked: [`XmlRpcHub::url`] gives kobo's `/xmlrpc/client/`.
 //!
-//! Requests are parsed with quick-xml in one pass (linear in the body), and the answers are dumped once at
-//! start, so a multicall for thousands of workers costs no more than copying their exports.
+//! The HTTP is [`crate::hub_server`]'s (hyper), the requests are read by dxr, and the answers are dumped
+//! once at start, so a multicall for thousands of workers costs no more than copying their exports.
 //!
 //! [`exports_from_sqlite`] reads the workers of a hub database (one written by kobo-hubgen, or kobo's own)
 //! as `Worker.export()` gives them, to serve them.
@@ -25,29 +25,18 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-use quick_xml::events::Event;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use dxr::Value;
 
+use crate::hub_server::{int, Call, HubServer, Response};
 use crate::wire::py::{self, Py};
 use crate::wire::{utc, Export};
-
-/// How long one connection may take, from accept to the last byte of the answer.
-const PER_CONNECTION: Duration = Duration::from_secs(30);
-/// The largest request head and body read.
-const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 64 * 1024 * 1024;
-/// The deepest element nesting accepted in a request (a multicall needs 9).
-const MAX_DEPTH: usize = 64;
 
 /// A kobo hub serving a fixed set of workers over XML-RPC on 127.0.0.1; stops serving when dropped.
 #[derive(Debug)]
 pub struct XmlRpcHub {
-    addr: SocketAddr,
+    server: HubServer,
     counters: Arc<Counters>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug, Default)]
@@ -56,48 +45,33 @@ struct Counters {
     calls: AtomicUsize,
 }
 
-impl Drop for XmlRpcHub {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 impl XmlRpcHub {
     /// Serves these workers on a free port of 127.0.0.1 (must be called inside a tokio runtime).
     pub async fn start(exports: Vec<Export>) -> std::io::Result<XmlRpcHub> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let answers = Arc::new(Answers::new(&exports));
+        let answers = Answers::new(&exports);
         let counters = Arc::new(Counters::default());
         let shared = Arc::clone(&counters);
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (answers, counters) = (Arc::clone(&answers), Arc::clone(&shared));
-                tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(PER_CONNECTION, serve(stream, &answers, &counters))
-                            .await;
-                });
-            }
-        });
-        Ok(XmlRpcHub {
-            addr,
-            counters,
-            task,
+        let server = HubServer::start_unrecorded(move |request| {
+            let (body, calls) = answers.answer(request.call());
+            shared.calls.fetch_add(calls, Ordering::SeqCst);
+            shared.requests.fetch_add(1, Ordering::SeqCst);
+            Response::xml(body).into()
         })
+        .await?;
+        Ok(XmlRpcHub { server, counters })
     }
 
     /// The address served.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The URL to give the exporter's XML-RPC source: kobo's client endpoint, `http://<addr>/xmlrpc/client/`.
     pub fn url(&self) -> String {
-        format!("http://{}/xmlrpc/client/", self.addr)
+        self.server.url()
     }
 
-    /// HTTP requests answered so far (every answer written in full, faults and `4xx` included).
+    /// XML-RPC requests answered so far, faults included (not the `4xx` of requests that carry no call).
     pub fn requests(&self) -> usize {
         self.counters.requests.load(Ordering::SeqCst)
     }
@@ -233,28 +207,25 @@ impl Answers {
         }
     }
 
-    /// The body answering a request body, and how many calls it answered.
-    fn answer(&self, body: &[u8]) -> (String, usize) {
-        let call = match std::str::from_utf8(body)
-            .map_err(|e| format!("the body is not UTF-8: {e}"))
-            .and_then(parse_call)
-        {
+    /// The body answering a request's call (or why it holds none), and how many calls it answered.
+    fn answer(&self, call: Result<&Call, &str>) -> (String, usize) {
+        let call = match call {
             Ok(call) => call,
             // kobo's dispatcher answers an unreadable call with a fault, as it does any exception.
             Err(why) => return (py::fault(1, &format!("ExpatError: {why}")), 0),
         };
         if call.method == "system.multicall" {
-            let [Param::Array(calls)] = call.params.as_slice() else {
-                return (
-                    py::fault(
-                        1,
-                        "TypeError: system_multicall() takes exactly one argument, a list of calls",
-                    ),
-                    0,
-                );
+            let calls = match call.multicall() {
+                Ok(calls) => calls,
+                Err(why) => return (py::fault(1, &why), 0),
             };
-            let items: Vec<Result<&str, (i64, String)>> =
-                calls.iter().map(|inner| self.inner(inner)).collect();
+            let items: Vec<Result<&str, (i64, String)>> = calls
+                .iter()
+                .map(|inner| {
+                    let inner = inner.as_ref().map_err(|why| (1, why.clone()))?;
+                    self.inner(inner)
+                })
+                .collect();
             let mut inner = String::with_capacity(
                 items
                     .iter()
@@ -293,27 +264,8 @@ impl Answers {
 
     /// One call inside a `system.multicall`: its dumped result, or its fault as Python's
     /// `system_multicall` gives it.
-    fn inner(&self, call: &Param) -> Result<&str, (i64, String)> {
-        let Param::Struct(members) = call else {
-            return Err((
-                1,
-                "<class 'TypeError'>:each call of a multicall must be a struct".into(),
-            ));
-        };
-        let member = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-        let Some(Param::Str(method)) = member("methodName") else {
-            return Err((1, "<class 'KeyError'>:'methodName'".into()));
-        };
-        let params = match member("params") {
-            Some(Param::Array(params)) => params.as_slice(),
-            Some(_) => {
-                return Err((
-                    1,
-                    "<class 'TypeError'>:the params of a call must be an array".into(),
-                ))
-            }
-            None => return Err((1, "<class 'KeyError'>:'params'".into())),
-        };
+    fn inner(&self, call: &Call) -> Result<&str, (i64, String)> {
+        let method = call.method.as_str();
         if method == "system.multicall" {
             return Err((
                 1,
@@ -321,22 +273,23 @@ impl Answers {
                     .into(),
             ));
         }
-        self.call(method, params).map_err(|failure| match failure {
-            Failure::Unsupported => (
-                1,
-                format!("<class 'Exception'>:method \"{method}\" is not supported"),
-            ),
-            Failure::Arguments(why) => (1, format!("<class 'TypeError'>:{why}")),
-        })
+        self.call(method, &call.params)
+            .map_err(|failure| match failure {
+                Failure::Unsupported => (
+                    1,
+                    format!("<class 'Exception'>:method \"{method}\" is not supported"),
+                ),
+                Failure::Arguments(why) => (1, format!("<class 'TypeError'>:{why}")),
+            })
     }
 
     /// The dumped result of a call other than `system.multicall`.
-    fn call(&self, method: &str, params: &[Param]) -> Result<&str, Failure> {
+    fn call(&self, method: &str, params: &[Value]) -> Result<&str, Failure> {
         match method {
             "client.list_workers" => match params {
-                [] | [Param::Bool(true)] => Ok(&self.enabled),
-                [Param::Bool(false)] => Ok(&self.disabled),
-                [Param::Int(i)] => Ok(if *i != 0 {
+                [] | [Value::Boolean(true)] => Ok(&self.enabled),
+                [Value::Boolean(false)] => Ok(&self.disabled),
+                [i] if int(i).is_some() => Ok(if int(i) != Some(0) {
                     &self.enabled
                 } else {
                     &self.disabled
@@ -346,7 +299,7 @@ impl Answers {
                 )),
             },
             "client.get_worker_info" => match params {
-                [Param::Str(name)] => Ok(self.exports.get(name).unwrap_or(&self.empty)),
+                [Value::String(name)] => Ok(self.exports.get(name).unwrap_or(&self.empty)),
                 _ => Err(Failure::Arguments(
                     "get_worker_info() takes exactly one argument, worker_name (a string)".into(),
                 )),
@@ -362,317 +315,12 @@ enum Failure {
     Arguments(String),
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Request parsing: quick-xml events into a small element tree, then the tree into a call.
-
-/// An XML-RPC value of a request.
-#[derive(Debug, Clone, PartialEq)]
-enum Param {
-    Str(String),
-    Bool(bool),
-    Int(i64),
-    Array(Vec<Param>),
-    /// Members in document order.
-    Struct(Vec<(String, Param)>),
-    Nil,
-    /// A double, dateTime.iso8601 or base64 value: nothing the hub's calls take.
-    Other(&'static str),
-}
-
-/// A parsed `methodCall`.
-#[derive(Debug, PartialEq)]
-struct MethodCall {
-    method: String,
-    params: Vec<Param>,
-}
-
-/// An element of the request: its name, child elements and text (the concatenation of its text pieces).
-#[derive(Debug, Default)]
-struct Node {
-    name: String,
-    children: Vec<Node>,
-    text: String,
-}
-
-/// Parses a `methodCall` document in one pass.
-fn parse_call(body: &str) -> Result<MethodCall, String> {
-    let root = parse_tree(body)?;
-    if root.name != "methodCall" {
-        return Err(format!("the document is <{}>, not <methodCall>", root.name));
-    }
-    let mut method = None;
-    let mut params = Vec::new();
-    for child in &root.children {
-        match child.name.as_str() {
-            "methodName" => method = Some(child.text.trim().to_string()),
-            "params" => {
-                for param in &child.children {
-                    if param.name != "param" {
-                        return Err(format!("<{}> inside <params>", param.name));
-                    }
-                    match param.children.as_slice() {
-                        [value] => params.push(parse_value(value)?),
-                        _ => return Err("a <param> must hold one <value>".into()),
-                    }
-                }
-            }
-            other => return Err(format!("<{other}> inside <methodCall>")),
-        }
-    }
-    let method = method.ok_or("no <methodName>")?;
-    if method.is_empty() {
-        return Err("an empty <methodName>".into());
-    }
-    Ok(MethodCall { method, params })
-}
-
-/// The element tree of a document, built without recursion (at most [`MAX_DEPTH`] deep).
-fn parse_tree(body: &str) -> Result<Node, String> {
-    let mut reader = quick_xml::Reader::from_str(body);
-    let mut stack: Vec<Node> = Vec::new();
-    let mut root: Option<Node> = None;
-    let at = |reader: &quick_xml::Reader<&[u8]>| reader.buffer_position();
-    loop {
-        let event = reader.read_event().map_err(|e| {
-            format!(
-                "not well-formed XML at byte {}: {e}",
-                reader.error_position()
-            )
-        })?;
-        let open = |name: &str, stack: &Vec<Node>, root: &Option<Node>| {
-            if root.is_some() {
-                Err(format!("a second root element <{name}>"))
-            } else if stack.len() >= MAX_DEPTH {
-                Err(format!("elements nested deeper than {MAX_DEPTH}"))
-            } else {
-                Ok(Node {
-                    name: name.to_string(),
-                    ..Node::default()
-                })
-            }
-        };
-        match event {
-            Event::Start(start) => {
-                let node = open(start.name().as_ref(), &stack, &root)?;
-                stack.push(node);
-            }
-            Event::Empty(start) => {
-                let node = open(start.name().as_ref(), &stack, &root)?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(node),
-                    None => root = Some(node),
-                }
-            }
-            Event::End(_) => {
-                // quick-xml checks that the end tag matches the open element.
-                let node = stack
-                    .pop()
-                    .ok_or_else(|| format!("an end tag without a start at byte {}", at(&reader)))?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(node),
-                    None => root = Some(node),
-                }
-            }
-            Event::Text(text) => {
-                if let Some(node) = stack.last_mut() {
-                    node.text.push_str(&text.xml10_content());
-                } else if !text.trim().is_empty() {
-                    return Err("text outside the root element".into());
-                }
-            }
-            Event::CData(data) => match stack.last_mut() {
-                Some(node) => node.text.push_str(&data.xml10_content()),
-                None => return Err("CDATA outside the root element".into()),
-            },
-            Event::GeneralRef(reference) => {
-                let node = stack
-                    .last_mut()
-                    .ok_or("an entity reference outside the root element")?;
-                if reference.is_char_ref() {
-                    match reference.resolve_char_ref() {
-                        Ok(Some(c)) => node.text.push(c),
-                        _ => {
-                            return Err(format!("an invalid character reference &{};", &*reference))
-                        }
-                    }
-                } else {
-                    match quick_xml::escape::resolve_predefined_entity(&reference) {
-                        Some(text) => node.text.push_str(text),
-                        None => return Err(format!("an unknown entity &{};", &*reference)),
-                    }
-                }
-            }
-            Event::Eof => break,
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
-            Event::DocType(_) => return Err("a DOCTYPE in an XML-RPC request".into()),
-        }
-    }
-    if let Some(open) = stack.last() {
-        return Err(format!("the XML ends early, inside <{}>", open.name));
-    }
-    root.ok_or_else(|| "the body holds no XML element".into())
-}
-
-/// A `<value>` element as a parameter.
-fn parse_value(node: &Node) -> Result<Param, String> {
-    if node.name != "value" {
-        return Err(format!("<{}> where a <value> belongs", node.name));
-    }
-    let typed = match node.children.as_slice() {
-        // An untyped value is a string.
-        [] => return Ok(Param::Str(node.text.clone())),
-        [typed] => typed,
-        _ => return Err("a <value> with more than one element".into()),
-    };
-    let text = typed.text.as_str();
-    let leaf = |param: Param| {
-        if typed.children.is_empty() {
-            Ok(param)
-        } else {
-            Err(format!("elements inside <{}>", typed.name))
-        }
-    };
-    match typed.name.as_str() {
-        "string" => leaf(Param::Str(text.to_string())),
-        "boolean" => match text.trim() {
-            "1" => leaf(Param::Bool(true)),
-            "0" => leaf(Param::Bool(false)),
-            other => Err(format!("a boolean {other:?}")),
-        },
-        "int" | "i4" | "i8" => text
-            .trim()
-            .parse()
-            .map_err(|_| format!("an integer {text:?}"))
-            .and_then(|i| leaf(Param::Int(i))),
-        "nil" => leaf(Param::Nil),
-        "double" => leaf(Param::Other("a double")),
-        "dateTime.iso8601" => leaf(Param::Other("a dateTime.iso8601")),
-        "base64" => leaf(Param::Other("base64 data")),
-        "array" => match typed.children.as_slice() {
-            [data] if data.name == "data" => data
-                .children
-                .iter()
-                .map(parse_value)
-                .collect::<Result<_, _>>()
-                .map(Param::Array),
-            _ => Err("an <array> must hold one <data>".into()),
-        },
-        "struct" => typed
-            .children
-            .iter()
-            .map(|member| {
-                if member.name != "member" {
-                    return Err(format!("<{}> inside <struct>", member.name));
-                }
-                let name = member.children.iter().find(|c| c.name == "name");
-                let value = member.children.iter().find(|c| c.name == "value");
-                match (name, value, member.children.len()) {
-                    (Some(name), Some(value), 2) => Ok((name.text.clone(), parse_value(value)?)),
-                    _ => Err("a <member> must hold one <name> and one <value>".into()),
-                }
-            })
-            .collect::<Result<_, _>>()
-            .map(Param::Struct),
-        other => Err(format!("an unknown value type <{other}>")),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// HTTP.
-
-/// Reads one request, answers it and closes the connection.
-async fn serve(mut stream: TcpStream, answers: &Answers, counters: &Counters) {
-    let (status, body) = match read_request(&mut stream).await {
-        Ok(Some(body)) => {
-            let (answer, calls) = answers.answer(&body);
-            counters.calls.fetch_add(calls, Ordering::SeqCst);
-            ("200 OK", answer)
-        }
-        Ok(None) => return,
-        Err((status, why)) => (status, format!("{why}\n")),
-    };
-    let content_type = if status == "200 OK" {
-        "text/xml"
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nServer: gunicorn\r\nDate: {}\r\nConnection: close\r\n\
-         Content-Type: {content_type}\r\nVary: Cookie\r\nContent-Length: {}\r\n\r\n",
-        http_date(SystemTime::now()),
-        body.len()
-    );
-    if stream.write_all(head.as_bytes()).await.is_ok()
-        && stream.write_all(body.as_bytes()).await.is_ok()
-    {
-        counters.requests.fetch_add(1, Ordering::SeqCst);
-    }
-    let _ = stream.shutdown().await;
-}
-
-/// The body of one POST request; `None` when the client went away; an HTTP status and why for a request
-/// that cannot be answered.
-async fn read_request(stream: &mut TcpStream) -> Result<Option<Vec<u8>>, (&'static str, String)> {
-    let mut data = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut searched: usize = 0;
-    let head_end = loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return Ok(None),
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-        }
-        let from = searched.saturating_sub(3);
-        if let Some(at) = data[from..].windows(4).position(|w| w == b"\r\n\r\n") {
-            break from + at + 4;
-        }
-        searched = data.len();
-        if data.len() > MAX_HEAD {
-            return Err((
-                "431 Request Header Fields Too Large",
-                "the request head is too large".into(),
-            ));
-        }
-    };
-    let head = String::from_utf8_lossy(&data[..head_end]).to_ascii_lowercase();
-    let mut lines = head.lines();
-    let request_line = lines.next().unwrap_or_default();
-    if !request_line.starts_with("post ") {
-        return Err((
-            "405 Method Not Allowed",
-            "XML-RPC calls are POST requests".into(),
-        ));
-    }
-    let length = lines
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .ok_or(("411 Length Required", "no Content-Length".to_string()))?
-        .trim()
-        .parse::<usize>()
-        .map_err(|_| ("400 Bad Request", "an invalid Content-Length".to_string()))?;
-    if length > MAX_BODY {
-        return Err((
-            "413 Payload Too Large",
-            format!("the body is larger than {MAX_BODY} bytes"),
-        ));
-    }
-    while data.len() < head_end + length {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return Ok(None),
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-        }
-    }
-    data.truncate(head_end + length);
-    Ok(Some(data.split_off(head_end)))
-}
-
-/// An HTTP `Date` (IMF-fixdate).
-fn http_date(now: SystemTime) -> String {
-    httpdate::fmt_http_date(now)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     fn export(id: i64, name: &str, enabled: bool) -> Export {
         Export {
@@ -711,6 +359,11 @@ mod tests {
         )
     }
 
+    /// Calls `method` with these `<param>`s over HTTP, and returns the status line and body.
+    async fn post_call(hub: &XmlRpcHub, method: &str, params: &str) -> (String, String) {
+        post(hub, &call(method, params)).await
+    }
+
     /// Sends one request over HTTP and returns the status line and body.
     async fn post(hub: &XmlRpcHub, body: &str) -> (String, String) {
         let mut stream = TcpStream::connect(hub.addr()).await.unwrap();
@@ -724,6 +377,12 @@ mod tests {
         stream.read_to_string(&mut response).await.unwrap();
         let (head, body) = response.split_once("\r\n\r\n").unwrap();
         assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+        // hyper's Date, an IMF-fixdate.
+        let date = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Date: "))
+            .unwrap_or_else(|| panic!("no Date in {head}"));
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
         (head.lines().next().unwrap().to_string(), body.to_string())
     }
 
@@ -734,12 +393,10 @@ mod tests {
             hub.url(),
             format!("http://127.0.0.1:{}/xmlrpc/client/", hub.addr().port())
         );
-        let (status, body) = post(
+        let (status, body) = post_call(
             &hub,
-            &call(
-                "client.list_workers",
-                "<param><value><boolean>1</boolean></value></param>",
-            ),
+            "client.list_workers",
+            "<param><value><boolean>1</boolean></value></param>",
         )
         .await;
         assert_eq!(status, "HTTP/1.1 200 OK");
@@ -749,31 +406,25 @@ mod tests {
              <value><string>a&amp;&lt;x&gt;.example.com</string></value>\n\
              <value><string>b.example.com</string></value>\n</data></array></value>\n</param>\n</params>\n</methodResponse>\n"
         );
-        let (_, body) = post(
+        let (_, body) = post_call(
             &hub,
-            &call(
-                "client.list_workers",
-                "<param><value><boolean>0</boolean></value></param>",
-            ),
+            "client.list_workers",
+            "<param><value><boolean>0</boolean></value></param>",
         )
         .await;
         assert!(body.contains("<string>off.example.com</string>"), "{body}");
         assert!(!body.contains("b.example.com"), "{body}");
-        let (_, body) = post(
+        let (_, body) = post_call(
             &hub,
-            &call(
-                "client.get_worker_info",
-                "<param><value><string>b.example.com</string></value></param>",
-            ),
+            "client.get_worker_info",
+            "<param><value><string>b.example.com</string></value></param>",
         )
         .await;
         assert_eq!(body, py::response(&hub_exports()[0].py()));
-        let (_, body) = post(
+        let (_, body) = post_call(
             &hub,
-            &call(
-                "client.get_worker_info",
-                "<param><value>nobody</value></param>",
-            ),
+            "client.get_worker_info",
+            "<param><value>nobody</value></param>",
         )
         .await;
         assert!(
@@ -818,7 +469,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_methods_get_a_fault() {
         let hub = XmlRpcHub::start(hub_exports()).await.unwrap();
-        let (status, body) = post(&hub, &call("client.enable_worker", "")).await;
+        let (status, body) = post_call(&hub, "client.enable_worker", "").await;
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert_eq!(
             body,
@@ -827,12 +478,10 @@ mod tests {
                 "Exception: method \"client.enable_worker\" is not supported"
             )
         );
-        let (_, body) = post(
+        let (_, body) = post_call(
             &hub,
-            &call(
-                "client.get_worker_info",
-                "<param><value><int>1</int></value></param>",
-            ),
+            "client.get_worker_info",
+            "<param><value><int>1</int></value></param>",
         )
         .await;
         assert!(body.contains("<name>faultCode</name>"), "{body}");
@@ -889,7 +538,7 @@ mod tests {
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         assert!(response.contains("not UTF-8"), "{response}");
-        let (_, body) = post(&hub, &call("client.list_workers", "")).await;
+        let (_, body) = post_call(&hub, "client.list_workers", "").await;
         assert!(body.contains("b.example.com"), "{body}");
     }
 
@@ -904,40 +553,44 @@ mod tests {
             &format!("<param><value><array><data>{calls}</data></array></value></param>"),
         );
         let started = std::time::Instant::now();
-        let parsed = parse_call(&body).unwrap();
-        let Param::Array(items) = &parsed.params[0] else {
-            panic!()
-        };
-        assert_eq!(items.len(), 20_000);
+        let parsed = Call::from_xml(&body).unwrap();
+        assert_eq!(parsed.inner_calls().len(), 20_000);
         assert!(started.elapsed() < Duration::from_secs(10));
         let answers = Answers::new(&[export(1, "worker-00007.example.com", true)]);
-        let (answer, count) = answers.answer(body.as_bytes());
+        let (answer, count) = answers.answer(Ok(&parsed));
         assert_eq!(count, 20_000);
         assert_eq!(answer.matches("<name>current_load</name>").count(), 1);
     }
 
-    #[test]
-    fn http_dates() {
-        assert_eq!(
-            http_date(UNIX_EPOCH + Duration::from_secs(1_764_094_720)),
-            "Tue, 25 Nov 2025 18:18:40 GMT"
-        );
+    /// A hub database and worker directory written by kobo-hubgen in a temporary folder: the folder, the
+    /// database, the worker directory, the spec.
+    fn generated(
+        workers: u32,
+        tasks: u32,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        std::path::PathBuf,
+        kobo_hubgen::HubSpec,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hub.sqlite3");
+        let spec = kobo_hubgen::HubSpec {
+            workers,
+            tasks,
+            seed: 1,
+        };
+        kobo_hubgen::sqlite::generate(&db, &spec).unwrap();
+        let worker_dir = dir.path().join("workers");
+        kobo_hubgen::write_worker_dir(&worker_dir, &spec).unwrap();
+        (dir, db, worker_dir, spec)
     }
 
     /// `cargo test -p kobo-hubgen --lib ten_thousand -- --ignored --nocapture`: the timings at scale.
     #[tokio::test]
     #[ignore = "a measurement: generates a hub of 10,000 workers"]
     async fn ten_thousand_workers() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("hub.sqlite3");
-        let spec = kobo_hubgen::HubSpec {
-            workers: 10_000,
-            tasks: 1000,
-            seed: 1,
-        };
-        kobo_hubgen::sqlite::generate(&db, &spec).unwrap();
-        let workers = dir.path().join("workers");
-        kobo_hubgen::write_worker_dir(&workers, &spec).unwrap();
+        let (_dir, db, workers, _) = generated(10_000, 1000);
         let started = std::time::Instant::now();
         let exports = exports_from_sqlite(&db, Some(&workers)).unwrap();
         println!(
@@ -968,16 +621,7 @@ mod tests {
 
     #[test]
     fn exports_from_a_generated_sqlite_hub() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("hub.sqlite3");
-        let spec = kobo_hubgen::HubSpec {
-            workers: 50,
-            tasks: 100,
-            seed: 1,
-        };
-        kobo_hubgen::sqlite::generate(&db, &spec).unwrap();
-        let workers = dir.path().join("workers");
-        kobo_hubgen::write_worker_dir(&workers, &spec).unwrap();
+        let (dir, db, workers, spec) = generated(50, 100);
         let exports = exports_from_sqlite(&db, Some(&workers)).unwrap();
         assert_eq!(exports.len(), 50);
         for (n, export) in exports.iter().enumerate() {

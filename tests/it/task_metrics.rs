@@ -11,21 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kobo_exporter::api::tasks::parse_utc_datetime;
-use kobo_exporter::api::WorkerDir;
+use kobo_exporter::api::{TaskState, WorkerDir};
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_testkit::exposition::{parse, Exposition};
-
-const STATE_NAMES: [&str; 9] = [
-    "FREE",
-    "ASSIGNED",
-    "OPEN",
-    "CLOSED",
-    "CANCELED",
-    "FAILED",
-    "INTERRUPTED",
-    "TIMEOUT",
-    "CREATED",
-];
 
 /// One raw task row.
 struct Task {
@@ -107,7 +95,7 @@ fn cross_check(path: &Path, exposition: &Exposition) {
     let mut oldest: BTreeMap<Vec<(String, String)>, f64> = BTreeMap::new();
     for task in tasks.iter().filter(|t| is_active(t)) {
         let key = labels(&[
-            ("state", STATE_NAMES[task.state]),
+            ("state", TaskState::ALL[task.state].name()),
             ("arch", &task.arch),
             ("channel", &task.channel),
         ]);
@@ -171,7 +159,7 @@ fn cross_check(path: &Path, exposition: &Exposition) {
             *per_worker
                 .get_mut(&labels(&[
                     ("worker", worker),
-                    ("state", STATE_NAMES[task.state]),
+                    ("state", TaskState::ALL[task.state].name()),
                 ]))
                 .expect("worker") += 1.0;
         }
@@ -198,35 +186,31 @@ async fn task_and_queue_metrics_match_the_raw_rows_of_the_fixture() {
     let path = common::fixture_sqlite_in(dir.path());
     let exposition = render(&path).await;
     cross_check(&path, &exposition);
-    // Spot checks a person can verify in fixture.sql.
-    let free = samples(&exposition, "kobo_tasks");
-    assert_eq!(
-        free.get(&labels(&[
-            ("state", "FREE"),
-            ("arch", "i386"),
-            ("channel", "signing")
-        ])),
-        Some(&1.0)
-    );
-    // No worker serves i386: that queue is stranded.
-    let queue = samples(&exposition, "kobo_queue_workers");
-    assert_eq!(
-        queue.get(&labels(&[("arch", "i386"), ("channel", "signing")])),
-        Some(&0.0)
-    );
-    assert_eq!(
-        queue.get(&labels(&[("arch", "aarch64"), ("channel", "compose")])),
-        Some(&1.0)
-    );
-    let oldest = samples(&exposition, "kobo_tasks_oldest_created_timestamp_seconds");
-    assert_eq!(
-        oldest.get(&labels(&[
-            ("state", "FREE"),
-            ("arch", "aarch64"),
-            ("channel", "compose")
-        ])),
-        parse_utc_datetime("2024-07-22 03:00:55").as_ref()
-    );
+    // Spot checks a person can verify in fixture.sql; no worker serves i386: that queue is stranded.
+    let free_i386 = [("state", "FREE"), ("arch", "i386"), ("channel", "signing")];
+    let i386 = [("arch", "i386"), ("channel", "signing")];
+    let aarch64 = [("arch", "aarch64"), ("channel", "compose")];
+    let free_aarch64 = [
+        ("state", "FREE"),
+        ("arch", "aarch64"),
+        ("channel", "compose"),
+    ];
+    for (family, labels, expected) in [
+        ("kobo_tasks", &free_i386[..], Some(1.0)),
+        ("kobo_queue_workers", &i386[..], Some(0.0)),
+        ("kobo_queue_workers", &aarch64[..], Some(1.0)),
+        (
+            "kobo_tasks_oldest_created_timestamp_seconds",
+            &free_aarch64[..],
+            parse_utc_datetime("2024-07-22 03:00:55"),
+        ),
+    ] {
+        assert_eq!(
+            value(&exposition, family, labels),
+            expected,
+            "{family}{labels:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -282,6 +266,15 @@ async fn archived_and_finished_tasks_are_not_counted() {
 
 fn value(exposition: &Exposition, family: &str, pairs: &[(&str, &str)]) -> Option<f64> {
     samples(exposition, family).get(&labels(pairs)).copied()
+}
+
+/// `kobo_exporter_collect_errors_total{collector}`.
+fn errors_total(exposition: &Exposition, collector: &str) -> Option<f64> {
+    value(
+        exposition,
+        "kobo_exporter_collect_errors_total",
+        &[("collector", collector)],
+    )
 }
 
 #[tokio::test]
@@ -345,14 +338,7 @@ async fn task_data_is_cached_between_refreshes_and_its_age_exported() {
             "{collector}"
         );
     }
-    assert_eq!(
-        value(
-            &refreshed,
-            "kobo_exporter_collect_errors_total",
-            &[("collector", "tasks")]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(errors_total(&refreshed, "tasks"), Some(0.0));
 }
 
 #[tokio::test]
@@ -374,22 +360,8 @@ async fn a_failing_task_query_drops_the_task_metrics_but_keeps_the_workers() {
     assert!(!exposition
         .families
         .contains_key("kobo_exporter_task_data_age_seconds"));
-    assert_eq!(
-        value(
-            &exposition,
-            "kobo_exporter_collect_errors_total",
-            &[("collector", "tasks")]
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(
-            &exposition,
-            "kobo_exporter_collect_errors_total",
-            &[("collector", "workers")]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(errors_total(&exposition, "tasks"), Some(1.0));
+    assert_eq!(errors_total(&exposition, "workers"), Some(0.0));
 }
 
 #[tokio::test]
@@ -405,12 +377,5 @@ async fn an_unreadable_worker_dir_counts_as_a_last_seen_error() {
     let exposition = parse(&collector.scrape(None).await.expect("scrape")).expect("parse");
     assert_eq!(value(&exposition, "kobo_up", &[]), Some(1.0));
     assert!(samples(&exposition, "kobo_worker_last_seen_seconds").is_empty());
-    assert_eq!(
-        value(
-            &exposition,
-            "kobo_exporter_collect_errors_total",
-            &[("collector", "last_seen")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(errors_total(&exposition, "last_seen"), Some(1.0));
 }
