@@ -9,8 +9,8 @@ use kobo_backend_api::normalise::{HubSchema, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{DatabaseOptions, SourceError};
 use kobo_backend_sql::{
-    statement_limit, Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow,
-    NamesAggregate, Row, ScrapeSql, SqlSource, Statement, Value,
+    statement_limit, Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow, Row,
+    ScrapeSql, SqlSource, Statement, Value,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Pool};
@@ -21,40 +21,13 @@ use crate::connect::{self, describe};
 /// A kobo hub's MySQL or MariaDB database.
 pub type MysqlSource = SqlSource<Mysql>;
 
-/// How a scrape that reads the task metrics starts its transaction (the session is read-only as well).
-const BEGIN: &str = "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT";
-
 /// How long closing a connection in the background may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// MySQL's SQL: names as JSON arrays (`JSON_ARRAYAGG`, MySQL 5.7.22+ / MariaDB 10.5+; JSON escapes every
-/// character, whatever the name) by a subquery per worker; times as `YYYY-MM-DD HH:MM:SS.ffffff` (Django
-/// stores UTC in `datetime(6)`); task groups' names as bytes.
-pub const DIALECT: Dialect = Dialect {
-    names: NamesAggregate::PerWorker(json_array),
-    datetime_as_text: utc_text,
-    bytewise: binary,
-};
-
-fn json_array(column: &str) -> String {
-    format!("JSON_ARRAYAGG({column})")
-}
-
-fn utc_text(expr: &str) -> String {
-    format!("DATE_FORMAT({expr}, '%Y-%m-%d %H:%i:%s.%f')")
-}
-
-/// A name as UTF-8 bytes, compared byte for byte as PostgreSQL and SQLite compare it: MySQL's usual
-/// collations are case-insensitive and pad with spaces (even `utf8mb4_bin`), which would merge channels `b`,
-/// `B` and `b ` into one group.
-fn binary(column: &str) -> String {
-    format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)")
-}
 
 /// The SQL of one scrape of a hub with this schema (what the source runs, before each statement gets its
 /// limit; public for the benchmark's raw-SQL floor).
 pub fn scrape_sql(schema: &HubSchema) -> ScrapeSql {
-    ScrapeSql::new(&DIALECT, schema)
+    ScrapeSql::new(&Dialect::MYSQL, schema)
 }
 
 /// The columns of the required tables in the current database, from `information_schema` (which shows
@@ -101,25 +74,15 @@ pub struct Mysql {
     pub(crate) pool: Pool,
     /// For the connection of a cancel, outside the pool (which may be full).
     opts: Opts,
-    connect_timeout: Duration,
     query_timeout: Duration,
+    connect_timeout: Duration,
 }
 
 #[async_trait]
 impl Driver for Mysql {
     type Conn = MysqlConn;
 
-    fn kind(&self) -> &'static str {
-        "mysql"
-    }
-
-    fn database(&self) -> &'static str {
-        "MySQL/MariaDB database"
-    }
-
-    fn dialect(&self) -> Dialect {
-        DIALECT
-    }
+    const DIALECT: Dialect = Dialect::MYSQL;
 
     fn missing_table_note(&self) -> &'static str {
         " (or the user has no privilege on it)"
@@ -218,12 +181,8 @@ impl Connection for MysqlConn {
         Ok(catalog)
     }
 
-    async fn begin_snapshot(&mut self, _deadline: Instant) -> Result<(), DriverError> {
-        self.query_drop(BEGIN.to_string()).await
-    }
-
-    async fn commit(&mut self, _deadline: Instant) -> Result<(), DriverError> {
-        self.query_drop("COMMIT".to_string()).await
+    async fn execute(&mut self, sql: &'static str, _deadline: Instant) -> Result<(), DriverError> {
+        self.query_drop(sql.to_string()).await
     }
 
     /// The text protocol: one round trip, no statement to prepare.
@@ -290,10 +249,6 @@ mod tests {
         let workers = sql.workers.sql();
         assert!(workers.contains("NULL AS min_priority"), "{workers}");
         assert!(!workers.contains("worker_key") && !workers.contains("SELECT *"));
-        let groups = sql.task_groups.sql();
-        // Selected as bytes; same-named groups are merged in Rust, bytewise.
-        assert_eq!(groups.matches(&binary("c.name")).count(), 1, "{groups}");
-        assert_eq!(groups.matches(&binary("a.name")).count(), 1, "{groups}");
         assert!(catalog_sql().contains("'hub_worker_channels'"));
         let limited = limited(&sql.workers, Duration::from_millis(1500));
         assert!(

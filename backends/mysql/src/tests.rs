@@ -44,7 +44,8 @@ async fn the_exporters_sessions_and_transactions_are_read_only_for_an_administra
         assert!(message.contains(expected), "{message}");
     }
     let mut conn = admin.driver().connect(soon()).await.expect("conn");
-    conn.begin_snapshot(soon()).await.expect("begin");
+    let begin = kobo_backend_sql::Dialect::MYSQL.begin_snapshot;
+    conn.execute(begin, soon()).await.expect("begin");
     let raw = conn.conn().expect("held");
     let settings: Option<(String, String)> = raw
         .query_first("SELECT @@tx_isolation, @@group_concat_max_len")

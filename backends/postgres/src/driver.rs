@@ -9,8 +9,8 @@ use kobo_backend_api::normalise::{HubSchema, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{DatabaseOptions, SourceError};
 use kobo_backend_sql::{
-    statement_limit, Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow,
-    NamesAggregate, Row, ScrapeSql, SqlSource, Statement, Value,
+    statement_limit, Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow, Row,
+    ScrapeSql, SqlSource, Statement, Value,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection as _, Executor, Row as _};
@@ -23,7 +23,8 @@ use crate::connect::{describe, millis, Lease, Pool};
 pub type PostgresSource = SqlSource<Postgres>;
 
 /// How a scrape that reads the task metrics starts its transaction.
-pub(crate) const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+#[cfg(test)]
+pub(crate) const BEGIN: &str = Dialect::POSTGRES.begin_snapshot;
 
 /// A session's `statement_timeout` is changed before a statement only when the limit it should have (the
 /// query timeout, or the time left when that is nearer) is lower by more than this, or higher by more than
@@ -39,30 +40,10 @@ const CATALOG_SQL: &str = "SELECT t.name, a.attname::text \
      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
        AND t.name = 'hub_worker'";
 
-/// PostgreSQL's SQL: names aggregated once per worker as `text[]` (hash aggregates joined to the workers),
-/// times as UTC text (the session's TimeZone is UTC), names compared byte for byte already.
-pub const DIALECT: Dialect = Dialect {
-    names: NamesAggregate::Joined(array_of_text),
-    datetime_as_text: utc_text,
-    bytewise: same,
-};
-
-fn array_of_text(column: &str) -> String {
-    format!("array_agg({column}::text)")
-}
-
-fn utc_text(expr: &str) -> String {
-    format!("to_char({expr}, 'YYYY-MM-DD HH24:MI:SS.US')")
-}
-
-fn same(expr: &str) -> String {
-    expr.to_string()
-}
-
 /// The SQL of one scrape of a hub with this schema (what the source runs; public for the benchmark's
 /// raw-SQL floor).
 pub fn scrape_sql(schema: &HubSchema) -> ScrapeSql {
-    ScrapeSql::new(&DIALECT, schema)
+    ScrapeSql::new(&Dialect::POSTGRES, schema)
 }
 
 /// A source for `options.url` (`postgres://` or `postgresql://`). Checks the URL and the options and sets
@@ -108,17 +89,7 @@ pub struct Postgres {
 impl Driver for Postgres {
     type Conn = PgLease;
 
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn database(&self) -> &'static str {
-        "PostgreSQL database"
-    }
-
-    fn dialect(&self) -> Dialect {
-        DIALECT
-    }
+    const DIALECT: Dialect = Dialect::POSTGRES;
 
     async fn connect(&self, deadline: Instant) -> Result<PgLease, DriverError> {
         let lease = self
@@ -181,15 +152,6 @@ impl PgLease {
         Ok(())
     }
 
-    async fn execute(&mut self, sql: &'static str) -> Result<(), DriverError> {
-        self.lease
-            .conn
-            .execute(sql)
-            .await
-            .map(drop)
-            .map_err(|e| DriverError::Query(describe(&e)))
-    }
-
     /// The connection, for tests of the session.
     #[cfg(test)]
     pub(crate) fn conn(&mut self) -> &mut sqlx::PgConnection {
@@ -224,13 +186,14 @@ impl Connection for PgLease {
         Ok(catalog)
     }
 
-    async fn begin_snapshot(&mut self, deadline: Instant) -> Result<(), DriverError> {
+    async fn execute(&mut self, sql: &'static str, deadline: Instant) -> Result<(), DriverError> {
         self.limit_by(deadline).await?;
-        self.execute(BEGIN).await
-    }
-
-    async fn commit(&mut self, _deadline: Instant) -> Result<(), DriverError> {
-        self.execute("COMMIT").await
+        self.lease
+            .conn
+            .execute(sql)
+            .await
+            .map(drop)
+            .map_err(|e| DriverError::Query(describe(&e)))
     }
 
     async fn fetch<R: FromRow>(

@@ -32,14 +32,8 @@ pub struct Catalog {
 pub trait Driver: Send + Sync + 'static {
     type Conn: Connection;
 
-    /// The source's kind (`postgres`, ...): see `DataSource::kind`.
-    fn kind(&self) -> &'static str;
-
-    /// What the database is, in words (`PostgreSQL database`), put before the target in descriptions.
-    fn database(&self) -> &'static str;
-
-    /// The SQL differences of this database.
-    fn dialect(&self) -> Dialect;
+    /// The database: its names, and the SQL differences of its dialect.
+    const DIALECT: Dialect;
 
     /// Added to the message for a missing table (MySQL: the catalog hides tables the user may not read).
     fn missing_table_note(&self) -> &'static str {
@@ -72,11 +66,9 @@ pub trait Connection: Send + 'static {
     /// The catalog, as the connection's queries will resolve names (search path, current database).
     async fn catalog(&mut self, deadline: Instant) -> Result<Catalog, DriverError>;
 
-    /// Starts a read-only transaction in which every following statement sees one snapshot.
-    async fn begin_snapshot(&mut self, deadline: Instant) -> Result<(), DriverError>;
-
-    /// Ends the transaction of [`begin_snapshot`](Connection::begin_snapshot).
-    async fn commit(&mut self, deadline: Instant) -> Result<(), DriverError>;
+    /// Runs a statement that returns no rows (the dialect's [`begin_snapshot`](crate::Dialect), `COMMIT`),
+    /// bounded by `deadline` as [`fetch`](Connection::fetch) is.
+    async fn execute(&mut self, sql: &'static str, deadline: Instant) -> Result<(), DriverError>;
 
     /// Runs `statement`, its server-side limit set from the time left before `deadline`, and decodes
     /// every row as `R` (by column name, see [`crate::decode`]).

@@ -126,7 +126,7 @@ impl<D: Driver> SqlSource<D> {
                         self.context.schema(format!("{message}{note}"))
                     },
                 )?;
-                let queries = ScrapeSql::new(&self.driver.dialect(), &schema);
+                let queries = ScrapeSql::new(&D::DIALECT, &schema);
                 self.set_queries(Some(queries.clone()));
                 queries
             }
@@ -146,7 +146,8 @@ impl<D: Driver> SqlSource<D> {
             let timings = vec![(Part::Workers, started.elapsed())];
             return Ok(HubSnapshot::from_read(workers, None, timings));
         }
-        conn.begin_snapshot(deadline).await.map_err(error)?;
+        let begin = D::DIALECT.begin_snapshot;
+        conn.execute(begin, deadline).await.map_err(error)?;
         let started = Clock::now();
         let workers = conn
             .fetch::<WorkerRecord>(workers, deadline)
@@ -163,7 +164,7 @@ impl<D: Driver> SqlSource<D> {
             .await
             .map_err(error)?;
         timings.push((Part::Tasks, started.elapsed()));
-        conn.commit(deadline).await.map_err(error)?;
+        conn.execute("COMMIT", deadline).await.map_err(error)?;
         let tasks = Some(TaskSummary::new(groups, per_worker));
         Ok(HubSnapshot::from_read(workers, tasks, timings))
     }
@@ -195,7 +196,7 @@ impl<D: Driver> Drop for CancelOnDrop<D> {
             if let Err(e) = driver.cancel(handle).await {
                 log::warn!(
                     "could not cancel the abandoned statement on the {} source: {e}",
-                    driver.kind()
+                    D::DIALECT.kind
                 );
             }
         });
@@ -205,11 +206,11 @@ impl<D: Driver> Drop for CancelOnDrop<D> {
 #[async_trait]
 impl<D: Driver> DataSource for SqlSource<D> {
     fn kind(&self) -> &'static str {
-        self.driver.kind()
+        D::DIALECT.kind
     }
 
     fn describe(&self) -> String {
-        format!("{} {}", self.driver.database(), self.context.target())
+        format!("{} {}", D::DIALECT.database, self.context.target())
     }
 
     async fn collect(&self, request: &CollectRequest) -> Result<HubSnapshot, SourceError> {

@@ -5,9 +5,16 @@
 use kobo_backend_api::normalise::HubSchema;
 use kobo_backend_api::TaskState;
 
-/// What differs between the SQL of the databases.
+/// A database as the engine sees it: what it is called, and what differs in its SQL.
 #[derive(Debug, Clone, Copy)]
 pub struct Dialect {
+    /// The source's kind (`postgres`, ...): see `DataSource::kind`.
+    pub kind: &'static str,
+    /// What the database is, in words (`PostgreSQL database`), put before the target in descriptions.
+    pub database: &'static str,
+    /// The statement that starts a read-only transaction in which every following statement sees one
+    /// snapshot (a task refresh's).
+    pub begin_snapshot: &'static str,
     /// How a worker's arch and channel names are gathered into one value.
     pub names: NamesAggregate,
     /// The expression for a `datetime` column's value as text `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC).
@@ -15,6 +22,47 @@ pub struct Dialect {
     /// The expression by which a name column is grouped and selected byte for byte (MySQL's collations
     /// compare case-insensitively and pad with spaces; the others compare bytes already).
     pub bytewise: fn(&str) -> String,
+}
+
+impl Dialect {
+    /// PostgreSQL: names aggregated once per worker as `text[]` (hash aggregates joined to the workers),
+    /// times as UTC text (the session's TimeZone is UTC), names compared byte for byte already.
+    pub const POSTGRES: Dialect = Dialect {
+        kind: "postgres",
+        database: "PostgreSQL database",
+        begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        names: NamesAggregate::Joined(|column| format!("array_agg({column}::text)")),
+        datetime_as_text: |expr| format!("to_char({expr}, 'YYYY-MM-DD HH24:MI:SS.US')"),
+        bytewise: str::to_string,
+    };
+
+    /// MySQL/MariaDB: names as JSON arrays (`JSON_ARRAYAGG`, MySQL 5.7.22+ / MariaDB 10.5+; JSON escapes
+    /// every character, whatever the name) by a subquery per worker; times as `YYYY-MM-DD HH:MM:SS.ffffff`
+    /// (Django stores UTC in `datetime(6)`); task groups' names as UTF-8 bytes, compared byte for byte as
+    /// PostgreSQL and SQLite compare them: MySQL's usual collations are case-insensitive and pad with
+    /// spaces (even `utf8mb4_bin`), which would merge channels `b`, `B` and `b ` into one group.
+    pub const MYSQL: Dialect = Dialect {
+        kind: "mysql",
+        database: "MySQL/MariaDB database",
+        // The session is read-only as well.
+        begin_snapshot: "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT",
+        names: NamesAggregate::PerWorker(|column| format!("JSON_ARRAYAGG({column})")),
+        datetime_as_text: |expr| format!("DATE_FORMAT({expr}, '%Y-%m-%d %H:%i:%s.%f')"),
+        bytewise: |column| format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)"),
+    };
+
+    /// SQLite: names as JSON arrays by a subquery per worker (`json_group_array`); Django writes
+    /// `dt_created` as text `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC, so min() of it is that text; names
+    /// compare byte for byte already.
+    pub const SQLITE: Dialect = Dialect {
+        kind: "sqlite",
+        database: "SQLite database",
+        // Deferred: its snapshot is taken at its first read, and kept to the commit.
+        begin_snapshot: "BEGIN",
+        names: NamesAggregate::PerWorker(|column| format!("json_group_array({column})")),
+        datetime_as_text: str::to_string,
+        bytewise: str::to_string,
+    };
 }
 
 /// How the names of a worker's arches (or channels) become one value of its row.
@@ -178,24 +226,10 @@ fn worker_tasks_sql() -> Statement {
 mod tests {
     use super::*;
 
-    const PLAIN: Dialect = Dialect {
-        names: NamesAggregate::PerWorker(json),
-        datetime_as_text: same,
-        bytewise: same,
-    };
-
-    fn json(column: &str) -> String {
-        format!("json_group_array({column})")
-    }
-
-    fn same(expr: &str) -> String {
-        expr.to_string()
-    }
-
     #[test]
     fn no_secret_no_star_and_every_column_named() {
         let sql = ScrapeSql::new(
-            &PLAIN,
+            &Dialect::SQLITE,
             &HubSchema {
                 min_priority: false,
             },
@@ -223,22 +257,29 @@ mod tests {
 
     #[test]
     fn dialect_parameters_land_where_they_belong() {
-        let dialect = Dialect {
-            names: NamesAggregate::Joined(|c| format!("array_agg({c}::text)")),
-            datetime_as_text: |e| format!("to_char({e})"),
-            bytewise: |c| format!("BIN({c})"),
-        };
-        let sql = ScrapeSql::new(&dialect, &HubSchema { min_priority: true });
+        let sql = ScrapeSql::new(&Dialect::POSTGRES, &HubSchema { min_priority: true });
         assert!(sql
             .workers
             .sql()
             .contains("array_agg(a.name::text) AS names"));
-        let groups = sql.task_groups.sql();
+        let mysql = ScrapeSql::new(&Dialect::MYSQL, &HubSchema { min_priority: true });
+        let binary = |column: &str| format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)");
+        let groups = mysql.task_groups.sql();
+        // Selected as bytes; same-named groups are merged in Rust, bytewise.
         assert!(
-            groups.contains("BIN(a.name) AS arch, BIN(c.name) AS channel"),
+            groups.contains(&format!(
+                "{} AS arch, {} AS channel",
+                binary("a.name"),
+                binary("c.name")
+            )),
             "{groups}"
         );
-        assert!(groups.contains("to_char(t.oldest) AS oldest"), "{groups}");
+        assert!(groups.contains("DATE_FORMAT(t.oldest, '%Y-%m-%d %H:%i:%s.%f') AS oldest"));
+        assert!(
+            !mysql.workers.sql().contains("BINARY"),
+            "names of workers as JSON text"
+        );
+        let groups = sql.task_groups.sql();
         // Only active, non-archived tasks, and never one query per worker (no parameters).
         assert!(
             groups.contains("WHERE archive = false AND state IN (0, 1, 2, 8)"),

@@ -24,7 +24,7 @@ use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{SourceError, WorkerDir};
 use kobo_backend_sql::{
     statement_limit, Catalog, Columns, Connection as SqlConnection, Dialect, Driver, DriverError,
-    FromRow, NamesAggregate, Row, ScrapeSql, SqlSource, Statement, Value,
+    FromRow, Row, ScrapeSql, SqlSource, Statement, Value,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, InterruptHandle, OpenFlags};
@@ -42,27 +42,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// with SQLite's own error (`database is locked`) rather than being abandoned mid-wait.
 const BUSY_MARGIN: Duration = Duration::from_millis(100);
 
-/// SQLite's SQL: names as JSON arrays by a subquery per worker (`json_group_array`); Django writes
-/// `dt_created` as text `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC, so min() of it is that text; names compare
-/// byte for byte already.
-pub const DIALECT: Dialect = Dialect {
-    names: NamesAggregate::PerWorker(json_array),
-    datetime_as_text: same,
-    bytewise: same,
-};
-
-fn json_array(column: &str) -> String {
-    format!("json_group_array({column})")
-}
-
-fn same(expr: &str) -> String {
-    expr.to_string()
-}
-
 /// The SQL of one scrape of a hub with this schema (what the source runs; public for the benchmark's
 /// raw-SQL floor).
 pub fn scrape_sql(schema: &HubSchema) -> ScrapeSql {
-    ScrapeSql::new(&DIALECT, schema)
+    ScrapeSql::new(&Dialect::SQLITE, schema)
 }
 
 /// Opens the hub database at `path` read-only and checks that it is a kobo hub. Fails if the file does not
@@ -190,17 +173,7 @@ fn read_catalog(conn: &Connection) -> Result<Catalog, String> {
 impl Driver for Sqlite {
     type Conn = SqliteConn;
 
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn database(&self) -> &'static str {
-        "SQLite database"
-    }
-
-    fn dialect(&self) -> Dialect {
-        DIALECT
-    }
+    const DIALECT: Dialect = Dialect::SQLITE;
 
     /// The kept connection if the file at the path is still the one it reads; else the file opened anew.
     async fn connect(&self, deadline: Instant) -> Result<SqliteConn, DriverError> {
@@ -276,14 +249,6 @@ impl SqliteConn {
         self.hub = Some(hub);
         result
     }
-
-    async fn execute(&mut self, sql: &'static str) -> Result<(), DriverError> {
-        self.blocking(move |conn| {
-            conn.execute_batch(sql)
-                .map_err(|e| DriverError::Query(e.to_string()))
-        })
-        .await
-    }
 }
 
 #[async_trait]
@@ -309,13 +274,12 @@ impl SqlConnection for SqliteConn {
         .await
     }
 
-    /// A deferred transaction: its snapshot is taken at its first read, and kept to the commit.
-    async fn begin_snapshot(&mut self, _deadline: Instant) -> Result<(), DriverError> {
-        self.execute("BEGIN").await
-    }
-
-    async fn commit(&mut self, _deadline: Instant) -> Result<(), DriverError> {
-        self.execute("COMMIT").await
+    async fn execute(&mut self, sql: &'static str, _deadline: Instant) -> Result<(), DriverError> {
+        self.blocking(move |conn| {
+            conn.execute_batch(sql)
+                .map_err(|e| DriverError::Query(e.to_string()))
+        })
+        .await
     }
 
     async fn fetch<R: FromRow>(
