@@ -61,7 +61,12 @@ pub fn build_with(figment: Figment, collector: HubCollector, web: WebOptions) ->
         }))
         .mount(
             web.path_prefix.as_str(),
-            routes![index, metrics, reference_metrics, healthy, ready],
+            routes![index, metrics, healthy, ready],
+        )
+        // The reference exporter's path: the same handler (the metric set is the configuration's).
+        .mount(
+            format!("{}/kobo_exporter", web.path_prefix.trim_end_matches('/')),
+            routes![metrics],
         )
         .mount(
             web.path_prefix.as_str(),
@@ -189,16 +194,6 @@ async fn scrape(
 
 #[get("/metrics")]
 async fn metrics(
-    _auth: Authorized,
-    collector: &State<HubCollector>,
-    timeout: ScrapeTimeout,
-    negotiated: Negotiated,
-) -> MetricsResponse {
-    scrape(collector, timeout, negotiated).await
-}
-
-#[get("/kobo_exporter/metrics")]
-async fn reference_metrics(
     _auth: Authorized,
     collector: &State<HubCollector>,
     timeout: ScrapeTimeout,

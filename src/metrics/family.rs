@@ -34,22 +34,25 @@ fn metric(labels: &[(&str, &str)]) -> Metric {
     Metric::from_label(labels)
 }
 
+/// Adds a sample with these `(label, value)` pairs, in this order, its value set by `set`.
+fn push_sample(family: &mut MetricFamily, labels: &[(&str, &str)], set: impl FnOnce(&mut Metric)) {
+    let mut metric = metric(labels);
+    set(&mut metric);
+    family.mut_metric().push(metric);
+}
+
 /// Adds a gauge sample with these `(label, value)` pairs, in this order.
 pub fn push_gauge(family: &mut MetricFamily, labels: &[(&str, &str)], value: f64) {
     let mut gauge = Gauge::default();
     gauge.set_value(value);
-    let mut metric = metric(labels);
-    metric.set_gauge(gauge);
-    family.mut_metric().push(metric);
+    push_sample(family, labels, |metric| metric.set_gauge(gauge));
 }
 
 /// Adds a counter sample with these `(label, value)` pairs, in this order.
 pub fn push_counter(family: &mut MetricFamily, labels: &[(&str, &str)], value: f64) {
     let mut counter = Counter::default();
     counter.set_value(value);
-    let mut metric = metric(labels);
-    metric.set_counter(counter);
-    family.mut_metric().push(metric);
+    push_sample(family, labels, |metric| metric.set_counter(counter));
 }
 
 /// A gauge family with one unlabelled sample.
