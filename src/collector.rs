@@ -194,6 +194,14 @@ impl HubCollector {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A collection that gave no snapshot, after `took`: logged, counted and timed as the workers'.
+    fn collection_failed(&self, message: &str, took: Duration) {
+        log::error!("{message}");
+        let mut stats = self.stats();
+        *stats.errors.entry(Part::Workers).or_default() += 1;
+        stats.durations.insert(Part::Workers, took.as_secs_f64());
+    }
+
     fn count_error(&self, part: Part) {
         *self.stats().errors.entry(part).or_default() += 1;
     }
@@ -318,12 +326,7 @@ impl HubCollector {
                     "collecting from the {} source took longer than {budget:?}; abandoned",
                     self.source.kind()
                 );
-                log::error!("{message}");
-                let mut stats = self.stats();
-                *stats.errors.entry(Part::Workers).or_default() += 1;
-                stats
-                    .durations
-                    .insert(Part::Workers, started.elapsed().as_secs_f64());
+                self.collection_failed(&message, started.elapsed());
                 Err(message)
             }
         };
@@ -435,10 +438,7 @@ impl HubCollector {
                     "collecting from the {} source failed: {e}",
                     self.source.kind()
                 );
-                log::error!("{message}");
-                let mut stats = self.stats();
-                *stats.errors.entry(Part::Workers).or_default() += 1;
-                stats.durations.insert(Part::Workers, elapsed.as_secs_f64());
+                self.collection_failed(&message, elapsed);
                 return Err(message);
             }
         };

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, Profile, Provider};
-use kobo_backend_api::{DatabaseOptions, WorkerDir};
-use serde::Deserialize;
+use kobo_backend_api::{Backend, DatabaseOptions, OwnOptions, SourceKeys, WorkerDir};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::collector::CollectorOptions;
 use crate::metrics::MetricSet;
@@ -47,14 +48,9 @@ pub const DURATION_LIMITS: [(&str, u64, bool); 6] = [
 /// The bounds of `max_connections`: an exporter needs a handful; billions aborted the process.
 pub const MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 1..=100;
 
-/// The bounds of `max_response_bytes` (XML-RPC): 1 KiB to 1 GiB.
-pub const MAX_RESPONSE_BYTES: std::ops::RangeInclusive<u64> = 1024..=1024 * 1024 * 1024;
-
-/// The bounds of `multicall_chunk` (XML-RPC): workers per `system.multicall`.
-pub const MULTICALL_CHUNK: std::ops::RangeInclusive<usize> = 1..=100_000;
-
-/// The keys of the `kobo` table that `KOBO_<KEY>` environment variables can set.
-const ENV_KEYS: [&str; 19] = [
+/// The keys of the `kobo` table that every source shares: the fields of [`KoboTable`] (a test holds the
+/// two together). The backends own theirs ([`Backend::keys`]).
+const COMMON_KEYS: [&str; 15] = [
     "url",
     "worker_dir",
     "password_file",
@@ -67,18 +63,28 @@ const ENV_KEYS: [&str; 19] = [
     "task_refresh_interval",
     "scrape_timeout",
     "min_scrape_interval",
-    "username",
-    "bearer_token_file",
-    "tls_verify",
-    "max_response_bytes",
-    "multicall_chunk",
     "path_prefix",
     "reconnect_backoff_max",
+    "basic_auth_users",
 ];
 
-/// The `kobo` table as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The keys of the `kobo` table that `KOBO_<KEY>` environment variables can set: the shared ones and
+/// every backend's (a map, `basic_auth_users`, is set in the file only).
+fn env_keys() -> Vec<&'static str> {
+    COMMON_KEYS
+        .iter()
+        .copied()
+        .filter(|key| *key != "basic_auth_users")
+        .chain(
+            crate::source::BACKENDS
+                .iter()
+                .flat_map(|b| b.keys.iter().copied()),
+        )
+        .collect()
+}
+
+/// The shared keys of the `kobo` table as written (the backends read their own, [`FigmentKeys`]).
+#[derive(Debug, Default, Deserialize, Serialize)]
 struct KoboTable {
     url: Option<String>,
     worker_dir: Option<PathBuf>,
@@ -97,11 +103,6 @@ struct KoboTable {
     scrape_timeout: Option<Seconds>,
     /// Seconds.
     min_scrape_interval: Option<Seconds>,
-    username: Option<String>,
-    bearer_token_file: Option<PathBuf>,
-    tls_verify: Option<bool>,
-    max_response_bytes: Option<u64>,
-    multicall_chunk: Option<usize>,
     path_prefix: Option<String>,
     /// Seconds.
     reconnect_backoff_max: Option<Seconds>,
@@ -111,7 +112,7 @@ struct KoboTable {
 
 /// A number of seconds as written: a number, or a string holding one (figment reads `KOBO_X=1e19` or
 /// `KOBO_X=nan` as a string). Its range is checked with the key's limits, in [`Settings::from_figment`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 struct Seconds(f64);
 
 impl<'de> Deserialize<'de> for Seconds {
@@ -148,38 +149,17 @@ struct Root {
     kobo: Option<KoboTable>,
 }
 
-/// The kind of data source, from the scheme of `kobo.url`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    Sqlite,
-    Postgres,
-    Mysql,
-    XmlRpc,
-}
-
-impl SourceKind {
-    /// The source kind for a URL scheme (case-insensitive), if any.
-    pub fn from_scheme(scheme: &str) -> Option<Self> {
-        match scheme.to_ascii_lowercase().as_str() {
-            "sqlite" => Some(SourceKind::Sqlite),
-            "postgres" | "postgresql" => Some(SourceKind::Postgres),
-            "mysql" | "mariadb" => Some(SourceKind::Mysql),
-            "http" | "https" => Some(SourceKind::XmlRpc),
-            _ => None,
-        }
-    }
-}
-
 /// The validated exporter settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub kind: SourceKind,
+    /// The source `kobo.url`'s scheme names.
+    pub backend: &'static Backend,
+    /// Its own settings, from its keys of the `kobo` table.
+    pub own: OwnOptions,
     /// Connection settings; the URL may hold a password (its `Debug` redacts it).
     pub database: DatabaseOptions,
     /// What to collect and how often.
     pub collector: CollectorOptions,
-    /// The XML-RPC source's own settings.
-    pub http: HttpSettings,
     /// Where the routes are mounted: `/`, or a prefix such as `/kobo` behind a reverse proxy.
     pub path_prefix: String,
     /// HTTP basic auth: user name -> bcrypt hash (none: no auth). `Debug` shows the names only.
@@ -188,34 +168,6 @@ pub struct Settings {
     pub url_origin: String,
     /// Where `kobo.worker_dir` came from, for error messages.
     pub worker_dir_origin: String,
-}
-
-/// Settings of the XML-RPC source (the database sources ignore them). `Debug` redacts the token.
-#[derive(Clone, Default)]
-pub struct HttpSettings {
-    /// HTTP basic auth user (the password is `kobo.password_file`'s).
-    pub username: Option<String>,
-    /// A bearer token for hubs behind an authenticating proxy (from `kobo.bearer_token_file`).
-    pub bearer_token: Option<String>,
-    /// `false` turns TLS certificate verification off (logged as a warning).
-    pub tls_verify: bool,
-    pub max_response_bytes: Option<u64>,
-    pub multicall_chunk: Option<usize>,
-}
-
-impl fmt::Debug for HttpSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpSettings")
-            .field("username", &self.username)
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("tls_verify", &self.tls_verify)
-            .field("max_response_bytes", &self.max_response_bytes)
-            .field("multicall_chunk", &self.multicall_chunk)
-            .finish()
-    }
 }
 
 /// Basic-auth users and their bcrypt hashes; `Debug` shows the names only.
@@ -429,7 +381,7 @@ pub fn figment() -> Figment {
 /// `KOBO_URL`, `KOBO_WORKER_DIR`, ... as the keys of the `kobo` table, in every profile.
 fn kobo_env() -> Env {
     Env::prefixed("KOBO_")
-        .only(&ENV_KEYS)
+        .only(&env_keys())
         .map(|key| format!("kobo.{key}").into())
         .global()
 }
@@ -489,6 +441,7 @@ impl Settings {
         let key_error = |key: &str, message: &str| {
             ConfigError(format!("`{key}` ({}): {message}", origin(figment, key)))
         };
+        check_known_keys(figment)?;
 
         let url = table.url.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
             ConfigError(format!(
@@ -497,12 +450,14 @@ impl Settings {
             ))
         })?;
         let (scheme, rest) = url.split_once(':').unwrap_or(("", ""));
-        let kind = SourceKind::from_scheme(scheme).ok_or_else(|| {
+        let backend = crate::source::backend_for(scheme).ok_or_else(|| {
+            let schemes: Vec<String> = crate::source::BACKENDS
+                .iter()
+                .flat_map(|b| b.schemes.iter().map(|s| format!("{s}:")))
+                .collect();
             key_error(
                 "kobo.url",
-                &format!(
-                    "unknown URL scheme `{scheme}`: use sqlite:, postgres:, postgresql:, mysql:, mariadb:, http: or https:"
-                ),
+                &format!("unknown URL scheme `{scheme}`: use {}", schemes.join(", ")),
             )
         })?;
         // Schemes are case-insensitive (RFC 3986): hand the sources the canonical lower-case form, so
@@ -514,16 +469,9 @@ impl Settings {
         let mut database = DatabaseOptions::new(url);
         database.worker_dir = path(table.worker_dir).map(WorkerDir::new);
         database.ca_file = path(table.ca_file);
-        let read_secret = |key: &str, path: &PathBuf| -> Result<String, ConfigError> {
-            let text = read_small_file(path, MAX_SECRET_BYTES).map_err(|e| key_error(key, &e))?;
-            let secret = text.trim_end_matches(['\r', '\n']);
-            if secret.is_empty() {
-                return Err(key_error(key, &format!("{} is empty", path.display())));
-            }
-            Ok(secret.to_string())
-        };
         if let Some(path) = &path(table.password_file) {
-            database.password = Some(read_secret("kobo.password_file", path)?);
+            database.password =
+                Some(read_secret(path).map_err(|e| key_error("kobo.password_file", &e))?);
         }
         let out_of_range = |key: &str, value: &dyn fmt::Display, range: &dyn fmt::Display| {
             key_error(key, &format!("{value} is out of range: give {range}"))
@@ -539,22 +487,15 @@ impl Settings {
                 ))
             }
         };
-        if let Some(bytes) = table.max_response_bytes {
-            in_range("kobo.max_response_bytes", bytes, MAX_RESPONSE_BYTES)?;
-        }
-        if let Some(chunk) = table.multicall_chunk {
-            let range = *MULTICALL_CHUNK.start() as u64..=*MULTICALL_CHUNK.end() as u64;
-            in_range("kobo.multicall_chunk", chunk as u64, range)?;
-        }
-        let mut http = HttpSettings {
-            username: table.username,
-            tls_verify: table.tls_verify.unwrap_or(true),
-            max_response_bytes: table.max_response_bytes,
-            multicall_chunk: table.multicall_chunk,
-            ..HttpSettings::default()
-        };
-        if let Some(path) = &path(table.bearer_token_file) {
-            http.bearer_token = Some(read_secret("kobo.bearer_token_file", path)?);
+        // Every backend reads its own keys (whatever the URL, so that a bad value is named now); the
+        // one of the URL keeps what it read.
+        let keys = FigmentKeys { figment };
+        let mut own = OwnOptions::none();
+        for candidate in crate::source::BACKENDS {
+            let read = (candidate.read_options)(&keys).map_err(ConfigError)?;
+            if candidate.kind == backend.kind {
+                own = read;
+            }
         }
         if let Some(n) = table.max_connections {
             let range = u64::from(*MAX_CONNECTIONS.start())..=u64::from(*MAX_CONNECTIONS.end());
@@ -598,7 +539,9 @@ impl Settings {
             collector.metrics = set;
         }
         // Task metrics from XML-RPC need the unpaginated client.get_tasks: off unless asked for.
-        collector.task_metrics = table.task_metrics.unwrap_or(kind != SourceKind::XmlRpc);
+        collector.task_metrics = table
+            .task_metrics
+            .unwrap_or(backend.task_metrics_by_default);
         if let Some(s) = table.task_refresh_interval {
             collector.task_refresh_interval = seconds("task_refresh_interval", s)?;
         }
@@ -622,15 +565,115 @@ impl Settings {
             return Err(key_error("kobo.basic_auth_users", &e));
         }
         Ok(Settings {
-            kind,
+            backend,
+            own,
             path_prefix,
             basic_auth_users,
             database,
             collector,
-            http,
             url_origin: origin(figment, "kobo.url"),
             worker_dir_origin: origin(figment, "kobo.worker_dir"),
         })
+    }
+}
+
+/// Refuses a key of the `kobo` table that neither the shared keys nor any backend's are (a typo would
+/// otherwise be silently ignored), naming it and where it was set.
+fn check_known_keys(figment: &Figment) -> Result<(), ConfigError> {
+    let Ok(figment::value::Value::Dict(_, table)) = figment.find_value("kobo") else {
+        return Ok(());
+    };
+    let known = |key: &str| {
+        COMMON_KEYS.contains(&key)
+            || crate::source::BACKENDS
+                .iter()
+                .any(|backend| backend.keys.contains(&key))
+    };
+    match table.keys().find(|key| !known(key)) {
+        Some(key) => Err(ConfigError(format!(
+            "unknown key `kobo.{key}` ({})",
+            origin(figment, &format!("kobo.{key}"))
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The secret in the file at `path`: a small regular UTF-8 file, its trailing line break dropped, not
+/// empty. The error names the file, never its contents.
+fn read_secret(path: &Path) -> Result<String, String> {
+    let text = read_small_file(path, MAX_SECRET_BYTES)?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(secret.to_string())
+}
+
+/// The keys of the `kobo` table as a backend reads them ([`SourceKeys`]), from the figment: an error
+/// names `kobo.<key>` and where its value was set.
+struct FigmentKeys<'a> {
+    figment: &'a Figment,
+}
+
+impl FigmentKeys<'_> {
+    fn error(&self, key: &str, message: &dyn fmt::Display) -> String {
+        let key = format!("kobo.{key}");
+        format!("`{key}` ({}): {message}", origin(self.figment, &key))
+    }
+
+    /// The value of `kobo.<key>`, if it is set.
+    fn value<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, String> {
+        match self.figment.find_value(&format!("kobo.{key}")) {
+            Ok(value) => value
+                .deserialize::<T>()
+                .map(Some)
+                .map_err(|e| self.error(key, &format_figment_error(e))),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+impl SourceKeys for FigmentKeys<'_> {
+    fn text(&self, key: &str) -> Result<Option<String>, String> {
+        self.value(key)
+    }
+
+    fn flag(&self, key: &str) -> Result<Option<bool>, String> {
+        self.value(key)
+    }
+
+    fn number(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, String> {
+        // Read as a float first: a negative or huge number gets the range message, not a type error.
+        let Some(number) = self.value::<f64>(key)? else {
+            return Ok(None);
+        };
+        let whole = number.fract() == 0.0 && number >= 0.0 && number <= u64::MAX as f64;
+        match whole.then_some(number as u64) {
+            Some(value) if range.contains(&value) => Ok(Some(value)),
+            _ => Err(self.error(
+                key,
+                &format!(
+                    "{number} is out of range: give {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+
+    fn secret_file(&self, key: &str) -> Result<Option<String>, String> {
+        // An empty path (`KOBO_BEARER_TOKEN_FILE=`) is unset.
+        let path = self.value::<PathBuf>(key)?;
+        match path.filter(|p| !p.as_os_str().is_empty()) {
+            Some(path) => read_secret(&path)
+                .map(Some)
+                .map_err(|e| self.error(key, &e)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -689,4 +732,49 @@ fn format_figment_error(error: figment::Error) -> String {
         .map(|e| one_line_parse_error(&e.to_string()))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`COMMON_KEYS`] are exactly the fields of [`KoboTable`]: the struct literal must name every field
+    /// (no `..`), and what it serialises to must be the list.
+    #[test]
+    fn the_common_keys_are_the_fields_of_the_kobo_table() {
+        let every_field = KoboTable {
+            url: Some(String::new()),
+            worker_dir: Some(PathBuf::new()),
+            password_file: Some(PathBuf::new()),
+            ca_file: Some(PathBuf::new()),
+            max_connections: Some(1),
+            connect_timeout: Some(Seconds(1.0)),
+            query_timeout: Some(Seconds(1.0)),
+            metrics: Some(MetricSet::All),
+            task_metrics: Some(true),
+            task_refresh_interval: Some(Seconds(1.0)),
+            scrape_timeout: Some(Seconds(1.0)),
+            min_scrape_interval: Some(Seconds(1.0)),
+            path_prefix: Some(String::new()),
+            reconnect_backoff_max: Some(Seconds(1.0)),
+            basic_auth_users: Some(BTreeMap::new()),
+        };
+        let value = figment::value::Value::serialize(&every_field).expect("serialise");
+        let figment::value::Value::Dict(_, fields) = value else {
+            panic!("not a table: {value:?}");
+        };
+        let mut fields: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut listed = COMMON_KEYS.to_vec();
+        fields.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(fields, listed);
+        // No backend claims a shared key, and every key can be set from the environment but the map.
+        for backend in crate::source::BACKENDS {
+            for key in backend.keys {
+                assert!(!COMMON_KEYS.contains(key), "{}: {key}", backend.kind);
+                assert!(env_keys().contains(key));
+            }
+        }
+        assert_eq!(env_keys().len(), COMMON_KEYS.len() - 1 + 5);
+    }
 }

@@ -1,17 +1,36 @@
-//! Opens the data source that `kobo.url` names.
+//! The sources this build can read, in one table ([`BACKENDS`]), and opening the one `kobo.url` names.
+//!
+//! A source is a crate that exports a [`Backend`] (its kind, URL schemes, keys of the `kobo` table, and
+//! how it opens); adding one is that crate and one line here.
 
 use std::sync::Arc;
 
-use kobo_backend_api::DataSource;
+use kobo_backend_api::{Backend, DataSource};
 
-use crate::config::{ConfigError, Settings, SourceKind};
+use crate::config::{ConfigError, Settings};
+
+/// Every source of this build.
+pub static BACKENDS: &[&Backend] = &[
+    &kobo_backend_sqlite::BACKEND,
+    #[cfg(feature = "postgres")]
+    &kobo_backend_postgres::BACKEND,
+    #[cfg(feature = "mysql")]
+    &kobo_backend_mysql::BACKEND,
+    #[cfg(feature = "xmlrpc")]
+    &kobo_backend_xmlrpc::BACKEND,
+];
+
+/// The backend that reads URLs of this scheme (compared without regard to case).
+pub fn backend_for(scheme: &str) -> Option<&'static Backend> {
+    BACKENDS
+        .iter()
+        .copied()
+        .find(|backend| backend.reads(scheme))
+}
 
 /// Opens the configured source. Errors name the config key at fault and where it was set. The worker
 /// directory, when given, must exist and be readable.
 pub fn open(settings: &Settings) -> Result<Arc<dyn DataSource>, ConfigError> {
-    let url_error = |e: &dyn std::fmt::Display| {
-        ConfigError(format!("`kobo.url` ({}): {e}", settings.url_origin))
-    };
     if let Some(dir) = &settings.database.worker_dir {
         dir.check().map_err(|e| {
             ConfigError(format!(
@@ -20,43 +39,6 @@ pub fn open(settings: &Settings) -> Result<Arc<dyn DataSource>, ConfigError> {
             ))
         })?;
     }
-    let options = settings.database.clone();
-    match settings.kind {
-        SourceKind::Sqlite => {
-            kobo_backend_sqlite::from_url(&options.url, options.worker_dir.clone())
-                .map(|s| Arc::new(s) as Arc<dyn DataSource>)
-                .map_err(|e| url_error(&e))
-        }
-        #[cfg(feature = "postgres")]
-        SourceKind::Postgres => kobo_backend_postgres::open(options)
-            .map(|s| Arc::new(s) as Arc<dyn DataSource>)
-            .map_err(|e| url_error(&e)),
-        #[cfg(feature = "mysql")]
-        SourceKind::Mysql => kobo_backend_mysql::open(options)
-            .map(|s| Arc::new(s) as Arc<dyn DataSource>)
-            .map_err(|e| url_error(&e)),
-        #[cfg(feature = "xmlrpc")]
-        SourceKind::XmlRpc => {
-            let mut http = kobo_backend_xmlrpc::XmlRpcOptions::new(options.url.clone());
-            http.ca_file = options.ca_file.clone();
-            http.password = options.password.clone();
-            http.request_timeout = options.query_timeout;
-            http.username = settings.http.username.clone();
-            http.bearer_token = settings.http.bearer_token.clone();
-            http.tls_verify = settings.http.tls_verify;
-            if let Some(bytes) = settings.http.max_response_bytes {
-                http.max_response_bytes = bytes;
-            }
-            if let Some(chunk) = settings.http.multicall_chunk {
-                http.multicall_chunk = chunk;
-            }
-            kobo_backend_xmlrpc::XmlRpcSource::new(http)
-                .map(|s| Arc::new(s) as Arc<dyn DataSource>)
-                .map_err(|e| url_error(&e))
-        }
-        #[allow(unreachable_patterns)]
-        kind => Err(url_error(&format!(
-            "the {kind:?} source is not available in this build of kobo-exporter"
-        ))),
-    }
+    (settings.backend.open)(settings.database.clone(), &settings.own)
+        .map_err(|e| ConfigError(format!("`kobo.url` ({}): {e}", settings.url_origin)))
 }

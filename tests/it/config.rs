@@ -6,7 +6,7 @@
 use figment::Jail;
 
 use crate::common;
-use kobo_exporter::config::{Settings, SourceKind, DEFAULT_PORT};
+use kobo_exporter::config::{Settings, DEFAULT_PORT};
 use kobo_exporter::source;
 
 /// The error that loading and opening gives for the config in the jail.
@@ -57,7 +57,7 @@ fn profiles_and_environment_overrides() {
         assert_eq!(config.port, DEFAULT_PORT);
         assert_eq!(config.address, std::net::Ipv4Addr::LOCALHOST);
         let settings = Settings::from_figment(&figment).expect("default profile");
-        assert_eq!(settings.kind, SourceKind::Sqlite);
+        assert_eq!(settings.backend.kind, "sqlite");
         assert_eq!(settings.database.url, "sqlite://a.sqlite3");
 
         jail.set_env("ROCKET_PROFILE", "example");
@@ -432,8 +432,15 @@ fn empty_path_keys_count_as_unset() {
         assert!(settings.database.worker_dir.is_none());
         assert!(settings.database.password.is_none());
         assert!(settings.database.ca_file.is_none());
-        assert!(settings.http.bearer_token.is_none());
         source::open(&settings).expect("opens without a worker directory");
+        // The XML-RPC source's own key, read for it.
+        jail.set_env("KOBO_URL", "http://hub.invalid/client/");
+        let settings = settings_or_error().expect("empty variables are unset");
+        let http = settings.own.get::<kobo_backend_xmlrpc::HttpOptions>();
+        assert!(
+            http.is_some_and(|http| http.bearer_token.is_none()),
+            "{http:?}"
+        );
         Ok(())
     });
 }
@@ -445,7 +452,7 @@ fn url_schemes_are_case_insensitive_everywhere() {
             make_hub(jail, "hub.sqlite3");
             jail.set_env("KOBO_URL", format!("{scheme}://hub.sqlite3"));
             let settings = settings_or_error().expect("settings");
-            assert_eq!(settings.kind, SourceKind::Sqlite);
+            assert_eq!(settings.backend.kind, "sqlite");
             source::open(&settings).unwrap_or_else(|e| panic!("{scheme}: {e}"));
             Ok(())
         });

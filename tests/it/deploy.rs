@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common;
-use kobo_exporter::config::{Settings, SourceKind};
+use kobo_exporter::config::Settings;
 
 fn deploy(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -39,7 +39,7 @@ fn example_rocket_toml_loads_in_every_profile() {
             let figment = kobo_exporter::config::figment();
             let settings =
                 Settings::from_figment(&figment).unwrap_or_else(|e| panic!("{profile}: {e}"));
-            assert_eq!(settings.kind, SourceKind::Postgres, "{profile}");
+            assert_eq!(settings.backend.kind, "postgres", "{profile}");
             assert_eq!(settings.path_prefix, "/kobo", "{profile}");
             let rocket: rocket::Config = figment.extract()?;
             assert_eq!(rocket.port, 10120);

@@ -4,6 +4,7 @@
 //! it reads into the records of [`records`]; the exporter renders only those records, so it never needs to
 //! know which source produced them.
 
+pub mod backend;
 pub mod error;
 pub mod normalise;
 pub mod options;
@@ -13,6 +14,7 @@ pub mod secrets;
 pub mod tasks;
 pub mod worker_dir;
 
+pub use backend::{Backend, OpenFn, OwnOptions, SourceKeys};
 pub use error::SourceError;
 pub use options::{redact_url, DatabaseOptions};
 pub use records::{

@@ -2,12 +2,13 @@
 //! the snapshot transaction, statements with their limit from the time left, values of the text protocol,
 //! and `KILL QUERY`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use kobo_backend_api::normalise::{HubSchema, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
-use kobo_backend_api::{DatabaseOptions, SourceError};
+use kobo_backend_api::{Backend, DatabaseOptions, SourceError};
 use kobo_backend_sql::{
     statement_limit, Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow, Row,
     ScrapeSql, SqlSource, Statement, Value,
@@ -23,6 +24,12 @@ pub type MysqlSource = SqlSource<Mysql>;
 
 /// How long closing a connection in the background may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The MySQL/MariaDB source as the exporter registers it (`mariadb://` is read as `mysql://`).
+pub const BACKEND: Backend =
+    kobo_backend_sql::backend(&Dialect::MYSQL, &["mysql", "mariadb"], |options, _| {
+        Ok(Arc::new(open(options)?))
+    });
 
 /// The SQL of one scrape of a hub with this schema (what the source runs, before each statement gets its
 /// limit; public for the benchmark's raw-SQL floor).

@@ -52,7 +52,7 @@ mod connect;
 mod driver;
 
 pub use connect::PROGRAM_NAME;
-pub use driver::{open, scrape_sql, Mysql, MysqlSource};
+pub use driver::{open, scrape_sql, Mysql, MysqlSource, BACKEND};
 
 #[cfg(test)]
 mod tests;

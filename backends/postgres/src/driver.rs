@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kobo_backend_api::normalise::{HubSchema, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
-use kobo_backend_api::{DatabaseOptions, SourceError};
+use kobo_backend_api::{Backend, DatabaseOptions, SourceError};
 use kobo_backend_sql::{
     statement_limit, Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow, Row,
     ScrapeSql, SqlSource, Statement, Value,
@@ -39,6 +39,13 @@ const CATALOG_SQL: &str = "SELECT t.name, a.attname::text \
      JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(t.name) \
      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
        AND t.name = 'hub_worker'";
+
+/// The PostgreSQL source as the exporter registers it.
+pub const BACKEND: Backend = kobo_backend_sql::backend(
+    &Dialect::POSTGRES,
+    &["postgres", "postgresql"],
+    |options, _| Ok(Arc::new(open(options)?)),
+);
 
 /// The SQL of one scrape of a hub with this schema (what the source runs; public for the benchmark's
 /// raw-SQL floor).

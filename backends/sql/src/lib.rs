@@ -22,7 +22,21 @@ pub use sql::{Dialect, NamesAggregate, ScrapeSql, Statement};
 
 use std::time::Duration;
 
+use kobo_backend_api::{Backend, OpenFn};
 use tokio::time::Instant;
+
+/// How an SQL source registers with the exporter: its dialect's kind, `schemes`, no keys of its own, task
+/// metrics on by default, and `open`.
+pub const fn backend(dialect: &Dialect, schemes: &'static [&'static str], open: OpenFn) -> Backend {
+    Backend {
+        kind: dialect.kind,
+        schemes,
+        keys: &[],
+        task_metrics_by_default: true,
+        read_options: Backend::no_options,
+        open,
+    }
+}
 
 /// The server-side limit for a statement started now: the time left before `deadline`, at most
 /// `query_timeout`, at least 1 ms (0 means "no limit" to every server).

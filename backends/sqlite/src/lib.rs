@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kobo_backend_api::normalise::HubSchema;
 use kobo_backend_api::secrets::ErrorContext;
-use kobo_backend_api::{SourceError, WorkerDir};
+use kobo_backend_api::{Backend, SourceError, WorkerDir};
 use kobo_backend_sql::{
     statement_limit, Catalog, Columns, Connection as SqlConnection, Dialect, Driver, DriverError,
     FromRow, Row, ScrapeSql, SqlSource, Statement, Value,
@@ -41,6 +41,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A statement's wait for a lock ends this long before the deadline: the statement then ends by itself
 /// with SQLite's own error (`database is locked`) rather than being abandoned mid-wait.
 const BUSY_MARGIN: Duration = Duration::from_millis(100);
+
+/// The SQLite source as the exporter registers it.
+pub const BACKEND: Backend =
+    kobo_backend_sql::backend(&Dialect::SQLITE, &["sqlite"], |options, _| {
+        Ok(Arc::new(from_url(&options.url, options.worker_dir)?))
+    });
 
 /// The SQL of one scrape of a hub with this schema (what the source runs; public for the benchmark's
 /// raw-SQL floor).

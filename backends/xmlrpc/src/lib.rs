@@ -57,6 +57,7 @@
 //! Modules: [`options`] (settings), `client` (HTTP), `rpc` (XML-RPC encoding, decoding, the allow-list),
 //! `decode` (worker exports to records), `tasks` (task exports to aggregates).
 
+pub mod backend;
 mod client;
 mod decode;
 pub mod options;
@@ -73,6 +74,7 @@ use kobo_backend_api::{
     CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskState, Warning, WorkerRecord,
 };
 
+pub use backend::{HttpOptions, BACKEND};
 pub use options::{XmlRpcOptions, DEFAULT_MULTICALL_CHUNK, DEFAULT_USER_AGENT};
 pub use rpc::ALLOWED_METHODS;
 pub use tasks::TASK_WARNING_PREFIX;
@@ -124,7 +126,7 @@ impl XmlRpcSource {
                 let deleted = matches!(&result, Ok(Value::Struct(fields)) if fields.is_empty());
                 match worker(name, result, self.client.secrets()) {
                     Ok(decoded) => {
-                        if let Some(note) = decoded.note {
+                        if let Some(note) = &decoded.note {
                             warnings.push(Warning::new(
                                 Part::LastSeen,
                                 self.client.scrub(sentence(format!(
@@ -133,13 +135,7 @@ impl XmlRpcSource {
                             ));
                         }
                         without_last_seen += usize::from(decoded.no_last_seen_field);
-                        directory.learn_worker(
-                            decoded.id,
-                            &decoded.record.name,
-                            &decoded.arch_ids,
-                            &decoded.channel_ids,
-                        );
-                        workers.push(decoded.record);
+                        workers.push(directory.learn(decoded));
                     }
                     Err(why) => {
                         if !deleted && first_failure.is_none() {
@@ -313,15 +309,7 @@ pub fn decode_worker_infos(
         .zip(rpc::multicall_results(value, names.len())?)
     {
         match worker(name, result, &secrets) {
-            Ok(decoded) => {
-                directory.learn_worker(
-                    decoded.id,
-                    &decoded.record.name,
-                    &decoded.arch_ids,
-                    &decoded.channel_ids,
-                );
-                workers.push(decoded.record);
-            }
+            Ok(decoded) => workers.push(directory.learn(decoded)),
             Err(_) => left_out += 1,
         }
     }

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use dxr::Value;
 use kobo_backend_api::tasks::parse_utc_datetime;
-use kobo_backend_api::{TaskGroup, TaskState, TaskSummary, WorkerTaskCount};
+use kobo_backend_api::{TaskGroup, TaskState, TaskSummary, WorkerRecord, WorkerTaskCount};
 
 use crate::decode::Fields;
 use crate::rpc::kind;
@@ -54,6 +54,17 @@ impl Directory {
         for (id, name) in channels {
             self.channels.entry(*id).or_insert_with(|| name.clone());
         }
+    }
+
+    /// Learns what a decoded worker export tells ([`learn_worker`](Self::learn_worker)); its record.
+    pub(crate) fn learn(&mut self, decoded: crate::decode::DecodedWorker) -> WorkerRecord {
+        self.learn_worker(
+            decoded.id,
+            &decoded.record.name,
+            &decoded.arch_ids,
+            &decoded.channel_ids,
+        );
+        decoded.record
     }
 
     /// Learns the arch and channel of task `task_id` from its `client.task_info` answer (`flat=False`: `arch`
@@ -174,16 +185,13 @@ fn created(value: &Value) -> Result<f64, String> {
         Value::String(text) => parse_utc_datetime(text)
             .ok_or_else(|| format!("dt_created {text:?} is not a date and time")),
         Value::DateTime(dt) => {
-            let text = format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                dt.year(),
-                dt.month(),
-                dt.day(),
-                dt.hour(),
-                dt.minute(),
-                dt.second()
-            );
-            parse_utc_datetime(&text)
+            let at = time::Month::try_from(dt.month())
+                .ok()
+                .and_then(|month| {
+                    time::Date::from_calendar_date(i32::from(dt.year()), month, dt.day()).ok()
+                })
+                .and_then(|date| date.with_hms(dt.hour(), dt.minute(), dt.second()).ok());
+            at.map(|at| at.assume_utc().unix_timestamp() as f64)
                 .ok_or_else(|| format!("dt_created {dt} is not a valid date and time"))
         }
         other => Err(Fields::wrong("dt_created", other, "a string")),
