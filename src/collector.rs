@@ -1,24 +1,23 @@
-//! One scrape: collect from the source within a deadline, share a collection in flight between concurrent
-//! scrapes, keep the task data between refreshes, count failures and time the collectors, and render the
-//! exposition text.
+//! The collection policy of a scrape: collect from the source within a deadline, share a collection in
+//! flight between concurrent scrapes, answer from the last one within the minimum interval, back off
+//! from a failing source, keep the task data between refreshes, count failures and time the collectors.
+//! Turning the outcome into text is the [`Renderer`]'s.
 //!
 //! Time is tokio's clock ([`tokio::time::Instant`], `sleep_until`, `timeout_at`): tests with in-process
 //! sources run it paused (`#[tokio::test(start_paused = true)]`) and check the deadlines exactly.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kobo_backend_api::{CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskSummary};
-use prometheus::process_collector::ProcessCollector;
-use prometheus::proto::MetricFamily;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::exposition::Format;
-use crate::metrics::exporter::{self, ExporterStatus};
-use crate::metrics::{hub_family_groups, FamilySink, MetricSet};
+use crate::metrics::exporter::ExporterStatus;
+use crate::metrics::MetricSet;
+use crate::render::Renderer;
 
 /// How the collector works.
 #[derive(Debug, Clone)]
@@ -57,12 +56,7 @@ pub const TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
 /// The shortest deadline a scrape gets, whatever Prometheus asks for.
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// A scrape that could not be answered with metrics (only in the reference set, which has no `kobo_up`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScrapeError(pub String);
-
-/// What one collection gave: the snapshot or the error message; shared by the scrapes that use it.
-type Outcome = Result<Arc<HubSnapshot>, String>;
+pub use crate::render::{Outcome, ScrapeError};
 
 /// Collects from a source for every scrape.
 pub struct HubCollector {
@@ -72,49 +66,10 @@ pub struct HubCollector {
     collection: tokio::sync::Mutex<Cache>,
     /// The exporter's own numbers; held only briefly, so that a scrape can answer while a collection is stuck.
     stats: Mutex<Stats>,
-    process: Option<ProcessCollector>,
-    /// The size of the last exposition: the next one's buffer is allocated at once.
-    last_size: AtomicUsize,
-    /// The encoding of each keyed group of families ([`FamilySink::keyed`]) with its key and format.
-    reused: Mutex<HashMap<&'static str, (u64, Format, String)>>,
+    /// Turns outcomes into exposition text.
+    renderer: Renderer,
     /// Set by [`shut_down`](Self::shut_down): when collections still running are abandoned.
     shutdown: watch::Sender<Option<Instant>>,
-}
-
-/// Encodes the families into `out`, reusing the encoding of a keyed group whose key and format are those of
-/// the last scrape (between task refreshes, on a hub whose workers' arches and channels did not change).
-struct EncodingSink<'a> {
-    format: Format,
-    out: String,
-    reused: &'a Mutex<HashMap<&'static str, (u64, Format, String)>>,
-}
-
-impl FamilySink for EncodingSink<'_> {
-    type Error = prometheus::Error;
-
-    fn families(&mut self, families: Vec<MetricFamily>) -> Result<(), prometheus::Error> {
-        self.format.encode_into(&families, &mut self.out)
-    }
-
-    fn keyed(
-        &mut self,
-        group: &'static str,
-        key: u64,
-        build: &dyn Fn() -> Vec<MetricFamily>,
-    ) -> Result<(), prometheus::Error> {
-        let mut reused = self.reused.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((k, format, text)) = reused.get(group) {
-            if *k == key && *format == self.format {
-                self.out.push_str(text);
-                return Ok(());
-            }
-        }
-        let mut text = String::new();
-        self.format.encode_into(&build(), &mut text)?;
-        self.out.push_str(&text);
-        reused.insert(group, (key, self.format, text));
-        Ok(())
-    }
 }
 
 #[derive(Default)]
@@ -147,12 +102,10 @@ impl HubCollector {
         }
         HubCollector {
             source,
+            renderer: Renderer::new(options.metrics),
             options,
             collection: tokio::sync::Mutex::new(Cache::default()),
             stats: Mutex::new(stats),
-            process: cfg!(target_os = "linux").then(ProcessCollector::for_self),
-            last_size: AtomicUsize::new(0),
-            reused: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(None),
         }
     }
@@ -348,44 +301,24 @@ impl HubCollector {
         outcome
     }
 
-    /// Writes the exposition group by group ([`hub_family_groups`]) into a buffer of the last one's size.
+    /// The exposition of `outcome` with the exporter's own status.
     fn render(&self, outcome: &Outcome, format: Format) -> Result<String, ScrapeError> {
-        let set = self.options.metrics;
-        let failed =
-            |e: prometheus::Error| ScrapeError(format!("rendering the metrics failed: {e}"));
-        let mut sink = EncodingSink {
-            format,
-            out: String::with_capacity(self.last_size.load(Ordering::Relaxed) + 4096),
-            reused: &self.reused,
+        let status = {
+            let stats = self.stats();
+            ExporterStatus {
+                up: outcome.is_ok(),
+                source: self.source.kind(),
+                durations: stats.durations.clone(),
+                errors: stats.errors.clone(),
+                task_data_age: match outcome {
+                    Ok(snapshot) if snapshot.tasks.is_some() => {
+                        stats.task_data_at.map(|at| at.elapsed().as_secs_f64())
+                    }
+                    _ => None,
+                },
+            }
         };
-        match (outcome, set) {
-            (Ok(snapshot), _) => hub_family_groups(snapshot, set, &mut sink).map_err(failed)?,
-            (Err(message), MetricSet::Reference) => return Err(ScrapeError(message.clone())),
-            (Err(_), MetricSet::All) => {}
-        }
-        if set == MetricSet::All {
-            let status = {
-                let stats = self.stats();
-                ExporterStatus {
-                    up: outcome.is_ok(),
-                    source: self.source.kind(),
-                    durations: stats.durations.clone(),
-                    errors: stats.errors.clone(),
-                    task_data_age: match outcome {
-                        Ok(snapshot) if snapshot.tasks.is_some() => {
-                            stats.task_data_at.map(|at| at.elapsed().as_secs_f64())
-                        }
-                        _ => None,
-                    },
-                }
-            };
-            sink.families(exporter::families(&status, self.process.as_ref()))
-                .map_err(failed)?;
-        }
-        let mut out = sink.out;
-        format.finish(&mut out);
-        self.last_size.store(out.len(), Ordering::Relaxed);
-        Ok(out)
+        self.renderer.render(outcome, &status, format)
     }
 
     /// Reads the source, refreshing the task data when it is due; the error is the message to report.

@@ -2,8 +2,9 @@
 //!
 //! - [`config`]: the `kobo` table of the figment config (Rocket.toml, `KOBO_*` environment variables).
 //! - [`source`]: picks and opens the data source from `kobo.url`.
-//! - [`collector`]: one scrape: collects from the source, caches task data between refreshes, counts
-//!   failures.
+//! - [`collector`]: the collection policy of a scrape: deadline, single flight, minimum interval,
+//!   back-off, task data between refreshes, statistics; [`render`]: the outcome and the exporter's
+//!   status to exposition text, with its encoding cache.
 //! - [`metrics`]: turns a [`HubSnapshot`](kobo_backend_api::HubSnapshot) into metric families, one module
 //!   per group of metrics.
 //! - [`exposition`]: writes metric families as Prometheus text or ([`openmetrics`]) OpenMetrics.
@@ -24,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod negotiation;
 pub mod openmetrics;
+pub mod render;
 pub mod routes;
 pub mod signals;
 pub mod source;
