@@ -10,6 +10,13 @@
 //! (`process_*`, read from /proc) are left out: they do not depend on the hub and would make the runs
 //! depend on the machine. Run with `cargo bench -p kobo-exporter --bench render`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the verdict"
+)]
+
 use kobo_testkit::CollectExt;
 use std::collections::BTreeMap;
 use std::hint::black_box;

@@ -13,6 +13,12 @@
 //!
 //! Linux with glibc only (`TCP_INFO`'s received-bytes count); elsewhere nothing is done.
 
+#![allow(
+    unsafe_code,
+    reason = "dup, getsockopt(TCP_INFO), getsockname and shutdown on the process' own sockets: no safe \
+              API reaches a socket Rocket owns; each block has its SAFETY note"
+)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -17,6 +17,10 @@ fn main() -> std::process::ExitCode {
 ///
 /// `MALLOC_ARENA_MAX` and `MALLOC_MMAP_THRESHOLD_` in the environment still win. Measured with kobo-bench.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(
+    unsafe_code,
+    reason = "mallopt has no safe wrapper; called before any thread starts"
+)]
 fn tune_malloc() {
     let settings = [
         ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 1),

@@ -10,6 +10,13 @@
 //! Tests that change the process's environment or working directory (figment's `Jail`) run in a child
 //! process of their own ([`common::jail`]), so that the tests running beside them never see those changes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the verdict"
+)]
+
 mod common;
 mod support;
 

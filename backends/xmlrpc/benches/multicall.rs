@@ -7,6 +7,13 @@
 //!
 //! Run with `cargo bench -p kobo-backend-xmlrpc --bench multicall`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the verdict"
+)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -2,6 +2,13 @@
 //! on by default and refuses an unknown issuer, `ca_file` makes the hub trusted, `tls_verify = false`
 //! accepts it, and no TLS connection panics over the rustls crypto provider (ring is used throughout).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the verdict"
+)]
+
 use kobo_testkit::CollectExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

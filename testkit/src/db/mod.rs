@@ -211,6 +211,7 @@ pub fn unreachable<T>(server: &str, url: &str, env_var: &str, why: &str) -> Opti
 }
 
 /// Connects with `connect` within 5 s; an unreachable server as [`unreachable`] says.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 async fn connect_admin<C, E: std::fmt::Display>(
     server: &str,
     url: &str,
