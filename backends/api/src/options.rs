@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use url::{form_urlencoded, Url};
+
 use crate::WorkerDir;
 
 /// How a database source connects. `Debug` redacts the URL's password and the password itself.
@@ -71,39 +73,122 @@ impl fmt::Debug for DatabaseOptions {
     }
 }
 
-/// The URL with any password (the part between `user:` and `@` in the authority) and any `password=` query
-/// parameter replaced by `***`: safe to log and show.
+/// The URL with its password (`user:password@`) and the values of its `password` query parameters as
+/// `***`: safe to log and show.
+///
+/// The URL is read by the `url` crate, as sqlx and mysql_async read it, so what is hidden is what they
+/// take for the password. What is shown is the crate's serialisation: the text as written for the URLs it
+/// leaves alone (`postgres://kobo:***@db:5432/hub?sslmode=require`, the socket host
+/// `postgres://kobo@%2Fvar%2Frun%2Fpostgresql/hub`, `sqlite:///var/hub.db`), else the URL as the drivers
+/// read it (scheme lower-cased, `http(s)` hosts lower-cased and default ports dropped, a space as `%20`).
+/// The query stays as written. A URL the crate refuses, or would strip of tabs, line breaks or spaces at
+/// the ends, is shown as written and redacted by a hand-written reading that may hide more than the
+/// password (`unparsed_secrets` in this module).
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
+    url_secrets(url).redacted
+}
+
+/// A URL's secrets: the URL with each as `***`, and each as a message may show it.
+pub(crate) struct UrlSecrets {
+    pub redacted: String,
+    /// The password as the `url` crate writes it (percent-encoded), and every `password` query value as
+    /// written and decoded.
+    pub secrets: Vec<String>,
+}
+
+/// The secrets of `input` (see [`redact_url`]).
+pub(crate) fn url_secrets(input: &str) -> UrlSecrets {
+    let Some(url) = Url::parse(input).ok().filter(|url| !url.cannot_be_a_base()) else {
+        return unparsed_secrets(input);
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                    _ => pair.to_string(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    match scheme {
-        Some(scheme) => format!("{scheme}://{authority}{tail}"),
-        None => format!("{authority}{tail}"),
+    // The crate drops tabs and line breaks anywhere, and controls and spaces at the ends: shown as it writes
+    // the URL, one a hub sends (a redirect's `Location`) would hide them. Such a URL is shown as written,
+    // and its secrets are those of both readings.
+    let drops = input.contains(['\t', '\n', '\r']) || input.trim_matches(|c| c <= ' ') != input;
+    if drops {
+        let mut secrets = unparsed_secrets(input);
+        secrets.secrets.extend(parsed_secrets(url).secrets);
+        return secrets;
     }
+    parsed_secrets(url)
+}
+
+/// The secrets of a URL the `url` crate reads (see [`redact_url`]).
+fn parsed_secrets(mut url: Url) -> UrlSecrets {
+    let mut secrets = Vec::new();
+    if let Some(password) = url.password() {
+        secrets.push(password.to_string());
+        // Fails only for a URL without a host, which has no password.
+        let _ = url.set_password(Some("***"));
+    }
+    if let Some(query) = url.query() {
+        let (redacted, values) = redact_query(query);
+        if !values.is_empty() {
+            secrets.extend(values);
+            url.set_query(Some(&redacted));
+        }
+    }
+    UrlSecrets {
+        redacted: url.into(),
+        secrets,
+    }
+}
+
+/// `query` with the value of every `password` parameter as `***`, and those values as written and decoded.
+/// Names and values are decoded with `form_urlencoded` (`+` is a space), as the drivers read them; the pairs
+/// are kept as written, since re-encoding them (`Url::query_pairs_mut`) would show
+/// `socket=/run/mysqld.sock` as `socket=%2Frun%2Fmysqld.sock`.
+fn redact_query(query: &str) -> (String, Vec<String>) {
+    let mut values = Vec::new();
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let Some((written_name, written_value)) = pair.split_once('=') else {
+                return pair.to_string();
+            };
+            match form_urlencoded::parse(pair.as_bytes()).next() {
+                Some((name, value)) if name.eq_ignore_ascii_case("password") => {
+                    values.push(written_value.to_string());
+                    values.push(value.into_owned());
+                    format!("{written_name}=***")
+                }
+                _ => pair.to_string(),
+            }
+        })
+        .collect();
+    (pairs.join("&"), values)
+}
+
+/// The secrets of a URL the `url` crate refuses, such as one whose password holds an unescaped `/`, `?` or
+/// `#` (`postgres://kobo:pa/ss@db/hub`: the crate reads `pa` as a bad port), or reads without an authority
+/// (`postgres:kobo:pw@db/hub`, the slashes forgotten: all of it a path). The error about it names the
+/// redacted URL, and no parser hands out the parts of a URL it rejects, so this is hand-written, and
+/// generous: after `scheme://`, everything from the first `:` to the last `@` counts as the password (for
+/// `postgres://db:99999/hub?email=a@b` that hides more than a password), and `password` parameters in a
+/// query after it are redacted as in a URL that parses.
+fn unparsed_secrets(input: &str) -> UrlSecrets {
+    let start = input.find("://").map_or(0, |i| i + 3);
+    let (mut redacted, mut rest) = (input[..start].to_string(), &input[start..]);
+    let mut secrets = Vec::new();
+    if let Some((userinfo, after)) = rest.rsplit_once('@') {
+        match userinfo.split_once(':') {
+            Some((user, password)) => {
+                secrets.push(password.to_string());
+                redacted.push_str(&format!("{user}:***@"));
+            }
+            None => redacted.push_str(&format!("{userinfo}@")),
+        }
+        rest = after;
+    }
+    match rest.split_once('?') {
+        Some((before, query)) => {
+            let (query, values) = redact_query(query);
+            secrets.extend(values);
+            redacted.push_str(&format!("{before}?{query}"));
+        }
+        None => redacted.push_str(rest),
+    }
+    UrlSecrets { redacted, secrets }
 }
 
 #[cfg(test)]
@@ -129,6 +214,7 @@ mod tests {
             "postgres://kobo@db/hub"
         );
         assert_eq!(redact_url("sqlite:///var/hub.db"), "sqlite:///var/hub.db");
+        assert_eq!(redact_url("sqlite:hub.db"), "sqlite:hub.db");
         let debug = format!(
             "{:?}",
             DatabaseOptions {
@@ -140,5 +226,92 @@ mod tests {
             !debug.contains("s3cret") && !debug.contains("hunter2"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn what_is_shown_is_the_url_as_written() {
+        for (url, shown) in [
+            // The socket directory as the host, percent-encoded: kept so.
+            (
+                "postgres://kobo:pw@%2Fvar%2Frun%2Fpostgresql/hub",
+                "postgres://kobo:***@%2Fvar%2Frun%2Fpostgresql/hub",
+            ),
+            (
+                "postgres:///hub?host=/var/run/postgresql&password=pw",
+                "postgres:///hub?host=/var/run/postgresql&password=***",
+            ),
+            // The query as written, not re-encoded; its other parameters, empty ones and case kept.
+            (
+                "mysql://kobo:pw@DB.example.com:3307/hub?socket=/run/mysqld/mysqld.sock&&ssl-mode=REQUIRED",
+                "mysql://kobo:***@DB.example.com:3307/hub?socket=/run/mysqld/mysqld.sock&&ssl-mode=REQUIRED",
+            ),
+            ("postgres://kobo:pw@[::1]:5432/hub", "postgres://kobo:***@[::1]:5432/hub"),
+            ("postgres://h/d?password", "postgres://h/d?password"),
+            (
+                "postgres://u:pw@h/d?password=x#frag",
+                "postgres://u:***@h/d?password=***#frag",
+            ),
+            ("hub.db", "hub.db"),
+            ("/login?next=/hub", "/login?next=/hub"),
+            // What the `url` crate drops (tabs, line breaks, spaces at the ends) is kept.
+            ("https://hub.example/\tx", "https://hub.example/\tx"),
+            (
+                " postgres://kobo:p\nw@db/hub?password=x\ty ",
+                " postgres://kobo:***@db/hub?password=***",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn every_password_is_redacted() {
+        for (url, shown) in [
+            // An `@` in the password: the last one ends it, as the drivers read it.
+            ("postgres://kobo:p@s$@db/hub", "postgres://kobo:***@db/hub"),
+            (
+                "postgres://kobo:p%3As%2F$@db/hub",
+                "postgres://kobo:***@db/hub",
+            ),
+            ("mysql://:p$@db/hub", "mysql://:***@db/hub"),
+            // The parameter's name compared decoded and in any case, as the drivers compare it.
+            (
+                "postgres://db/hub?PASSWORD=p$",
+                "postgres://db/hub?PASSWORD=***",
+            ),
+            (
+                "postgres://db/hub?pass%77ord=p$",
+                "postgres://db/hub?pass%77ord=***",
+            ),
+            (
+                "postgres://db/hub?password=a+$&password=c%26$&sslmode=require",
+                "postgres://db/hub?password=***&password=***&sslmode=require",
+            ),
+            // URLs the `url` crate refuses: a password with `/`, `?` or `#`, an empty host, a bad port.
+            ("postgres://kobo:p$/ss@db/hub", "postgres://kobo:***@db/hub"),
+            (
+                "postgres://kobo:p$?ss@db/hub?password=$x",
+                "postgres://kobo:***@db/hub?password=***",
+            ),
+            ("postgres://kobo:p$#ss@db/hub", "postgres://kobo:***@db/hub"),
+            ("postgres://:p$@/hub", "postgres://:***@/hub"),
+            (
+                "postgres://kobo:p$@db:99999/hub",
+                "postgres://kobo:***@db:99999/hub",
+            ),
+            ("kobo:p$@db", "kobo:***@db"),
+            ("postgres:kobo:p$@db/hub", "postgres:***@db/hub"),
+            (
+                "postgres://db:99999/hub?password=p$",
+                "postgres://db:99999/hub?password=***",
+            ),
+            // Generous when malformed: more than the password may be hidden.
+            ("postgres://db:99999/hub?email=a@b", "postgres://db:***@b"),
+        ] {
+            let redacted = redact_url(url);
+            assert_eq!(redacted, shown, "{url}");
+            // `$` marks each password.
+            assert!(!redacted.contains('$'), "{url}: {redacted}");
+        }
     }
 }

@@ -16,8 +16,9 @@ use base64::Engine as _;
 
 use crate::{redact_url, DatabaseOptions, SourceError};
 
-/// The passwords of one source's configuration: the URL's (as written and percent-decoded), a `password=`
-/// query parameter's, and the separate password.
+/// The passwords of one source's configuration: the URL's (as the `url` crate, which sqlx and mysql_async
+/// read it with, writes it, and percent-decoded), every `password=` query parameter's (as written and
+/// decoded), also from a URL the crate refuses (see [`crate::redact_url`]), and the separate password.
 #[derive(Clone, Default)]
 pub struct Secrets {
     secrets: Vec<String>,
@@ -32,7 +33,7 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     /// The secrets of these options.
     pub fn from_options(options: &DatabaseOptions) -> Self {
-        let mut raw = url_passwords(&options.url);
+        let mut raw = crate::options::url_secrets(&options.url).secrets;
         raw.extend(options.password.iter().cloned());
         Secrets::new(raw)
     }
@@ -311,32 +312,6 @@ impl ErrorContext {
     }
 }
 
-/// The password in a URL's authority (`scheme://user:password@host`) and any `password=` query values,
-/// as written (percent-encoded).
-fn url_passwords(url: &str) -> Vec<String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let mut found = Vec::new();
-    if let Some((userinfo, _host)) = authority.rsplit_once('@') {
-        if let Some((_user, password)) = userinfo.split_once(':') {
-            found.push(password.to_string());
-        }
-    }
-    if let Some((_, query)) = tail.split_once('?') {
-        let query = query.split('#').next().unwrap_or_default();
-        for pair in query.split('&') {
-            if let Some((key, value)) = pair.split_once('=') {
-                if key.eq_ignore_ascii_case("password") {
-                    found.push(value.replace('+', " "));
-                    found.push(value.to_string());
-                }
-            }
-        }
-    }
-    found
-}
-
 /// Decodes `%XX` escapes (the `percent-encoding` crate; a `%` not followed by two hex digits stays as
 /// written); `None` if the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
@@ -375,6 +350,51 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb"), Some("a/b".into()));
         assert_eq!(percent_decode("a%zz"), Some("a%zz".into()));
         assert_eq!(percent_decode("a%FF"), None, "not UTF-8");
+    }
+
+    #[test]
+    fn passwords_are_scrubbed_in_the_forms_the_drivers_and_the_url_crate_write() {
+        let scrub =
+            |url: &str, text: &str| Secrets::from_options(&DatabaseOptions::new(url)).scrub(text);
+        // An unescaped `@` in the password: the `url` crate (and so the drivers) write it as `%40`.
+        assert_eq!(
+            scrub("postgres://kobo:p@ss@db/hub", "p@ss p%40ss kobo"),
+            "*** *** kobo"
+        );
+        assert_eq!(scrub("mysql://kobo:a%7Cb@db/hub", "a%7Cb a|b"), "*** ***");
+        // `password` parameters: any case, the name decoded, the value as written and decoded (`+` a space).
+        assert_eq!(
+            scrub(
+                "postgres://db/hub?PASSWORD=a+b%21&pass%77ord=c%26d&user=kobo",
+                "a+b%21 a b! c%26d c&d kobo"
+            ),
+            "*** *** *** *** kobo"
+        );
+        // URLs the `url` crate refuses (the password's `/`, `?` or `#` make the rest a bad port).
+        assert_eq!(
+            scrub("postgres://kobo:pa/s%24s@db/hub", "pa/s%24s pa/s$s"),
+            "*** ***"
+        );
+        assert_eq!(
+            scrub(
+                "postgres://kobo:x#y@db:bad/hub?password=q%20w",
+                "x#y q w q%20w"
+            ),
+            "*** *** ***"
+        );
+        // A tab in the password: the drivers read it without (the `url` crate drops it).
+        assert_eq!(
+            scrub("postgres://kobo:p\tw@db/hub", "p\tw pw kobo"),
+            "*** *** kobo"
+        );
+        let options = DatabaseOptions::new("postgres://kobo:pa?ss@db/hub");
+        let error = ErrorContext::new(&options)
+            .config("invalid URL", "invalid port number: pa?ss")
+            .to_string();
+        assert_eq!(
+            error,
+            "invalid URL postgres://kobo:***@db/hub: invalid port number: ***"
+        );
     }
 
     #[test]

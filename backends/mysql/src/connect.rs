@@ -6,6 +6,7 @@ use std::time::Duration;
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{DatabaseOptions, SourceError};
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, SslOpts};
+use url::{form_urlencoded, Url};
 
 /// The `program_name` connection attribute of the exporter's sessions.
 pub const PROGRAM_NAME: &str = "kobo-exporter";
@@ -66,21 +67,30 @@ pub(crate) fn session_setup() -> Vec<String> {
 /// plus `ssl-mode`, the separate password and CA file, the pool limits (0 to `max_connections`, idle ones
 /// kept for a while, no reset on return: every scrape's transaction ends) and the session set-up.
 pub(crate) fn opts(options: &DatabaseOptions, context: &ErrorContext) -> Result<Opts, SourceError> {
-    let (scheme, rest) = options.url.split_once("://").unwrap_or_default();
-    if !SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
-        return Err(SourceError::Config(format!(
+    let not_mysql = || {
+        SourceError::Config(format!(
             "{} is not a MySQL/MariaDB URL: the scheme must be mysql:// or mariadb://",
             context.target()
-        )));
+        ))
+    };
+    // The `url` crate is what mysql_async reads the URL with; a URL it re-serialises means the same to it.
+    let mut url = Url::parse(&options.url).map_err(|e| context.config("invalid MySQL URL", e))?;
+    if !SCHEMES.contains(&url.scheme()) || url.cannot_be_a_base() {
+        return Err(not_mysql());
     }
-    let (url, params) = take_params(&format!("mysql://{rest}"), &SSL_MODE_PARAMS);
-    let ssl_mode = match params.last() {
+    // mysql_async knows only `mysql://` (changing between schemes that are not special cannot fail).
+    url.set_scheme("mysql").map_err(|()| not_mysql())?;
+    let ssl_mode = match take_params(&mut url, &SSL_MODE_PARAMS).last() {
         Some(value) => {
             Some(SslMode::parse(value).map_err(|e| context.config("invalid MySQL URL", e))?)
         }
         None => None,
     };
-    let parsed = Opts::from_url(&url).map_err(|e| context.config("invalid MySQL URL", e))?;
+    let url_sets_prefer_socket = url
+        .query_pairs()
+        .any(|(name, _)| name.eq_ignore_ascii_case("prefer_socket"));
+    let parsed =
+        Opts::from_url(url.as_str()).map_err(|e| context.config("invalid MySQL URL", e))?;
     if parsed.db_name().is_none() {
         return Err(SourceError::Config(format!(
             "MySQL URL {} names no database: give it as the path, mysql://user@host/kobo",
@@ -96,7 +106,6 @@ pub(crate) fn opts(options: &DatabaseOptions, context: &ErrorContext) -> Result<
         ))
     })?;
     let ssl_opts = tls(ssl_mode, parsed.ssl_opts().cloned(), options, context)?;
-    let url_sets_prefer_socket = take_params(&url, &["prefer_socket"]).1.last().is_some();
     let mut pool_opts = parsed
         .pool_opts()
         .clone()
@@ -167,27 +176,27 @@ fn tls(
     Ok(ssl.map(|ssl| ssl.with_root_certs(vec![ca_file.clone().into()])))
 }
 
-/// `url` without the query parameters named in `names`, and their values (as written).
-fn take_params(url: &str, names: &[&str]) -> (String, Vec<String>) {
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_string(), Vec::new());
+/// Takes the query parameters named in `names` (in any case) out of `url`, and returns their values,
+/// decoded as mysql_async decodes the others (`form_urlencoded`: `+` is a space). The other parameters stay
+/// as written: re-encoding them (`Url::query_pairs_mut`) would mean the same to mysql_async but hand it
+/// `socket=%2Frun%2Fmysqld%2Fmysqld.sock` for `socket=/run/mysqld/mysqld.sock`.
+fn take_params(url: &mut Url, names: &[&str]) -> Vec<String> {
+    let Some(query) = url.query() else {
+        return Vec::new();
     };
     let mut kept = Vec::new();
     let mut taken = Vec::new();
-    for pair in query.split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if names.iter().any(|n| n.eq_ignore_ascii_case(key)) {
-            taken.push(value.to_string());
-        } else if !pair.is_empty() {
-            kept.push(pair);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match form_urlencoded::parse(pair.as_bytes()).next() {
+            Some((name, value)) if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) => {
+                taken.push(value.into_owned());
+            }
+            _ => kept.push(pair),
         }
     }
-    let url = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    (url, taken)
+    let kept = kept.join("&");
+    url.set_query(Some(kept.as_str()).filter(|kept| !kept.is_empty()));
+    taken
 }
 
 /// A connection from the pool within `connect_timeout` and by `deadline`. An idle connection the server
@@ -236,21 +245,39 @@ mod tests {
 
     #[test]
     fn ssl_mode_is_taken_out_of_the_url() {
-        let (url, taken) = take_params(
-            "mysql://u@h/db?ssl-mode=REQUIRED&socket=/run/x.sock",
-            &SSL_MODE_PARAMS,
-        );
+        let take = |url: &str, names: &[&str]| {
+            let mut url = Url::parse(url).expect(url);
+            let taken = take_params(&mut url, names);
+            (url.to_string(), taken)
+        };
         assert_eq!(
-            (url.as_str(), taken),
+            take(
+                "mysql://u@h/db?ssl-mode=REQUIRED&socket=/run/x.sock",
+                &SSL_MODE_PARAMS
+            ),
             (
-                "mysql://u@h/db?socket=/run/x.sock",
+                "mysql://u@h/db?socket=/run/x.sock".to_string(),
                 vec!["REQUIRED".to_string()]
             )
         );
-        let (url, taken) = take_params("mysql://u@h/db?sslmode=verify-ca", &SSL_MODE_PARAMS);
         assert_eq!(
-            (url.as_str(), taken),
-            ("mysql://u@h/db", vec!["verify-ca".to_string()])
+            take("mysql://u@h/db?sslmode=verify-ca", &SSL_MODE_PARAMS),
+            ("mysql://u@h/db".to_string(), vec!["verify-ca".to_string()])
+        );
+        // Names in any case, values decoded; the rest as written (empty pairs dropped), the order kept.
+        assert_eq!(
+            take(
+                "mysql://u:p%40ss@h/db?socket=/run/my%20x.sock&&SSL_MODE=verify%5Fca&x=a+b&ssl-mode=Verify+Identity",
+                &SSL_MODE_PARAMS
+            ),
+            (
+                "mysql://u:p%40ss@h/db?socket=/run/my%20x.sock&x=a+b".to_string(),
+                vec!["verify_ca".to_string(), "Verify Identity".to_string()]
+            )
+        );
+        assert_eq!(
+            take("mysql://u@h/db", &SSL_MODE_PARAMS),
+            ("mysql://u@h/db".to_string(), vec![])
         );
         assert_eq!(
             SslMode::parse("VERIFY_IDENTITY"),
@@ -287,11 +314,37 @@ mod tests {
             opts(&options, &context(&options)).expect("password").pass(),
             Some("sep")
         );
+        // The URL's password reaches mysql_async as written, which decodes it; so does a socket path.
+        let parsed = ok("MariaDB://kobo:p%40ss@db/hub?socket=%2Frun%2Fx.sock&ssl_mode=VERIFY%5FCA")
+            .expect("escapes");
+        assert_eq!(
+            (parsed.pass(), parsed.socket()),
+            (Some("p@ss"), Some("/run/x.sock"))
+        );
+        assert!(parsed
+            .ssl_opts()
+            .is_some_and(|s| s.skip_domain_validation() && !s.accept_invalid_certs()));
         for (url, expected) in [
             ("postgres://u@h/d", "not a MySQL/MariaDB URL"),
             ("mysql://u:secret@h/d?bogus=1", "invalid MySQL URL"),
             ("mysql://u:secret@h/d?ssl-mode=preferred", "not supported"),
             ("mysql://u:secret@h", "names no database"),
+            // No authority (the slashes forgotten): all of it a path to the `url` crate.
+            ("mysql:u:secret@h/d", "not a MySQL/MariaDB URL"),
+            ("hub.db", "invalid MySQL URL"),
+            // A password with an unescaped `/`, `?` or `#`: the `url` crate reads a bad port.
+            (
+                "mysql://u:sec/secret@h/d",
+                "invalid MySQL URL mysql://u:***@h/d",
+            ),
+            (
+                "mysql://u:s#secret@h/d",
+                "invalid MySQL URL mysql://u:***@h/d",
+            ),
+            (
+                "mysql://u:p@h/d?ssl-mode=x&password=secret",
+                "unknown ssl-mode",
+            ),
         ] {
             let error = ok(url).expect_err(url).to_string();
             assert!(

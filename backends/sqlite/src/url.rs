@@ -8,6 +8,12 @@ use kobo_backend_api::SourceError;
 /// The database path in a `sqlite:` URL: `sqlite:///abs/hub.sqlite3` (absolute), `sqlite://rel/hub.sqlite3`
 /// or `sqlite:rel/hub.sqlite3` (relative to the working directory). Percent-escapes (`%20`) are decoded.
 /// A query string is refused rather than silently ignored.
+///
+/// Not read with the `url` crate, on purpose: a `sqlite:` URL is a file path with a prefix, and the crate
+/// would change the path (`sqlite:///a/../b` and `sqlite:///a/%2e%2e/b` resolved to `/b`, though `a` may be
+/// a symbolic link; `sqlite://demo:1/x` read as host and port). sqlx's SQLite driver reads the path of
+/// these URLs the same way: the prefix stripped, the path cut at `?` and percent-decoded (the
+/// `percent-encoding` crate).
 pub fn path_from_url(url: &str) -> Result<PathBuf, SourceError> {
     let rest = url
         .strip_prefix("sqlite:")
@@ -59,5 +65,10 @@ mod tests {
         assert_eq!(p("sqlite:///odd%zz"), Ok("/odd%zz".into()));
         assert!(p("sqlite:///bad%FF").is_err());
         assert!(p("postgres://x/y").is_err());
+        // The path as written: no `..` resolved, no host or port read.
+        assert_eq!(p("sqlite:///a/../b.db"), Ok("/a/../b.db".into()));
+        assert_eq!(p("sqlite:///a/%2e%2e/b.db"), Ok("/a/../b.db".into()));
+        assert_eq!(p("sqlite://demo:1/x.db"), Ok("demo:1/x.db".into()));
+        assert!(p("sqlite:///tmp/hub.db#x").is_err());
     }
 }
