@@ -136,8 +136,7 @@ async fn the_fixture_hub_gives_the_sqlite_sources_records_and_metrics() {
         assert!(max_tasks.samples.is_empty());
     }
     // The reference exporter's six families, equal to what it served for this hub.
-    let reference_metrics =
-        parse(&kobo_testkit::data::read("fixture-reference-metrics.txt")).expect("reference");
+    let reference_metrics = common::reference_exposition();
     for name in &reference_metrics.order {
         assert_eq!(
             ours.families.get(name),
