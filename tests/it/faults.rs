@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource};
 use kobo_exporter::api::{DataSource, DatabaseOptions, WorkerDir};
 use kobo_exporter::collector::{CollectorOptions, HubCollector, TIMEOUT_MARGIN};
-use rocket::http::{Header, Status};
+use rocket::http::Status;
 use rocket::local::asynchronous::Client;
 
 use kobo_testkit::db::{MysqlDb, PostgresDb, TestDb, TestSession};
@@ -262,19 +262,8 @@ impl Rig {
 
     /// One scrape as Prometheus makes it; checks that it answers within Prometheus' timeout.
     async fn scrape(&self) -> (Scrape, Duration) {
-        let started = Instant::now();
-        let response = self
-            .client
-            .get("/metrics")
-            .header(Header::new(
-                "X-Prometheus-Scrape-Timeout-Seconds",
-                PROMETHEUS_TIMEOUT.as_secs_f64().to_string(),
-            ))
-            .dispatch()
-            .await;
-        assert_eq!(response.status(), Status::Ok, "{}", self.what());
-        let body = response.into_string().await.expect("a body");
-        let elapsed = started.elapsed();
+        let (status, body, elapsed) = common::scrape_within(&self.client, PROMETHEUS_TIMEOUT).await;
+        assert_eq!(status, Status::Ok, "{}", self.what());
         assert!(
             elapsed < PROMETHEUS_TIMEOUT,
             "{}: the scrape took {elapsed:?}, past Prometheus' timeout {PROMETHEUS_TIMEOUT:?} (the exporter's \

@@ -541,17 +541,8 @@ pub async fn the_scrape_deadline_cancels_a_blocked_statement_on_the_server<B: Ba
         B::source(options).expect("source").into();
     let client = crate::common::app_client(source).await;
     let scrape = || async {
-        let started = Instant::now();
-        let response = client
-            .get("/metrics")
-            .header(rocket::http::Header::new(
-                "X-Prometheus-Scrape-Timeout-Seconds",
-                "2",
-            ))
-            .dispatch()
-            .await;
-        let body = response.into_string().await.unwrap_or_default();
-        (body, started.elapsed())
+        let (_, body, took) = crate::common::scrape_within(&client, Duration::from_secs(2)).await;
+        (body, took)
     };
     let (body, _) = scrape().await;
     assert!(body.contains("\nkobo_up 1\n"), "before the lock: {body}");

@@ -346,3 +346,24 @@ impl Drop for Exporter {
         let _ = self.child.wait();
     }
 }
+
+/// `GET /metrics` as Prometheus makes it, with its scrape timeout (the
+/// `X-Prometheus-Scrape-Timeout-Seconds` header, `timeout` in seconds): the status, the body and how long
+/// the whole answer took.
+pub async fn scrape_within(
+    client: &rocket::local::asynchronous::Client,
+    timeout: Duration,
+) -> (rocket::http::Status, String, Duration) {
+    let started = std::time::Instant::now();
+    let response = client
+        .get("/metrics")
+        .header(rocket::http::Header::new(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            timeout.as_secs_f64().to_string(),
+        ))
+        .dispatch()
+        .await;
+    let status = response.status();
+    let body = response.into_string().await.expect("a body");
+    (status, body, started.elapsed())
+}
