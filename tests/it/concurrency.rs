@@ -499,33 +499,17 @@ async fn concurrent_scrapes_of_postgresql_use_one_collection_and_one_connection(
     drop(db);
 }
 
-/// A source that fails every collection and counts them.
-struct AlwaysDown {
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl DataSource for AlwaysDown {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-    fn describe(&self) -> String {
-        "postgres://127.0.0.1:1/hub".into()
-    }
-    async fn collect(&self, _: &CollectRequest) -> Result<HubSnapshot, SourceError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Err(SourceError::Connect {
-            target: self.describe(),
-            message: "connection refused".into(),
-        })
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_down_source_is_retried_with_backoff_not_at_every_scrape() {
-    let source = Arc::new(AlwaysDown {
-        calls: AtomicUsize::new(0),
-    });
+    // Fails every collection, and counts them.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let source = Arc::new(support::fake::refusing(
+        "postgres://127.0.0.1:1/hub",
+        move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        },
+    ));
     let options = CollectorOptions {
         reconnect_backoff_max: Duration::from_secs(2),
         ..CollectorOptions::default()
@@ -537,7 +521,7 @@ async fn a_down_source_is_retried_with_backoff_not_at_every_scrape() {
         assert_eq!(answer.up(), Some(0.0));
     }
     assert_eq!(
-        source.calls.load(Ordering::SeqCst),
+        calls.load(Ordering::SeqCst),
         1,
         "one attempt, then 1 s of backoff"
     );
@@ -545,31 +529,19 @@ async fn a_down_source_is_retried_with_backoff_not_at_every_scrape() {
     assert_eq!(scrape().await.errors("workers"), Some(11.0));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     scrape().await;
-    assert_eq!(
-        source.calls.load(Ordering::SeqCst),
-        2,
-        "tried again after 1 s"
-    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "tried again after 1 s");
     for _ in 0..5 {
         scrape().await;
     }
-    assert_eq!(
-        source.calls.load(Ordering::SeqCst),
-        2,
-        "then 2 s of backoff"
-    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "then 2 s of backoff");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     scrape().await;
-    assert_eq!(
-        source.calls.load(Ordering::SeqCst),
-        3,
-        "tried again after 2 s"
-    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "tried again after 2 s");
     // Uncapped, the next pause would be 4 s.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     scrape().await;
     assert_eq!(
-        source.calls.load(Ordering::SeqCst),
+        calls.load(Ordering::SeqCst),
         4,
         "the backoff is capped at 2 s"
     );

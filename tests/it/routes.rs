@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use crate::support::fake;
 use kobo_backend_sqlite::SqliteSource;
-use kobo_exporter::api::{CollectRequest, DataSource, HubSnapshot, SourceError};
+use kobo_exporter::api::DataSource;
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_exporter::exposition::CONTENT_TYPE;
 use kobo_exporter::metrics::MetricSet;
@@ -212,27 +212,13 @@ async fn under_a_prefix_the_bare_prefix_redirects_to_the_landing_page() {
 }
 
 /// A source that always fails, with a message that must reach the body but never a credential.
-struct FailingSource;
-
-#[async_trait]
-impl DataSource for FailingSource {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-    fn describe(&self) -> String {
-        "postgres://kobo:***@db/hub".into()
-    }
-    async fn collect(&self, _: &CollectRequest) -> Result<HubSnapshot, SourceError> {
-        Err(SourceError::Connect {
-            target: self.describe(),
-            message: "connection refused".into(),
-        })
-    }
+fn failing_source() -> Arc<dyn DataSource> {
+    Arc::new(fake::refusing("postgres://kobo:***@db/hub", || {}))
 }
 
 #[rocket::async_test]
 async fn a_failing_source_gives_kobo_up_0_and_no_hub_metrics() {
-    let client = client(Arc::new(FailingSource)).await;
+    let client = client(failing_source()).await;
     for _ in 0..2 {
         let response = client.get("/metrics").dispatch().await;
         assert_eq!(response.status(), Status::Ok);
@@ -292,7 +278,7 @@ async fn with_the_reference_set_a_failing_source_gives_503_with_the_cause() {
         metrics: MetricSet::Reference,
         ..CollectorOptions::default()
     };
-    let client = client_with(Arc::new(FailingSource), options).await;
+    let client = client_with(failing_source(), options).await;
     let response = client.get("/kobo_exporter/metrics").dispatch().await;
     assert_eq!(response.status(), Status::ServiceUnavailable);
     let body = response.into_string().await.expect("body");
@@ -324,26 +310,6 @@ async fn the_reference_set_serves_exactly_the_six_families() {
     );
 }
 
-/// A source that takes `delay` per collection.
-struct SlowSource {
-    inner: SqliteSource,
-    delay: std::time::Duration,
-}
-
-#[async_trait]
-impl DataSource for SlowSource {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn collect(&self, request: &CollectRequest) -> Result<HubSnapshot, SourceError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.collect(request).await
-    }
-}
-
 fn demo_source() -> SqliteSource {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     kobo_backend_sqlite::open(root.join("demo/hub.sqlite3"), None).expect("demo hub")
@@ -351,10 +317,15 @@ fn demo_source() -> SqliteSource {
 
 #[rocket::async_test]
 async fn a_stalled_source_is_cut_off_at_prometheus_scrape_timeout() {
-    let source = SlowSource {
-        inner: demo_source(),
-        delay: std::time::Duration::from_secs(30),
-    };
+    // Takes 30 s per collection.
+    let inner = Arc::new(demo_source());
+    let source = fake::FakeSource::new("sqlite", inner.describe(), move |request| {
+        let inner = inner.clone();
+        async move {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            inner.collect(&request).await
+        }
+    });
     let client = client(Arc::new(source)).await;
     let (status, body, elapsed) =
         common::scrape_within(&client, std::time::Duration::from_millis(1500)).await;
@@ -383,7 +354,7 @@ async fn health_and_readiness() {
     assert_eq!(healthy.status(), Status::Ok);
     assert_eq!(client.get("/-/ready").dispatch().await.status(), Status::Ok);
 
-    let failing = client_with(Arc::new(FailingSource), CollectorOptions::default()).await;
+    let failing = client_with(failing_source(), CollectorOptions::default()).await;
     assert_eq!(
         failing.get("/-/healthy").dispatch().await.status(),
         Status::Ok
