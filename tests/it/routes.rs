@@ -224,20 +224,10 @@ async fn a_failing_source_gives_kobo_up_0_and_no_hub_metrics() {
         assert_eq!(response.status(), Status::Ok);
         let body = response.into_string().await.expect("body");
         let parsed = kobo_testkit::exposition::parse(&body).expect("parses");
-        let value = |family: &str, labels: &[(&str, &str)]| {
-            let labels = labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            parsed.families[family]
-                .samples
-                .get(&(family.to_string(), labels))
-                .copied()
-        };
-        assert_eq!(value("kobo_up", &[]), Some(0.0), "{body}");
+        assert_eq!(parsed.sample("kobo_up", &[]), Some(0.0), "{body}");
         assert!(!body.contains("kobo_worker_"), "no hub metrics: {body}");
         assert_eq!(
-            value(
+            parsed.sample(
                 "kobo_exporter_build_info",
                 &[
                     ("source", "postgres"),

@@ -426,7 +426,7 @@ async fn when_no_worker_can_be_decoded_the_collection_fails() {
     .expect("rocket");
     let body = common::get_text(&client, "/metrics").await;
     let parsed = parse(&body).expect("parses");
-    assert_eq!(sample(&parsed, "kobo_up", &[]), Some(0.0), "{body}");
+    assert_eq!(parsed.sample("kobo_up", &[]), Some(0.0), "{body}");
 
     // One worker readable is a partial scrape, not a failure; a hub with no workers is not one either.
     let hub = super::hub(one_of_two_readable("a.example.com", |_| {
