@@ -349,6 +349,18 @@ impl Rig {
     }
 
     /// After the fault cleared: the first complete scrape within the allowance, then one more.
+    /// The scrapes [`Rig::during_fault`] makes, each of which must have been ended by the deadline, not by
+    /// an error of the source (`kind`: of scrape, in the message).
+    async fn cut_off_at_the_deadline(&mut self, kind: &str) {
+        let what = self.what();
+        for elapsed in self.during_fault().await {
+            assert!(
+                elapsed >= DEADLINE,
+                "{what}: the {kind} scrape ended after {elapsed:?}, before the deadline {DEADLINE:?}"
+            );
+        }
+    }
+
     async fn recovers(&mut self) {
         let allowance = RECOVERY_ALLOWANCE;
         let mut attempts = 0;
@@ -456,13 +468,7 @@ async fn run(mut rig: Rig) {
         }
         Fault::Stall => {
             rig.proxy.set(Mode::Stall).await;
-            for elapsed in rig.during_fault().await {
-                // It was the deadline that ended the scrape, not an error of the source.
-                assert!(
-                    elapsed >= DEADLINE,
-                    "{what}: the stalled scrape ended after {elapsed:?}, before the deadline {DEADLINE:?}"
-                );
-            }
+            rig.cut_off_at_the_deadline("stalled").await;
             rig.proxy.set(Mode::Pass).await;
         }
         Fault::Slow => {
@@ -487,12 +493,7 @@ async fn run(mut rig: Rig) {
                     chunk: 16,
                 })
                 .await;
-            for elapsed in rig.during_fault().await {
-                assert!(
-                    elapsed >= DEADLINE,
-                    "{what}: the slow scrape ended after {elapsed:?}, before the deadline {DEADLINE:?}"
-                );
-            }
+            rig.cut_off_at_the_deadline("slow").await;
             rig.proxy.set(Mode::Pass).await;
         }
         Fault::DownAndUp => {
