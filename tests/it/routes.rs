@@ -86,24 +86,22 @@ async fn landing_page_names_the_source_and_links_the_metrics() {
 
 #[rocket::async_test]
 async fn unknown_paths_and_methods_are_refused() {
+    use rocket::http::Method::{Get, Post};
     let client = demo_client().await;
-    for path in [
-        "/nope",
-        "/kobo_exporter",
-        "/kobo_exporter/metrics/x",
-        "/metrics/x",
+    // Another method on a path that is not served is a 404 too (a served one: a 405, below).
+    for (method, path) in [
+        (Get, "/nope"),
+        (Get, "/kobo_exporter"),
+        (Get, "/kobo_exporter/metrics/x"),
+        (Get, "/metrics/x"),
+        (Post, "/nope"),
     ] {
         assert_eq!(
-            client.get(path).dispatch().await.status(),
+            client.req(method, path).dispatch().await.status(),
             Status::NotFound,
-            "{path}"
+            "{method} {path}"
         );
     }
-    // Another method on a path that is not served is a 404 too (a served one: a 405, below).
-    assert_eq!(
-        client.post("/nope").dispatch().await.status(),
-        Status::NotFound
-    );
 }
 
 #[rocket::async_test]
@@ -158,29 +156,41 @@ async fn prefixed_client_with_basic_auth() -> Client {
         .expect("rocket")
 }
 
+/// The `Authorization` header of user `prometheus` with this password.
+fn basic_auth(password: &str) -> rocket::http::Header<'static> {
+    use base64::Engine as _;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{password}"));
+    rocket::http::Header::new("Authorization", format!("Basic {encoded}"))
+}
+
+/// `method path` as user `prometheus` with this password.
+async fn request_as<'c>(
+    client: &'c Client,
+    method: rocket::http::Method,
+    path: &str,
+    password: &str,
+) -> rocket::local::asynchronous::LocalResponse<'c> {
+    client
+        .req(method, path.to_string())
+        .header(basic_auth(password))
+        .dispatch()
+        .await
+}
+
 #[rocket::async_test]
 async fn under_a_prefix_other_methods_need_credentials_then_get_405() {
-    use base64::Engine as _;
+    use rocket::http::Method::Delete;
     let client = prefixed_client_with_basic_auth().await;
-    let encoded = base64::engine::general_purpose::STANDARD.encode("prometheus:s3cret");
-    let credentials = rocket::http::Header::new("Authorization", format!("Basic {encoded}"));
     for path in ["/kobo", "/kobo/", "/kobo/metrics", "/kobo/-/ready"] {
         let anonymous = client.delete(path).dispatch().await;
         assert_eq!(anonymous.status(), Status::Unauthorized, "{path}");
-        let authorized = client
-            .delete(path)
-            .header(credentials.clone())
-            .dispatch()
-            .await;
+        let authorized = request_as(&client, Delete, path, "s3cret").await;
         assert_eq!(authorized.status(), Status::MethodNotAllowed, "{path}");
         assert_eq!(authorized.headers().get_one("Allow"), Some("GET, HEAD"));
     }
     for path in ["/metrics", "/kobo/nope"] {
-        let outside = client
-            .delete(path)
-            .header(credentials.clone())
-            .dispatch()
-            .await;
+        let outside = request_as(&client, Delete, path, "s3cret").await;
         assert_eq!(outside.status(), Status::NotFound, "{path}");
     }
 }
@@ -339,31 +349,27 @@ async fn a_stalled_source_is_cut_off_at_prometheus_scrape_timeout() {
 
 #[rocket::async_test]
 async fn health_and_readiness() {
-    let client = demo_client().await;
-    let healthy = client.get("/-/healthy").dispatch().await;
-    assert_eq!(healthy.status(), Status::Ok);
-    assert_eq!(client.get("/-/ready").dispatch().await.status(), Status::Ok);
-
+    let demo = demo_client().await;
     let failing = client_with(failing_source(), CollectorOptions::default()).await;
-    assert_eq!(
-        failing.get("/-/healthy").dispatch().await.status(),
-        Status::Ok
-    );
-    assert_eq!(
-        failing.get("/-/ready").dispatch().await.status(),
-        Status::ServiceUnavailable
-    );
+    // Healthy while it runs; ready only while its source answers.
+    for (client, source, path, status) in [
+        (&demo, "demo", "/-/healthy", Status::Ok),
+        (&demo, "demo", "/-/ready", Status::Ok),
+        (&failing, "failing", "/-/healthy", Status::Ok),
+        (&failing, "failing", "/-/ready", Status::ServiceUnavailable),
+    ] {
+        assert_eq!(
+            client.get(path).dispatch().await.status(),
+            status,
+            "{source} source, {path}"
+        );
+    }
 }
 
 #[rocket::async_test]
 async fn path_prefix_and_basic_auth() {
-    use base64::Engine as _;
+    use rocket::http::Method::Get;
     let client = prefixed_client_with_basic_auth().await;
-    let credentials = |password: &str| {
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{password}"));
-        rocket::http::Header::new("Authorization", format!("Basic {encoded}"))
-    };
     for path in [
         "/kobo/metrics",
         "/kobo/kobo_exporter/metrics",
@@ -380,23 +386,11 @@ async fn path_prefix_and_basic_auth() {
                 .is_some_and(|h| h.starts_with("Basic")),
             "{path}"
         );
-        let wrong = client
-            .get(path)
-            .header(credentials("wrong"))
-            .dispatch()
-            .await;
+        let wrong = request_as(&client, Get, path, "wrong").await;
         assert_eq!(wrong.status(), Status::Unauthorized, "{path}");
-        let right = client
-            .get(path)
-            .header(credentials("s3cret"))
-            .dispatch()
-            .await;
+        let right = request_as(&client, Get, path, "s3cret").await;
         assert_eq!(right.status(), Status::Ok, "{path}");
     }
-    let outside = client
-        .get("/metrics")
-        .header(credentials("s3cret"))
-        .dispatch()
-        .await;
+    let outside = request_as(&client, Get, "/metrics", "s3cret").await;
     assert_eq!(outside.status(), Status::NotFound);
 }
