@@ -92,35 +92,47 @@ pub fn sqlite(path: &Path, queries: &[&str], iterations: usize) -> Result<f64> {
     Ok(samples.median_ms())
 }
 
-pub async fn postgres(url: &str, queries: &[&str], iterations: usize) -> Result<f64> {
-    let mut conn = pg_connect(url).await?;
+/// The timing loop of the async drivers: each run sends every one of `queries` through `query` on `conn`
+/// (which fetches every row); the median run, milliseconds.
+async fn median_ms<C>(
+    conn: &mut C,
+    queries: &[&str],
+    iterations: usize,
+    mut query: impl AsyncFnMut(&mut C, &str) -> Result<()>,
+) -> Result<f64> {
     let mut samples = Samples::new(iterations);
     while samples.more() {
         let started = Instant::now();
         for sql in queries {
-            let rows = sqlx::query(AssertSqlSafe(sql.to_string()))
-                .fetch_all(&mut conn)
-                .await
-                .context("the floor query")?;
-            std::hint::black_box(rows);
+            query(conn, sql).await.context("the floor query")?;
         }
         samples.record(started);
     }
-    drop(conn.close().await);
     Ok(samples.median_ms())
+}
+
+pub async fn postgres(url: &str, queries: &[&str], iterations: usize) -> Result<f64> {
+    let mut conn = pg_connect(url).await?;
+    let median = median_ms(&mut conn, queries, iterations, async |conn, sql| {
+        let rows = sqlx::query(AssertSqlSafe(sql.to_string()))
+            .fetch_all(conn)
+            .await?;
+        std::hint::black_box(rows);
+        Ok(())
+    })
+    .await?;
+    drop(conn.close().await);
+    Ok(median)
 }
 
 pub async fn mysql(url: &str, queries: &[&str], iterations: usize) -> Result<f64> {
     let mut conn = mysql_connect(url).await?;
-    let mut samples = Samples::new(iterations);
-    while samples.more() {
-        let started = Instant::now();
-        for sql in queries {
-            let rows: Vec<mysql_async::Row> = conn.query(*sql).await.context("the floor query")?;
-            std::hint::black_box(rows);
-        }
-        samples.record(started);
-    }
+    let median = median_ms(&mut conn, queries, iterations, async |conn, sql| {
+        let rows: Vec<mysql_async::Row> = conn.query(sql).await?;
+        std::hint::black_box(rows);
+        Ok(())
+    })
+    .await?;
     drop(conn.disconnect().await);
-    Ok(samples.median_ms())
+    Ok(median)
 }

@@ -80,23 +80,12 @@ impl HubSet {
         }
         if sources.contains(&Source::Postgres) {
             let existed = postgres_create(&args.postgres, &stem, set.keep).await?;
-            set.postgres = Some((args.postgres.clone(), stem.clone()));
-            if !existed {
-                kobo_hubgen::generate(&with_database(&args.postgres, &stem), &spec)
-                    .await
-                    .map_err(anyhow::Error::from_boxed)
-                    .context("generating the PostgreSQL hub")?;
-            }
+            set.postgres =
+                Some(generate_unless(existed, &args.postgres, &stem, &spec, "PostgreSQL").await?);
         }
         if sources.contains(&Source::Mysql) {
             let existed = mysql_create(&args.mysql, &stem, set.keep).await?;
-            set.mysql = Some((args.mysql.clone(), stem.clone()));
-            if !existed {
-                kobo_hubgen::generate(&with_database(&args.mysql, &stem), &spec)
-                    .await
-                    .map_err(anyhow::Error::from_boxed)
-                    .context("generating the MariaDB hub")?;
-            }
+            set.mysql = Some(generate_unless(existed, &args.mysql, &stem, &spec, "MariaDB").await?);
         }
         eprintln!("   hubs ready in {:.1} s", started.elapsed().as_secs_f64());
         Ok(set)
@@ -390,6 +379,24 @@ pub async fn pg_connect(url: &str) -> Result<sqlx::PgConnection> {
     .await
     .map_err(|_| anyhow::anyhow!("PostgreSQL: no answer within 10 s"))?
     .context("connecting to PostgreSQL (start it, or pass --postgres)")
+}
+
+/// Generates the hub `spec` into the database `name` of the server at `admin` (`server` names it), unless
+/// the database `existed` (kept from an earlier run); the server and database, as a [`HubSet`] keeps them.
+async fn generate_unless(
+    existed: bool,
+    admin: &str,
+    name: &str,
+    spec: &HubSpec,
+    server: &str,
+) -> Result<(String, String)> {
+    if !existed {
+        kobo_hubgen::generate(&with_database(admin, name), spec)
+            .await
+            .map_err(anyhow::Error::from_boxed)
+            .context(format!("generating the {server} hub"))?;
+    }
+    Ok((admin.to_string(), name.to_string()))
 }
 
 /// Creates the database `name` unless `reuse` and it exists; whether it existed.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use kobo_backend_api::worker_dir::WorkerDir;
-use kobo_backend_api::DatabaseOptions;
+use kobo_backend_api::{DataSource, DatabaseOptions, SourceError};
 use kobo_hubgen::{generate, write_worker_dir, HubSpec};
 use kobo_testkit::db::TestDb;
 
@@ -162,22 +162,31 @@ async fn the_same_spec_renders_the_same_on_every_database() {
         assert!(sqlite.contains(family), "no {family} in\n{sqlite}");
     }
 
-    if let Some(db) = kobo_testkit::db::PostgresDb::create().await {
-        generate(&db.url(), &SPEC).await.expect("postgres");
-        let source = kobo_backend_postgres::open(with_dir(db.options(), &workers)).expect("source");
-        let snapshot = source.collect_tasks().await.expect("collect");
-        let postgres = kobo_exporter::render(&snapshot).expect("render");
-        assert_eq!(postgres, sqlite, "PostgreSQL differs from SQLite");
-        let error = generate(&db.url(), &SPEC).await.expect_err("non-empty");
-        assert!(error.to_string().contains("not empty"), "{error}");
-    }
-    if let Some(db) = kobo_testkit::db::MysqlDb::create().await {
-        generate(&db.url(), &SPEC).await.expect("mysql");
-        let source = kobo_backend_mysql::open(with_dir(db.options(), &workers)).expect("source");
-        let snapshot = source.collect_tasks().await.expect("collect");
-        let mysql = kobo_exporter::render(&snapshot).expect("render");
-        assert_eq!(mysql, sqlite, "MariaDB differs from SQLite");
-        let error = generate(&db.url(), &SPEC).await.expect_err("non-empty");
-        assert!(error.to_string().contains("not empty"), "{error}");
-    }
+    renders_as_sqlite::<kobo_testkit::db::PostgresDb, _>(
+        kobo_backend_postgres::open,
+        &workers,
+        &sqlite,
+    )
+    .await;
+    renders_as_sqlite::<kobo_testkit::db::MysqlDb, _>(kobo_backend_mysql::open, &workers, &sqlite)
+        .await;
+}
+
+/// [`SPEC`] generated into a new database `D` (unless its server is unreachable) renders as `sqlite`
+/// through the source that `open` makes, and a second generation into it is refused.
+async fn renders_as_sqlite<D: TestDb, S: DataSource>(
+    open: fn(DatabaseOptions) -> Result<S, SourceError>,
+    workers: &Path,
+    sqlite: &str,
+) {
+    let Some(db) = D::create().await else {
+        return;
+    };
+    generate(&db.url(), &SPEC).await.expect(D::SERVER);
+    let source = open(with_dir(db.options(), workers)).expect("source");
+    let snapshot = source.collect_tasks().await.expect("collect");
+    let rendered = kobo_exporter::render(&snapshot).expect("render");
+    assert_eq!(rendered, sqlite, "{} differs from SQLite", D::SERVER);
+    let error = generate(&db.url(), &SPEC).await.expect_err("non-empty");
+    assert!(error.to_string().contains("not empty"), "{error}");
 }

@@ -21,7 +21,26 @@ pub struct Exposition {
     pub order: Vec<String>,
 }
 
+/// A label set as a sample's key holds it: `(name, value)` pairs, sorted.
+pub fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut labels: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    labels.sort();
+    labels
+}
+
 impl Exposition {
+    /// The value of the sample `name{labels}` (in any family: a histogram's `_bucket`, say), if present.
+    pub fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let key = (name.to_string(), self::labels(labels));
+        self.families
+            .values()
+            .find_map(|family| family.samples.get(&key))
+            .copied()
+    }
+
     fn family(&mut self, name: &str) -> &mut Family {
         if !self.families.contains_key(name) {
             self.order.push(name.to_string());

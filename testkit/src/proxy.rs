@@ -309,25 +309,12 @@ async fn connection(client: TcpStream, mut context: Context) {
                     _ => return,
                 },
             };
-            let outcome = if upstream {
-                forward(
-                    &from_client[..n],
-                    &mut server,
-                    false,
-                    &mut budget,
-                    &mut context,
-                )
-                .await
+            let (data, to, downstream) = if upstream {
+                (&from_client[..n], &mut server, false)
             } else {
-                forward(
-                    &from_server[..n],
-                    &mut client,
-                    true,
-                    &mut budget,
-                    &mut context,
-                )
-                .await
+                (&from_server[..n], &mut client, true)
             };
+            let outcome = forward(data, to, downstream, &mut budget, &mut context).await;
             match outcome {
                 Forwarded::Sent => {}
                 Forwarded::Closed => return,

@@ -359,9 +359,14 @@ mod tests {
         )
     }
 
-    /// Calls `method` with these `<param>`s over HTTP, and returns the status line and body.
-    async fn post_call(hub: &XmlRpcHub, method: &str, params: &str) -> (String, String) {
-        post(hub, &call(method, params)).await
+    /// Calls `method` over HTTP with a `<param>` for each of these values (the XML inside `<value>`), and
+    /// returns the status line and body.
+    async fn post_call(hub: &XmlRpcHub, method: &str, params: &[&str]) -> (String, String) {
+        let params: String = params
+            .iter()
+            .map(|value| format!("<param><value>{value}</value></param>"))
+            .collect();
+        post(hub, &call(method, &params)).await
     }
 
     /// Sends one request over HTTP and returns the status line and body.
@@ -393,12 +398,8 @@ mod tests {
             hub.url(),
             format!("http://127.0.0.1:{}/xmlrpc/client/", hub.addr().port())
         );
-        let (status, body) = post_call(
-            &hub,
-            "client.list_workers",
-            "<param><value><boolean>1</boolean></value></param>",
-        )
-        .await;
+        let (status, body) =
+            post_call(&hub, "client.list_workers", &["<boolean>1</boolean>"]).await;
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert_eq!(
             body,
@@ -406,27 +407,17 @@ mod tests {
              <value><string>a&amp;&lt;x&gt;.example.com</string></value>\n\
              <value><string>b.example.com</string></value>\n</data></array></value>\n</param>\n</params>\n</methodResponse>\n"
         );
-        let (_, body) = post_call(
-            &hub,
-            "client.list_workers",
-            "<param><value><boolean>0</boolean></value></param>",
-        )
-        .await;
+        let (_, body) = post_call(&hub, "client.list_workers", &["<boolean>0</boolean>"]).await;
         assert!(body.contains("<string>off.example.com</string>"), "{body}");
         assert!(!body.contains("b.example.com"), "{body}");
         let (_, body) = post_call(
             &hub,
             "client.get_worker_info",
-            "<param><value><string>b.example.com</string></value></param>",
+            &["<string>b.example.com</string>"],
         )
         .await;
         assert_eq!(body, py::response(&hub_exports()[0].py()));
-        let (_, body) = post_call(
-            &hub,
-            "client.get_worker_info",
-            "<param><value>nobody</value></param>",
-        )
-        .await;
+        let (_, body) = post_call(&hub, "client.get_worker_info", &["nobody"]).await;
         assert!(
             body.contains("<param>\n<value><struct>\n</struct></value>\n</param>"),
             "{body}"
@@ -469,7 +460,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_methods_get_a_fault() {
         let hub = XmlRpcHub::start(hub_exports()).await.unwrap();
-        let (status, body) = post_call(&hub, "client.enable_worker", "").await;
+        let (status, body) = post_call(&hub, "client.enable_worker", &[]).await;
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert_eq!(
             body,
@@ -478,12 +469,7 @@ mod tests {
                 "Exception: method \"client.enable_worker\" is not supported"
             )
         );
-        let (_, body) = post_call(
-            &hub,
-            "client.get_worker_info",
-            "<param><value><int>1</int></value></param>",
-        )
-        .await;
+        let (_, body) = post_call(&hub, "client.get_worker_info", &["<int>1</int>"]).await;
         assert!(body.contains("<name>faultCode</name>"), "{body}");
         assert!(body.contains("TypeError: get_worker_info()"), "{body}");
     }
@@ -538,7 +524,7 @@ mod tests {
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         assert!(response.contains("not UTF-8"), "{response}");
-        let (_, body) = post_call(&hub, "client.list_workers", "").await;
+        let (_, body) = post_call(&hub, "client.list_workers", &[]).await;
         assert!(body.contains("b.example.com"), "{body}");
     }
 

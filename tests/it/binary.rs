@@ -4,80 +4,11 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_kobo-exporter");
-
-/// The exporter, started in the repository on a free port; killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    /// What it wrote to stdout (Rocket's log) so far.
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(envs: &[(&str, &str)]) -> Server {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("ROCKET_PROFILE")
-        .env_remove("ROCKET_CONFIG")
-        .env_remove("KOBO_URL")
-        .env_remove("KOBO_WORKER_DIR")
-        .env("ROCKET_PORT", "0")
-        .env("ROCKET_LOG_LEVEL", "normal")
-        .env("ROCKET_CLI_COLORS", "false")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("start kobo-exporter");
-    let stdout = child.stdout.take().expect("stdout");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let mut server = Server {
-        child,
-        port: 0,
-        log: log.clone(),
-    };
-    // Read its log on a thread that keeps draining it (a closed pipe would fail its writes) and reports
-    // the port from Rocket's launch line.
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(mut log) = log.lock() {
-                log.push_str(&line);
-                log.push('\n');
-            }
-            if let Some(url) = line.split("launched from http").nth(1) {
-                let port = url
-                    .trim()
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.parse::<u16>().ok());
-                let _ = sender.send(port);
-            }
-        }
-    });
-    match receiver.recv_timeout(Duration::from_secs(30)) {
-        Ok(Some(port)) => server.port = port,
-        Ok(None) => panic!("no port in Rocket's launch line"),
-        Err(_) => panic!("kobo-exporter did not launch within 30 s"),
-    }
-    server
-}
 
 /// A plain HTTP/1.1 GET; returns the status line, the headers and the body.
 fn get(port: u16, path: &str) -> (String, String, String) {
@@ -93,7 +24,7 @@ fn get(port: u16, path: &str) -> (String, String, String) {
 
 #[test]
 fn serves_the_demo_hub_with_no_configuration() {
-    let server = start(&[]);
+    let server = common::Exporter::start(&[]);
     let (status, headers, body) = get(server.port, "/kobo_exporter/metrics");
     assert!(status.contains("200"), "{status}");
     assert!(
@@ -109,16 +40,11 @@ fn serves_the_demo_hub_with_no_configuration() {
 
 #[test]
 fn serves_any_hub_from_kobo_url_equal_to_the_reference() {
-    let (_dir, hub) = common::fixture_sqlite();
-    let workers = common::fixture_worker_dir();
-    let url = format!("sqlite://{}", hub.display());
-    let worker_dir = workers.path().display().to_string();
-    let reference =
-        kobo_testkit::exposition::parse(&kobo_testkit::data::read("fixture-reference-metrics.txt"))
-            .expect("reference");
+    let fixture = common::FixtureVars::create();
+    let reference = common::reference_exposition();
 
     // The full set: every reference family equal, and the reference families first, in order.
-    let server = start(&[("KOBO_URL", &url), ("KOBO_WORKER_DIR", &worker_dir)]);
+    let server = common::Exporter::start(&fixture.vars(&[]));
     let (status, _, body) = get(server.port, "/kobo_exporter/metrics/");
     assert!(status.contains("200"), "{status}");
     let ours = kobo_testkit::exposition::parse(&body).expect("parses");
@@ -133,11 +59,7 @@ fn serves_any_hub_from_kobo_url_equal_to_the_reference() {
     drop(server);
 
     // `metrics = "reference"`: exactly the reference exporter's output.
-    let server = start(&[
-        ("KOBO_URL", &url),
-        ("KOBO_WORKER_DIR", &worker_dir),
-        ("KOBO_METRICS", "reference"),
-    ]);
+    let server = common::Exporter::start(&fixture.vars(&[("KOBO_METRICS", "reference")]));
     let (status, _, body) = get(server.port, "/kobo_exporter/metrics");
     assert!(status.contains("200"), "{status}");
     assert_eq!(
@@ -152,21 +74,13 @@ fn run_expecting_exit(config: &str, envs: &[(&str, &str)]) -> (std::process::Exi
     let dir = tempfile::tempdir().expect("temp dir");
     let config_path = dir.path().join("kobo.toml");
     std::fs::write(&config_path, config).expect("write config");
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir.path())
-        .env_remove("KOBO_URL")
-        .env_remove("KOBO_WORKER_DIR")
-        .env_remove("ROCKET_PROFILE")
+    let mut child = common::serving_exporter_command(dir.path())
         .env("ROCKET_CONFIG", &config_path)
-        .env("ROCKET_PORT", "0")
-        .stdin(Stdio::null())
+        .envs(envs.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("start");
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -230,7 +144,7 @@ async fn serves_https_with_rockets_tls_config() {
         tls.join("server.pem").display(),
         tls.join("server.key").display()
     );
-    let server = start(&[("ROCKET_TLS", &config)]);
+    let server = common::Exporter::start(&[("ROCKET_TLS", &config)]);
     let ca = std::fs::read(tls.join("ca.pem")).expect("ca");
     let client = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca cert")])
@@ -260,7 +174,7 @@ async fn serves_https_with_rockets_tls_config() {
 
 #[test]
 fn sigterm_shuts_down_gracefully() {
-    let mut server = start(&[]);
+    let mut server = common::Exporter::start(&[]);
     let (status, _, _) = get(server.port, "/metrics");
     assert!(status.contains("200"), "{status}");
     let pid = server.child.id().to_string();
@@ -284,7 +198,7 @@ fn sigterm_shuts_down_gracefully() {
 }
 
 /// Sends the signal (`TERM`, `HUP`, ...) to the server.
-fn send_signal(server: &Server, signal: &str) {
+fn send_signal(server: &common::Exporter, signal: &str) {
     let sent = Command::new("kill")
         .args([format!("-{signal}"), server.child.id().to_string()])
         .status()
@@ -293,7 +207,7 @@ fn send_signal(server: &Server, signal: &str) {
 }
 
 /// Waits for the server to exit, at most `limit`; its exit status.
-fn wait_for_exit(server: &mut Server, limit: Duration) -> std::process::ExitStatus {
+fn wait_for_exit(server: &mut common::Exporter, limit: Duration) -> std::process::ExitStatus {
     let started = Instant::now();
     loop {
         if let Some(status) = server.child.try_wait().expect("wait") {
@@ -312,7 +226,7 @@ fn sigterm_during_a_slow_collection_answers_the_scrape_and_exits_0() {
     let (_dir, hub) = common::fixture_sqlite();
     let url = format!("sqlite://{}", hub.display());
     // The collection could wait up to 8 s; SQLite's busy timeout is 5 s: both far past the SIGTERM.
-    let mut server = start(&[("KOBO_URL", &url), ("KOBO_SCRAPE_TIMEOUT", "8")]);
+    let mut server = common::Exporter::start(&[("KOBO_URL", &url), ("KOBO_SCRAPE_TIMEOUT", "8")]);
     // Another connection holds the hub file: the exporter's read waits in SQLite's busy timeout.
     let writer = rusqlite::Connection::open(&hub).expect("open");
     writer.execute_batch("BEGIN EXCLUSIVE").expect("lock");
@@ -337,7 +251,7 @@ fn sigterm_during_a_slow_collection_answers_the_scrape_and_exits_0() {
 
 #[test]
 fn sighup_sigusr1_and_sigusr2_are_ignored_with_a_log_line() {
-    let mut server = start(&[]);
+    let mut server = common::Exporter::start(&[]);
     for signal in ["HUP", "USR1", "USR2"] {
         send_signal(&server, signal);
         std::thread::sleep(Duration::from_millis(200));
@@ -349,7 +263,7 @@ fn sighup_sigusr1_and_sigusr2_are_ignored_with_a_log_line() {
         assert!(status.contains("200"), "after SIG{signal}: {status}");
         assert!(body.contains("\nkobo_up 1\n"), "{body}");
     }
-    let log = server.log.lock().expect("log").clone();
+    let log = server.log();
     for signal in ["SIGHUP", "SIGUSR1", "SIGUSR2"] {
         assert!(
             log.contains(&format!("received {signal}: ignored")),
@@ -380,7 +294,7 @@ fn closed_by_server(stream: &mut TcpStream, limit: Duration) -> bool {
 #[test]
 fn connections_that_send_no_request_are_closed() {
     // Rocket's keep_alive is the limit: 1 s here (5 s by default).
-    let server = start(&[("ROCKET_KEEP_ALIVE", "1")]);
+    let server = common::Exporter::start(&[("ROCKET_KEEP_ALIVE", "1")]);
     let mut silent: Vec<TcpStream> = (0..50)
         .map(|_| TcpStream::connect(("127.0.0.1", server.port)).expect("connect"))
         .collect();
@@ -412,7 +326,7 @@ fn connections_that_send_no_request_are_closed() {
         answer[..n].starts_with(b"HTTP/1.1 200"),
         "keep-alive connection cut"
     );
-    let log = server.log.lock().expect("log").clone();
+    let log = server.log();
     assert!(
         log.contains("that sent no request within 1 s"),
         "not logged: {log}"

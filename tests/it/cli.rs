@@ -4,9 +4,7 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_kobo-exporter");
+use std::process::{Output, Stdio};
 
 /// Runs the binary in `dir` with these arguments and environment, with no inherited kobo/Rocket settings.
 fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -68,6 +66,17 @@ fn config_file(contents: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, path)
 }
 
+/// Runs the binary with `--config` naming a temporary `kobo.toml` of these contents, then `option`
+/// (`--check-config`, `--once`), in the config's folder.
+fn run_with_config(contents: &str, option: &str) -> Output {
+    let (dir, path) = config_file(contents);
+    run(
+        dir.path(),
+        &["--config", &path.display().to_string(), option],
+        &[],
+    )
+}
+
 #[test]
 fn config_option_is_rocket_config() {
     let (_hub_dir, hub) = common::fixture_sqlite();
@@ -115,12 +124,7 @@ fn check_config_refuses_bad_configuration_in_one_line() {
         ),
     ];
     for (config, needles) in cases {
-        let (dir, path) = config_file(config);
-        let out = run(
-            dir.path(),
-            &["--config", &path.display().to_string(), "--check-config"],
-            &[],
-        );
+        let out = run_with_config(config, "--check-config");
         assert_check_config_error(&out, needles);
     }
 }
@@ -128,15 +132,8 @@ fn check_config_refuses_bad_configuration_in_one_line() {
 #[test]
 fn check_config_never_prints_secrets() {
     // Nothing listens on port 1: the connection fails, and the message must not carry the password.
-    let (dir, path) = config_file(
-        "[default.kobo]\nurl = \"postgresql://kobo:s3cr3t-pw@127.0.0.1:1/kobo\"\nconnect_timeout = 2\n\
-         reconnect_backoff_max = 0\n",
-    );
-    let out = run(
-        dir.path(),
-        &["--config", &path.display().to_string(), "--check-config"],
-        &[],
-    );
+    let out = run_with_config("[default.kobo]\nurl = \"postgresql://kobo:s3cr3t-pw@127.0.0.1:1/kobo\"\nconnect_timeout = 2\n\
+         reconnect_backoff_max = 0\n", "--check-config");
     assert_eq!(out.status.code(), Some(1));
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(all.starts_with("error: "), "{all}");
@@ -159,39 +156,22 @@ fn once_prints_the_exposition_of_the_demo_hub() {
 
 #[test]
 fn once_with_the_reference_set_equals_the_reference() {
-    let (_dir, hub) = common::fixture_sqlite();
-    let workers = common::fixture_worker_dir();
-    let url = format!("sqlite://{}", hub.display());
-    let worker_dir = workers.path().display().to_string();
+    let fixture = common::FixtureVars::create();
     let out = run(
         repo(),
         &["--once"],
-        &[
-            ("KOBO_URL", &url),
-            ("KOBO_WORKER_DIR", &worker_dir),
-            ("KOBO_METRICS", "reference"),
-        ],
+        &fixture.vars(&[("KOBO_METRICS", "reference")]),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let reference =
-        kobo_testkit::exposition::parse(&kobo_testkit::data::read("fixture-reference-metrics.txt"))
-            .expect("reference");
     assert_eq!(
         kobo_testkit::exposition::parse(&text(&out.stdout)).expect("parses"),
-        reference
+        common::reference_exposition()
     );
 }
 
 #[test]
 fn once_fails_with_the_error_on_stderr() {
-    let (dir, path) = config_file(
-        "[default.kobo]\nurl = \"postgresql://kobo:s3cr3t-pw@127.0.0.1:1/kobo\"\nconnect_timeout = 2\n",
-    );
-    let out = run(
-        dir.path(),
-        &["--config", &path.display().to_string(), "--once"],
-        &[],
-    );
+    let out = run_with_config("[default.kobo]\nurl = \"postgresql://kobo:s3cr3t-pw@127.0.0.1:1/kobo\"\nconnect_timeout = 2\n", "--once");
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
     let stderr = text(&out.stderr);
@@ -203,20 +183,11 @@ fn once_fails_with_the_error_on_stderr() {
 /// Runs the binary in `dir` with these arguments and environment (which need not be UTF-8), with no
 /// inherited kobo/Rocket settings.
 fn run_os(dir: &Path, args: &[&std::ffi::OsStr], envs: &[(&str, &std::ffi::OsStr)]) -> Output {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
+    common::exporter_command(dir)
         .args(args)
-        .env_remove("ROCKET_PROFILE")
-        .env_remove("ROCKET_CONFIG")
-        .env_remove("KOBO_URL")
-        .env_remove("KOBO_WORKER_DIR")
-        .env_remove("KOBO_METRICS")
-        .stdin(Stdio::null());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    command.output().expect("run kobo-exporter")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run kobo-exporter")
 }
 
 /// `--check-config` refused the config: exit 1, one `error:` line on stdout naming each needle, no panic.
@@ -352,38 +323,23 @@ fn a_config_path_that_cannot_be_read_is_one_error_line() {
     }
 }
 
+/// Settings `--check-config` refuses in a config of a good hub: a path prefix Rocket cannot mount, values
+/// too large for their type.
 #[test]
-fn check_config_refuses_a_path_prefix_rocket_cannot_mount() {
-    let (_hub_dir, hub) = common::fixture_sqlite();
-    for prefix in ["/a b", "//"] {
-        let (dir, path) = config_file(&format!(
-            "[default.kobo]\nurl = \"sqlite://{}\"\npath_prefix = {prefix:?}\n",
-            hub.display()
-        ));
-        let out = run(
-            dir.path(),
-            &["--config", &path.display().to_string(), "--check-config"],
-            &[],
-        );
-        assert_check_config_error(&out, &["kobo.path_prefix", "kobo.toml"]);
-    }
-}
-
-#[test]
-fn check_config_refuses_huge_values() {
+fn check_config_refuses_unmountable_prefixes_and_huge_values() {
     let (_hub_dir, hub) = common::fixture_sqlite();
     for (line, key) in [
+        (r#"path_prefix = "/a b""#, "kobo.path_prefix"),
+        (r#"path_prefix = "//""#, "kobo.path_prefix"),
         ("scrape_timeout = 1e19", "kobo.scrape_timeout"),
         ("max_connections = 4294967295", "kobo.max_connections"),
     ] {
-        let (dir, path) = config_file(&format!(
-            "[default.kobo]\nurl = \"sqlite://{}\"\n{line}\n",
-            hub.display()
-        ));
-        let out = run(
-            dir.path(),
-            &["--config", &path.display().to_string(), "--check-config"],
-            &[],
+        let out = run_with_config(
+            &format!(
+                "[default.kobo]\nurl = \"sqlite://{}\"\n{line}\n",
+                hub.display()
+            ),
+            "--check-config",
         );
         assert_check_config_error(&out, &[key, "kobo.toml"]);
     }
@@ -450,23 +406,13 @@ fn check_config_loads_the_tls_certificate_and_key() {
 /// returns everything it printed.
 fn launch_output(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> String {
     use std::io::Read as _;
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
+    let mut child = common::serving_exporter_command(dir)
         .args(args)
-        .env_remove("ROCKET_PROFILE")
-        .env_remove("ROCKET_CONFIG")
-        .env_remove("KOBO_URL")
-        .env_remove("KOBO_WORKER_DIR")
-        .env("ROCKET_PORT", "0")
-        .env("ROCKET_CLI_COLORS", "false")
-        .stdin(Stdio::null())
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("start kobo-exporter");
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kobo-exporter");
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
     let (sender, receiver) = std::sync::mpsc::channel();

@@ -20,8 +20,7 @@ async fn render_fixture() -> String {
 
 #[tokio::test]
 async fn fixture_output_parses_equal_to_the_reference_exporter() {
-    let reference = parse(&kobo_testkit::data::read("fixture-reference-metrics.txt"))
-        .expect("reference parses");
+    let reference = common::reference_exposition();
     let ours = parse(&render_fixture().await).expect("our output parses");
     assert_eq!(reference.order.len(), 6, "the reference has six families");
     // Every reference family: same HELP, TYPE, label sets and values.

@@ -210,6 +210,34 @@ async fn scrape_at_once(collector: &Arc<HubCollector>, arrivals: &Arrivals) -> V
     answers
 }
 
+/// Two bursts of [`SCRAPES`] scrapes at once through `collector` (on the gated `source`): every answer
+/// complete, and every scrape of a burst arrived while its collection was in flight, so they all shared
+/// it; never two collections at once. `after_burst(round, elapsed)` checks more after each.
+async fn bursts_share_one_collection_each(
+    collector: &Arc<HubCollector>,
+    source: &Counting,
+    arrivals: &Arrivals,
+    expected: &BTreeMap<String, Family>,
+    mut after_burst: impl FnMut(usize, Duration),
+) {
+    for round in 1..=2 {
+        let started = Instant::now();
+        let answers = scrape_at_once(collector, arrivals).await;
+        let elapsed = started.elapsed();
+        assert_eq!(answers.len(), SCRAPES);
+        for (i, answer) in answers.iter().enumerate() {
+            assert_complete(answer, expected, &format!("round {round}, answer {i}"));
+        }
+        assert_eq!(
+            source.collections(),
+            round,
+            "collections after {round} burst(s) of {SCRAPES} concurrent scrapes"
+        );
+        assert_eq!(source.max_in_flight(), 1);
+        after_burst(round, elapsed);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_scrapes_share_one_collection() {
     let options = CollectorOptions::default();
@@ -219,23 +247,16 @@ async fn concurrent_scrapes_share_one_collection() {
     let source = Arc::new(Counting::new(fixture.source.clone(), DELAY).gated(&arrivals, SCRAPES));
     let collector = Arc::new(HubCollector::new(source.clone(), options));
 
-    for round in 1..=2 {
-        let started = Instant::now();
-        let answers = scrape_at_once(&collector, &arrivals).await;
-        let elapsed = started.elapsed();
-        assert_eq!(answers.len(), SCRAPES);
-        for (i, answer) in answers.iter().enumerate() {
-            assert_complete(answer, &expected, &format!("round {round}, answer {i}"));
-        }
-        // Every scrape of the burst arrived while its collection was in flight: they all shared it.
-        assert_eq!(
-            source.collections(),
-            round,
-            "collections after {round} burst(s) of {SCRAPES} concurrent scrapes"
-        );
-        assert_eq!(source.max_in_flight(), 1);
-        eprintln!("burst {round}: {SCRAPES} concurrent scrapes, one collection, {elapsed:?}");
-    }
+    bursts_share_one_collection_each(
+        &collector,
+        &source,
+        &arrivals,
+        &expected,
+        |round, elapsed| {
+            eprintln!("burst {round}: {SCRAPES} concurrent scrapes, one collection, {elapsed:?}");
+        },
+    )
+    .await;
     // The first collection read the task data; the second served it from the cache (refresh interval).
     assert_eq!(source.collects_with_tasks.load(Ordering::SeqCst), 1);
 }
@@ -353,12 +374,19 @@ async fn scrapes_behind_a_stuck_collection_answer_by_their_own_deadline() {
     // Prometheus' timeouts: a long one for the scrape that starts the stuck collection, short ones after.
     let long = Duration::from_secs(4);
     let short = Duration::from_millis(1500);
-    let deadline = |timeout: Duration| timeout - TIMEOUT_MARGIN;
-    // On the paused clock a timer fires at its deadline, rounded up to tokio's 1 ms timer tick.
-    let at_deadline = |elapsed: Duration, timeout: Duration| {
-        elapsed >= deadline(timeout)
-            && elapsed < timeout
-            && elapsed <= deadline(timeout) + Duration::from_millis(2)
+    // A scrape (`which`) with Prometheus' `timeout` that answered `kobo_up 0` at its deadline: parsed.
+    let down_at_deadline = |answer: &str, elapsed: Duration, timeout: Duration, which: &str| {
+        let deadline = timeout - TIMEOUT_MARGIN;
+        // On the paused clock a timer fires at its deadline, rounded up to tokio's 1 ms timer tick.
+        assert!(
+            elapsed >= deadline
+                && elapsed < timeout
+                && elapsed <= deadline + Duration::from_millis(2),
+            "{which} answered after {elapsed:?} (deadline {deadline:?})"
+        );
+        let scrape = Scrape::parse(answer);
+        assert_eq!(scrape.up(), Some(0.0), "{answer}");
+        scrape
     };
 
     let first = {
@@ -382,13 +410,7 @@ async fn scrapes_behind_a_stuck_collection_answer_by_their_own_deadline() {
     }
     while let Some(joined) = tasks.join_next().await {
         let (answer, elapsed) = joined.expect("a scrape task");
-        assert!(
-            at_deadline(elapsed, short),
-            "a queued scrape answered after {elapsed:?} (deadline {:?})",
-            deadline(short)
-        );
-        let scrape = Scrape::parse(&answer);
-        assert_eq!(scrape.up(), Some(0.0), "{answer}");
+        let scrape = down_at_deadline(&answer, elapsed, short, "a queued scrape");
         assert!(scrape.hub().is_empty(), "no hub metric with kobo_up 0");
         let errors = scrape.errors("workers").expect("error counter");
         assert!(
@@ -403,13 +425,7 @@ async fn scrapes_behind_a_stuck_collection_answer_by_their_own_deadline() {
         "the stuck collection is still in flight"
     );
     let (answer, elapsed) = first.await.expect("the first scrape");
-    assert!(
-        at_deadline(elapsed, long),
-        "the first scrape answered after {elapsed:?} (deadline {:?})",
-        deadline(long)
-    );
-    let scrape = Scrape::parse(&answer);
-    assert_eq!(scrape.up(), Some(0.0), "{answer}");
+    let scrape = down_at_deadline(&answer, elapsed, long, "the first scrape");
     // Every scrape failed once: the 50 that gave up waiting, and the one whose collection was abandoned.
     assert_eq!(
         scrape.errors("workers"),
@@ -472,60 +488,32 @@ async fn concurrent_scrapes_of_postgresql_use_one_collection_and_one_connection(
     let source = Arc::new(Counting::new(Arc::new(source), DELAY).gated(&arrivals, SCRAPES));
     let collector = Arc::new(HubCollector::new(source.clone(), options));
 
-    for round in 1..=2 {
-        for (i, answer) in scrape_at_once(&collector, &arrivals)
-            .await
-            .iter()
-            .enumerate()
-        {
-            assert_complete(answer, &expected, &format!("round {round}, answer {i}"));
-        }
-        assert_eq!(
-            source.collections(),
-            round,
-            "collections after round {round}"
-        );
-        assert_eq!(source.max_in_flight(), 1);
+    bursts_share_one_collection_each(&collector, &source, &arrivals, &expected, |round, _| {
         // One collection at a time needs one connection, kept by the pool for the next.
         assert_eq!(
             proxy.accepted(),
             1,
             "connections opened after round {round}"
         );
-    }
+    })
+    .await;
     drop(collector);
     drop(source);
     proxy.shutdown().await;
     drop(db);
 }
 
-/// A source that fails every collection and counts them.
-struct AlwaysDown {
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl DataSource for AlwaysDown {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-    fn describe(&self) -> String {
-        "postgres://127.0.0.1:1/hub".into()
-    }
-    async fn collect(&self, _: &CollectRequest) -> Result<HubSnapshot, SourceError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Err(SourceError::Connect {
-            target: self.describe(),
-            message: "connection refused".into(),
-        })
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_down_source_is_retried_with_backoff_not_at_every_scrape() {
-    let source = Arc::new(AlwaysDown {
-        calls: AtomicUsize::new(0),
-    });
+    // Fails every collection, and counts them.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let source = Arc::new(support::fake::refusing(
+        "postgres://127.0.0.1:1/hub",
+        move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        },
+    ));
     let options = CollectorOptions {
         reconnect_backoff_max: Duration::from_secs(2),
         ..CollectorOptions::default()
@@ -537,7 +525,7 @@ async fn a_down_source_is_retried_with_backoff_not_at_every_scrape() {
         assert_eq!(answer.up(), Some(0.0));
     }
     assert_eq!(
-        source.calls.load(Ordering::SeqCst),
+        calls.load(Ordering::SeqCst),
         1,
         "one attempt, then 1 s of backoff"
     );
@@ -545,31 +533,19 @@ async fn a_down_source_is_retried_with_backoff_not_at_every_scrape() {
     assert_eq!(scrape().await.errors("workers"), Some(11.0));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     scrape().await;
-    assert_eq!(
-        source.calls.load(Ordering::SeqCst),
-        2,
-        "tried again after 1 s"
-    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "tried again after 1 s");
     for _ in 0..5 {
         scrape().await;
     }
-    assert_eq!(
-        source.calls.load(Ordering::SeqCst),
-        2,
-        "then 2 s of backoff"
-    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "then 2 s of backoff");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     scrape().await;
-    assert_eq!(
-        source.calls.load(Ordering::SeqCst),
-        3,
-        "tried again after 2 s"
-    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "tried again after 2 s");
     // Uncapped, the next pause would be 4 s.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     scrape().await;
     assert_eq!(
-        source.calls.load(Ordering::SeqCst),
+        calls.load(Ordering::SeqCst),
         4,
         "the backoff is capped at 2 s"
     );

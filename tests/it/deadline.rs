@@ -7,21 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kobo_exporter::api::{CollectRequest, DataSource};
-use rocket::http::Header;
 use tokio::io::AsyncReadExt;
 
 use crate::common;
 
 /// `/metrics` with Prometheus' scrape timeout of 2 s: the body and how long it took.
 async fn scrape(client: &rocket::local::asynchronous::Client) -> (String, Duration) {
-    let started = Instant::now();
-    let response = client
-        .get("/metrics")
-        .header(Header::new("X-Prometheus-Scrape-Timeout-Seconds", "2"))
-        .dispatch()
-        .await;
-    let body = response.into_string().await.unwrap_or_default();
-    (body, started.elapsed())
+    let (_, body, took) = common::scrape_within(client, Duration::from_secs(2)).await;
+    (body, took)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

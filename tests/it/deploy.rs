@@ -124,10 +124,7 @@ fn systemd_unit_is_valid_and_hardened() {
     let copy = dir.path().join("kobo-exporter.service");
     std::fs::write(
         &copy,
-        unit.replace(
-            "/usr/local/bin/kobo-exporter",
-            env!("CARGO_BIN_EXE_kobo-exporter"),
-        ),
+        unit.replace("/usr/local/bin/kobo-exporter", common::BIN),
     )
     .expect("write unit");
     let out = Command::new("systemd-analyze")
@@ -191,10 +188,7 @@ fn nginx_snippet_proxies_the_path_prefix() {
     let exporter_port = free_port();
     let port_text = exporter_port.to_string();
     let _exporter = Process(
-        Command::new(env!("CARGO_BIN_EXE_kobo-exporter"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("ROCKET_CONFIG")
-            .env_remove("ROCKET_PROFILE")
+        common::exporter_command(env!("CARGO_MANIFEST_DIR"))
             .env("ROCKET_PORT", &port_text)
             .env("ROCKET_ADDRESS", "127.0.0.1")
             .env("ROCKET_LOG_LEVEL", "off")

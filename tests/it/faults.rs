@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource};
 use kobo_exporter::api::{DataSource, DatabaseOptions, WorkerDir};
 use kobo_exporter::collector::{CollectorOptions, HubCollector, TIMEOUT_MARGIN};
-use rocket::http::{Header, Status};
+use rocket::http::Status;
 use rocket::local::asynchronous::Client;
 
 use kobo_testkit::db::{MysqlDb, PostgresDb, TestDb, TestSession};
@@ -262,19 +262,8 @@ impl Rig {
 
     /// One scrape as Prometheus makes it; checks that it answers within Prometheus' timeout.
     async fn scrape(&self) -> (Scrape, Duration) {
-        let started = Instant::now();
-        let response = self
-            .client
-            .get("/metrics")
-            .header(Header::new(
-                "X-Prometheus-Scrape-Timeout-Seconds",
-                PROMETHEUS_TIMEOUT.as_secs_f64().to_string(),
-            ))
-            .dispatch()
-            .await;
-        assert_eq!(response.status(), Status::Ok, "{}", self.what());
-        let body = response.into_string().await.expect("a body");
-        let elapsed = started.elapsed();
+        let (status, body, elapsed) = common::scrape_within(&self.client, PROMETHEUS_TIMEOUT).await;
+        assert_eq!(status, Status::Ok, "{}", self.what());
         assert!(
             elapsed < PROMETHEUS_TIMEOUT,
             "{}: the scrape took {elapsed:?}, past Prometheus' timeout {PROMETHEUS_TIMEOUT:?} (the exporter's \
@@ -360,6 +349,18 @@ impl Rig {
     }
 
     /// After the fault cleared: the first complete scrape within the allowance, then one more.
+    /// The scrapes [`Rig::during_fault`] makes, each of which must have been ended by the deadline, not by
+    /// an error of the source (`kind`: of scrape, in the message).
+    async fn cut_off_at_the_deadline(&mut self, kind: &str) {
+        let what = self.what();
+        for elapsed in self.during_fault().await {
+            assert!(
+                elapsed >= DEADLINE,
+                "{what}: the {kind} scrape ended after {elapsed:?}, before the deadline {DEADLINE:?}"
+            );
+        }
+    }
+
     async fn recovers(&mut self) {
         let allowance = RECOVERY_ALLOWANCE;
         let mut attempts = 0;
@@ -467,13 +468,7 @@ async fn run(mut rig: Rig) {
         }
         Fault::Stall => {
             rig.proxy.set(Mode::Stall).await;
-            for elapsed in rig.during_fault().await {
-                // It was the deadline that ended the scrape, not an error of the source.
-                assert!(
-                    elapsed >= DEADLINE,
-                    "{what}: the stalled scrape ended after {elapsed:?}, before the deadline {DEADLINE:?}"
-                );
-            }
+            rig.cut_off_at_the_deadline("stalled").await;
             rig.proxy.set(Mode::Pass).await;
         }
         Fault::Slow => {
@@ -498,12 +493,7 @@ async fn run(mut rig: Rig) {
                     chunk: 16,
                 })
                 .await;
-            for elapsed in rig.during_fault().await {
-                assert!(
-                    elapsed >= DEADLINE,
-                    "{what}: the slow scrape ended after {elapsed:?}, before the deadline {DEADLINE:?}"
-                );
-            }
+            rig.cut_off_at_the_deadline("slow").await;
             rig.proxy.set(Mode::Pass).await;
         }
         Fault::DownAndUp => {

@@ -9,7 +9,6 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -35,39 +34,6 @@ fn prometheus_binary() -> Option<String> {
         .ok()?;
     let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
     (out.status.success() && !path.is_empty()).then_some(path)
-}
-
-/// Starts the exporter on a free loopback port with these variables; returns it and its port.
-fn start_exporter(envs: &[(&str, &str)]) -> (Process, u16) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kobo-exporter"));
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("ROCKET_PROFILE")
-        .env_remove("ROCKET_CONFIG")
-        .env("ROCKET_ADDRESS", "127.0.0.1")
-        .env("ROCKET_PORT", "0")
-        .env("ROCKET_LOG_LEVEL", "normal")
-        .env("ROCKET_CLI_COLORS", "false")
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = command.spawn().expect("start kobo-exporter");
-    let stdout = child.stdout.take().expect("stdout");
-    let process = Process(child);
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.split("launched from http").nth(1) {
-                let port = url.trim().rsplit(':').next().and_then(|p| p.parse().ok());
-                let _ = sender.send(port);
-            }
-        }
-    });
-    match receiver.recv_timeout(Duration::from_secs(30)) {
-        Ok(Some(port)) => (process, port),
-        _ => panic!("kobo-exporter did not launch within 30 s"),
-    }
 }
 
 fn free_port() -> u16 {
@@ -159,12 +125,9 @@ async fn a_real_prometheus_scrapes_the_exporter_and_evaluates_the_rules() {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let (_hub_dir, hub) = common::fixture_sqlite();
-    let workers = common::fixture_worker_dir();
-    let url = format!("sqlite://{}", hub.display());
-    let worker_dir = workers.path().display().to_string();
-    let (_exporter, exporter_port) =
-        start_exporter(&[("KOBO_URL", &url), ("KOBO_WORKER_DIR", &worker_dir)]);
+    let fixture = common::FixtureVars::create();
+    let exporter = common::Exporter::start(&fixture.vars(&[("ROCKET_ADDRESS", "127.0.0.1")]));
+    let exporter_port = exporter.port;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/alerts.yml");
@@ -217,9 +180,7 @@ async fn a_real_prometheus_scrapes_the_exporter_and_evaluates_the_rules() {
     assert_eq!(active[0]["health"], "up", "{targets}");
 
     // The reference series, with the reference values.
-    let reference =
-        kobo_testkit::exposition::parse(&kobo_testkit::data::read("fixture-reference-metrics.txt"))
-            .expect("reference");
+    let reference = common::reference_exposition();
     for name in &reference.order {
         let want: BTreeMap<Vec<(String, String)>, f64> = reference.families[name]
             .samples

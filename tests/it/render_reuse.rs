@@ -6,10 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
+use crate::support::fake::FakeSource;
 use kobo_exporter::api::{
-    CollectRequest, DataSource, HubSnapshot, SourceError, TaskGroup, TaskState, TaskSummary,
-    WorkerRecord, WorkerTaskCount,
+    HubSnapshot, TaskGroup, TaskState, TaskSummary, WorkerRecord, WorkerTaskCount,
 };
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_exporter::exposition::Format;
@@ -28,19 +27,6 @@ impl Scripted {
         } else {
             snapshots[0].clone()
         }
-    }
-}
-
-#[async_trait]
-impl DataSource for Scripted {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-    fn describe(&self) -> String {
-        "scripted".into()
-    }
-    async fn collect(&self, _: &CollectRequest) -> Result<HubSnapshot, SourceError> {
-        Ok(self.next())
     }
 }
 
@@ -101,11 +87,14 @@ async fn every_scrape_renders_its_own_snapshot_whatever_changed() {
     // Every snapshot in the text format, then every one in OpenMetrics; every scrape collects anew. (The
     // keyed families are gauges, which both formats write alike; the reuse is keyed by format all the same.)
     let script = snapshots.iter().chain(&snapshots).cloned();
-    let source = Arc::new(Scripted {
+    let scripted = Scripted {
         snapshots: Mutex::new(script.collect()),
+    };
+    let source = FakeSource::new("sqlite", "scripted", move |_| {
+        std::future::ready(Ok(scripted.next()))
     });
     let collector = HubCollector::new(
-        source,
+        Arc::new(source),
         CollectorOptions {
             task_refresh_interval: Duration::ZERO,
             reconnect_backoff_max: Duration::ZERO,

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use crate::support::fake;
 use kobo_backend_sqlite::SqliteSource;
-use kobo_exporter::api::{CollectRequest, DataSource, HubSnapshot, SourceError};
+use kobo_exporter::api::DataSource;
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_exporter::exposition::CONTENT_TYPE;
 use kobo_exporter::metrics::MetricSet;
@@ -86,24 +86,22 @@ async fn landing_page_names_the_source_and_links_the_metrics() {
 
 #[rocket::async_test]
 async fn unknown_paths_and_methods_are_refused() {
+    use rocket::http::Method::{Get, Post};
     let client = demo_client().await;
-    for path in [
-        "/nope",
-        "/kobo_exporter",
-        "/kobo_exporter/metrics/x",
-        "/metrics/x",
+    // Another method on a path that is not served is a 404 too (a served one: a 405, below).
+    for (method, path) in [
+        (Get, "/nope"),
+        (Get, "/kobo_exporter"),
+        (Get, "/kobo_exporter/metrics/x"),
+        (Get, "/metrics/x"),
+        (Post, "/nope"),
     ] {
         assert_eq!(
-            client.get(path).dispatch().await.status(),
+            client.req(method, path).dispatch().await.status(),
             Status::NotFound,
-            "{path}"
+            "{method} {path}"
         );
     }
-    // Another method on a path that is not served is a 404 too (a served one: a 405, below).
-    assert_eq!(
-        client.post("/nope").dispatch().await.status(),
-        Status::NotFound
-    );
 }
 
 #[rocket::async_test]
@@ -158,29 +156,41 @@ async fn prefixed_client_with_basic_auth() -> Client {
         .expect("rocket")
 }
 
+/// The `Authorization` header of user `prometheus` with this password.
+fn basic_auth(password: &str) -> rocket::http::Header<'static> {
+    use base64::Engine as _;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{password}"));
+    rocket::http::Header::new("Authorization", format!("Basic {encoded}"))
+}
+
+/// `method path` as user `prometheus` with this password.
+async fn request_as<'c>(
+    client: &'c Client,
+    method: rocket::http::Method,
+    path: &str,
+    password: &str,
+) -> rocket::local::asynchronous::LocalResponse<'c> {
+    client
+        .req(method, path.to_string())
+        .header(basic_auth(password))
+        .dispatch()
+        .await
+}
+
 #[rocket::async_test]
 async fn under_a_prefix_other_methods_need_credentials_then_get_405() {
-    use base64::Engine as _;
+    use rocket::http::Method::Delete;
     let client = prefixed_client_with_basic_auth().await;
-    let encoded = base64::engine::general_purpose::STANDARD.encode("prometheus:s3cret");
-    let credentials = rocket::http::Header::new("Authorization", format!("Basic {encoded}"));
     for path in ["/kobo", "/kobo/", "/kobo/metrics", "/kobo/-/ready"] {
         let anonymous = client.delete(path).dispatch().await;
         assert_eq!(anonymous.status(), Status::Unauthorized, "{path}");
-        let authorized = client
-            .delete(path)
-            .header(credentials.clone())
-            .dispatch()
-            .await;
+        let authorized = request_as(&client, Delete, path, "s3cret").await;
         assert_eq!(authorized.status(), Status::MethodNotAllowed, "{path}");
         assert_eq!(authorized.headers().get_one("Allow"), Some("GET, HEAD"));
     }
     for path in ["/metrics", "/kobo/nope"] {
-        let outside = client
-            .delete(path)
-            .header(credentials.clone())
-            .dispatch()
-            .await;
+        let outside = request_as(&client, Delete, path, "s3cret").await;
         assert_eq!(outside.status(), Status::NotFound, "{path}");
     }
 }
@@ -212,46 +222,22 @@ async fn under_a_prefix_the_bare_prefix_redirects_to_the_landing_page() {
 }
 
 /// A source that always fails, with a message that must reach the body but never a credential.
-struct FailingSource;
-
-#[async_trait]
-impl DataSource for FailingSource {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-    fn describe(&self) -> String {
-        "postgres://kobo:***@db/hub".into()
-    }
-    async fn collect(&self, _: &CollectRequest) -> Result<HubSnapshot, SourceError> {
-        Err(SourceError::Connect {
-            target: self.describe(),
-            message: "connection refused".into(),
-        })
-    }
+fn failing_source() -> Arc<dyn DataSource> {
+    Arc::new(fake::refusing("postgres://kobo:***@db/hub", || {}))
 }
 
 #[rocket::async_test]
 async fn a_failing_source_gives_kobo_up_0_and_no_hub_metrics() {
-    let client = client(Arc::new(FailingSource)).await;
+    let client = client(failing_source()).await;
     for _ in 0..2 {
         let response = client.get("/metrics").dispatch().await;
         assert_eq!(response.status(), Status::Ok);
         let body = response.into_string().await.expect("body");
         let parsed = kobo_testkit::exposition::parse(&body).expect("parses");
-        let value = |family: &str, labels: &[(&str, &str)]| {
-            let labels = labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            parsed.families[family]
-                .samples
-                .get(&(family.to_string(), labels))
-                .copied()
-        };
-        assert_eq!(value("kobo_up", &[]), Some(0.0), "{body}");
+        assert_eq!(parsed.sample("kobo_up", &[]), Some(0.0), "{body}");
         assert!(!body.contains("kobo_worker_"), "no hub metrics: {body}");
         assert_eq!(
-            value(
+            parsed.sample(
                 "kobo_exporter_build_info",
                 &[
                     ("source", "postgres"),
@@ -292,7 +278,7 @@ async fn with_the_reference_set_a_failing_source_gives_503_with_the_cause() {
         metrics: MetricSet::Reference,
         ..CollectorOptions::default()
     };
-    let client = client_with(Arc::new(FailingSource), options).await;
+    let client = client_with(failing_source(), options).await;
     let response = client.get("/kobo_exporter/metrics").dispatch().await;
     assert_eq!(response.status(), Status::ServiceUnavailable);
     let body = response.into_string().await.expect("body");
@@ -324,26 +310,6 @@ async fn the_reference_set_serves_exactly_the_six_families() {
     );
 }
 
-/// A source that takes `delay` per collection.
-struct SlowSource {
-    inner: SqliteSource,
-    delay: std::time::Duration,
-}
-
-#[async_trait]
-impl DataSource for SlowSource {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn collect(&self, request: &CollectRequest) -> Result<HubSnapshot, SourceError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.collect(request).await
-    }
-}
-
 fn demo_source() -> SqliteSource {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     kobo_backend_sqlite::open(root.join("demo/hub.sqlite3"), None).expect("demo hub")
@@ -351,21 +317,18 @@ fn demo_source() -> SqliteSource {
 
 #[rocket::async_test]
 async fn a_stalled_source_is_cut_off_at_prometheus_scrape_timeout() {
-    let source = SlowSource {
-        inner: demo_source(),
-        delay: std::time::Duration::from_secs(30),
-    };
+    // Takes 30 s per collection.
+    let inner = Arc::new(demo_source());
+    let source = fake::FakeSource::new("sqlite", inner.describe(), move |request| {
+        let inner = inner.clone();
+        async move {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            inner.collect(&request).await
+        }
+    });
     let client = client(Arc::new(source)).await;
-    let started = std::time::Instant::now();
-    let response = client
-        .get("/metrics")
-        .header(rocket::http::Header::new(
-            "X-Prometheus-Scrape-Timeout-Seconds",
-            "1.5",
-        ))
-        .dispatch()
-        .await;
-    let elapsed = started.elapsed();
+    let (status, body, elapsed) =
+        common::scrape_within(&client, std::time::Duration::from_millis(1500)).await;
     // 1.5 s minus the 0.5 s margin, plus a little for the answer.
     assert!(
         elapsed >= std::time::Duration::from_millis(950),
@@ -375,8 +338,7 @@ async fn a_stalled_source_is_cut_off_at_prometheus_scrape_timeout() {
         elapsed < std::time::Duration::from_millis(1400),
         "{elapsed:?}"
     );
-    assert_eq!(response.status(), Status::Ok);
-    let body = response.into_string().await.expect("body");
+    assert_eq!(status, Status::Ok);
     assert!(body.contains("kobo_up 0"), "{body}");
     assert!(
         body.contains("kobo_exporter_collect_errors_total{collector=\"workers\"} 1"),
@@ -387,31 +349,27 @@ async fn a_stalled_source_is_cut_off_at_prometheus_scrape_timeout() {
 
 #[rocket::async_test]
 async fn health_and_readiness() {
-    let client = demo_client().await;
-    let healthy = client.get("/-/healthy").dispatch().await;
-    assert_eq!(healthy.status(), Status::Ok);
-    assert_eq!(client.get("/-/ready").dispatch().await.status(), Status::Ok);
-
-    let failing = client_with(Arc::new(FailingSource), CollectorOptions::default()).await;
-    assert_eq!(
-        failing.get("/-/healthy").dispatch().await.status(),
-        Status::Ok
-    );
-    assert_eq!(
-        failing.get("/-/ready").dispatch().await.status(),
-        Status::ServiceUnavailable
-    );
+    let demo = demo_client().await;
+    let failing = client_with(failing_source(), CollectorOptions::default()).await;
+    // Healthy while it runs; ready only while its source answers.
+    for (client, source, path, status) in [
+        (&demo, "demo", "/-/healthy", Status::Ok),
+        (&demo, "demo", "/-/ready", Status::Ok),
+        (&failing, "failing", "/-/healthy", Status::Ok),
+        (&failing, "failing", "/-/ready", Status::ServiceUnavailable),
+    ] {
+        assert_eq!(
+            client.get(path).dispatch().await.status(),
+            status,
+            "{source} source, {path}"
+        );
+    }
 }
 
 #[rocket::async_test]
 async fn path_prefix_and_basic_auth() {
-    use base64::Engine as _;
+    use rocket::http::Method::Get;
     let client = prefixed_client_with_basic_auth().await;
-    let credentials = |password: &str| {
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{password}"));
-        rocket::http::Header::new("Authorization", format!("Basic {encoded}"))
-    };
     for path in [
         "/kobo/metrics",
         "/kobo/kobo_exporter/metrics",
@@ -428,23 +386,11 @@ async fn path_prefix_and_basic_auth() {
                 .is_some_and(|h| h.starts_with("Basic")),
             "{path}"
         );
-        let wrong = client
-            .get(path)
-            .header(credentials("wrong"))
-            .dispatch()
-            .await;
+        let wrong = request_as(&client, Get, path, "wrong").await;
         assert_eq!(wrong.status(), Status::Unauthorized, "{path}");
-        let right = client
-            .get(path)
-            .header(credentials("s3cret"))
-            .dispatch()
-            .await;
+        let right = request_as(&client, Get, path, "s3cret").await;
         assert_eq!(right.status(), Status::Ok, "{path}");
     }
-    let outside = client
-        .get("/metrics")
-        .header(credentials("s3cret"))
-        .dispatch()
-        .await;
+    let outside = request_as(&client, Get, "/metrics", "s3cret").await;
     assert_eq!(outside.status(), Status::NotFound);
 }

@@ -1,14 +1,14 @@
 //! Security: credentials never reach logs or answers, and nothing but GET and HEAD is answered with
 //! success. (Basic auth and TLS: tests/routes.rs and tests/binary.rs.)
 
+use crate::common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use rocket::http::{Method, Status};
 use rocket::local::asynchronous::Client;
-
-const BIN: &str = env!("CARGO_BIN_EXE_kobo-exporter");
 
 /// The exporter with its stdout and stderr going to files; killed on drop.
 struct Logged {
@@ -29,22 +29,14 @@ impl Logged {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("exporter.log");
         let file = std::fs::File::create(&log).expect("log file");
-        let mut command = Command::new(BIN);
-        command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("ROCKET_PROFILE")
-            .env_remove("ROCKET_CONFIG")
-            .env("ROCKET_PORT", "0")
+        let child = common::serving_exporter_command(env!("CARGO_MANIFEST_DIR"))
             .env("ROCKET_LOG_LEVEL", "debug")
-            .env("ROCKET_CLI_COLORS", "false")
             .env("KOBO_WORKER_DIR", dir.path())
-            .stdin(Stdio::null())
+            .envs(envs.iter().copied())
             .stdout(file.try_clone().expect("log file"))
-            .stderr(file);
-        for (key, value) in envs {
-            command.env(key, value);
-        }
-        let child = command.spawn().expect("start kobo-exporter");
+            .stderr(file)
+            .spawn()
+            .expect("start kobo-exporter");
         let logged = Logged {
             child,
             log,
@@ -267,34 +259,29 @@ fn basic_auth_credentials_never_reach_the_debug_log() {
 fn refused_credentials_name_the_peer_not_a_header_the_client_sets() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = basic_auth_config(dir.path(), "pw");
-    let claim = "X-Real-IP: 203.0.113.9\r\n";
+    // The line the exporter logs for a request without credentials that claims a client address.
+    let refusal_logged = |envs: &[(&str, &str)]| {
+        let (exporter, port) = Logged::start(envs);
+        let refused = get_with(port, "/metrics", "X-Real-IP: 203.0.113.9\r\n");
+        assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+        let log = exporter.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("refused GET /metrics"))
+            .unwrap_or_else(|| panic!("no refusal logged: {log}"));
+        assert!(line.contains("(client 127.0.0.1:"), "{line}");
+        line.to_string()
+    };
 
     // No ip_header configured: the header is not believed, and not even mentioned.
-    let (exporter, port) = Logged::start(&[("ROCKET_CONFIG", &config)]);
-    let refused = get_with(port, "/metrics", claim);
-    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
-    let log = exporter.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("refused GET /metrics"))
-        .unwrap_or_else(|| panic!("no refusal logged: {log}"));
-    assert!(line.contains("(client 127.0.0.1:"), "{line}");
+    let line = refusal_logged(&[("ROCKET_CONFIG", &config)]);
     assert!(!line.contains("203.0.113.9"), "{line}");
-    drop(exporter);
 
     // Configured (behind a proxy that sets it): the peer, and what the header says.
-    let (exporter, port) = Logged::start(&[
+    let line = refusal_logged(&[
         ("ROCKET_CONFIG", &config),
         ("ROCKET_IP_HEADER", "X-Real-IP"),
     ]);
-    let refused = get_with(port, "/metrics", claim);
-    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
-    let log = exporter.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("refused GET /metrics"))
-        .unwrap_or_else(|| panic!("no refusal logged: {log}"));
-    assert!(line.contains("(client 127.0.0.1:"), "{line}");
     assert!(line.contains("X-Real-IP says 203.0.113.9"), "{line}");
 }
 

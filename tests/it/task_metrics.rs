@@ -13,7 +13,7 @@ use std::time::Duration;
 use kobo_exporter::api::tasks::parse_utc_datetime;
 use kobo_exporter::api::{TaskState, WorkerDir};
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
-use kobo_testkit::exposition::{parse, Exposition};
+use kobo_testkit::exposition::{labels, parse, Exposition};
 
 /// One raw task row.
 struct Task {
@@ -71,15 +71,6 @@ fn samples(exposition: &Exposition, family: &str) -> BTreeMap<Vec<(String, Strin
         .iter()
         .map(|((_, labels), value)| (labels.clone(), *value))
         .collect()
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut labels: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    labels.sort();
-    labels
 }
 
 async fn render(path: &Path) -> Exposition {

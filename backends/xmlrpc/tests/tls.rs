@@ -112,16 +112,18 @@ fn options(url: &str) -> XmlRpcOptions {
     }
 }
 
+/// The error of a collection with `options` that must fail (`why`), printed.
+async fn refused(options: XmlRpcOptions, why: &str) -> String {
+    let source = XmlRpcSource::new(options).expect("source");
+    let error = source.collect_workers().await.expect_err(why).to_string();
+    println!("error: {error}");
+    error
+}
+
 #[tokio::test]
 async fn an_unknown_issuer_is_refused_by_default() {
     let (url, served) = https_hub().await;
-    let source = XmlRpcSource::new(options(&url)).expect("source");
-    let error = source
-        .collect_workers()
-        .await
-        .expect_err("the test CA is not trusted")
-        .to_string();
-    println!("error: {error}");
+    let error = refused(options(&url), "the test CA is not trusted").await;
     assert!(error.contains(&url), "{error}");
     assert!(
         error.contains("certificate") || error.contains("Certificate"),
@@ -147,17 +149,14 @@ async fn the_ca_file_makes_the_hub_trusted() {
     );
     // The CA file replaces the system roots, so it also names the only issuer trusted: the server's own
     // certificate is not a CA and verifies nothing.
-    let source = XmlRpcSource::new(XmlRpcOptions {
-        ca_file: Some(data("server.pem")),
-        ..options(&url)
-    })
-    .expect("source");
-    let error = source
-        .collect_workers()
-        .await
-        .expect_err("not a CA")
-        .to_string();
-    println!("error: {error}");
+    let error = refused(
+        XmlRpcOptions {
+            ca_file: Some(data("server.pem")),
+            ..options(&url)
+        },
+        "not a CA",
+    )
+    .await;
     assert!(error.contains("certificate"), "{error}");
 }
 

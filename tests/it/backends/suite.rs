@@ -496,6 +496,28 @@ pub async fn a_silent_server_costs_one_connect_timeout<B: Backend>() {
     silent.abort();
 }
 
+/// The source for `options` on `db` after one collection that works (with the task queries if
+/// `with_tasks`), and a session that then holds `hub_worker` locked against it.
+async fn source_then_lock<B: Backend>(
+    db: &B::Db,
+    options: DatabaseOptions,
+    with_tasks: bool,
+) -> (
+    Box<dyn kobo_exporter::api::DataSource>,
+    <B::Db as TestDb>::Session,
+) {
+    let source = B::source(options).expect("source");
+    let before = if with_tasks {
+        source.collect_tasks().await
+    } else {
+        source.collect_workers().await
+    };
+    before.expect("collect before the lock");
+    let mut locker = db.session().await;
+    locker.lock_exclusive("hub_worker").await;
+    (source, locker)
+}
+
 pub async fn a_query_blocked_by_a_lock_times_out<B: Backend>() {
     let Some(db) = B::Db::with_fixture().await else {
         return;
@@ -504,13 +526,7 @@ pub async fn a_query_blocked_by_a_lock_times_out<B: Backend>() {
         query_timeout: Duration::from_secs(1),
         ..db.options()
     };
-    let source = B::source(options).expect("source");
-    source
-        .collect_workers()
-        .await
-        .expect("collect before the lock");
-    let mut locker = db.session().await;
-    locker.lock_exclusive("hub_worker").await;
+    let (source, mut locker) = source_then_lock::<B>(&db, options, false).await;
     let started = Instant::now();
     let error = source.collect_workers().await.expect_err("blocked");
     let took = started.elapsed();
@@ -541,17 +557,8 @@ pub async fn the_scrape_deadline_cancels_a_blocked_statement_on_the_server<B: Ba
         B::source(options).expect("source").into();
     let client = crate::common::app_client(source).await;
     let scrape = || async {
-        let started = Instant::now();
-        let response = client
-            .get("/metrics")
-            .header(rocket::http::Header::new(
-                "X-Prometheus-Scrape-Timeout-Seconds",
-                "2",
-            ))
-            .dispatch()
-            .await;
-        let body = response.into_string().await.unwrap_or_default();
-        (body, started.elapsed())
+        let (_, body, took) = crate::common::scrape_within(&client, Duration::from_secs(2)).await;
+        (body, took)
     };
     let (body, _) = scrape().await;
     assert!(body.contains("\nkobo_up 1\n"), "before the lock: {body}");
@@ -693,13 +700,7 @@ async fn recovers_after_abandoned_collections<B: Backend>(
         // TLS as the server offers it (PostgreSQL's sslmode=prefer): sqlx's pool wedged over TLS only.
         ..db.options()
     };
-    let source = B::source(options).expect("source");
-    source
-        .collect_tasks()
-        .await
-        .expect("collect before the lock");
-    let mut locker = db.session().await;
-    locker.lock_exclusive("hub_worker").await;
+    let (source, mut locker) = source_then_lock::<B>(&db, options, true).await;
     for i in 0..max_connections + 1 {
         // Alternately the scrape with the task queries (in a transaction) and the one without.
         let collection = async {

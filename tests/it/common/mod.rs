@@ -93,6 +93,45 @@ pub fn fixture_worker_dir() -> tempfile::TempDir {
     worker_dir(&entries)
 }
 
+/// What the reference exporter (django-kobo-exporter) served for the fixture hub
+/// (`fixture-reference-metrics.txt`), parsed.
+pub fn reference_exposition() -> kobo_testkit::exposition::Exposition {
+    kobo_testkit::exposition::parse(&kobo_testkit::data::read("fixture-reference-metrics.txt"))
+        .expect("the reference parses")
+}
+
+/// The fixture hub in a temporary SQLite file and its worker directory, named as the exporter's
+/// `KOBO_URL` and `KOBO_WORKER_DIR` want them; both kept while this lives.
+pub struct FixtureVars {
+    pub url: String,
+    pub worker_dir: String,
+    _hub: tempfile::TempDir,
+    _workers: tempfile::TempDir,
+}
+
+impl FixtureVars {
+    pub fn create() -> FixtureVars {
+        let (hub_dir, hub) = fixture_sqlite();
+        let workers = fixture_worker_dir();
+        FixtureVars {
+            url: format!("sqlite://{}", hub.display()),
+            worker_dir: workers.path().display().to_string(),
+            _hub: hub_dir,
+            _workers: workers,
+        }
+    }
+
+    /// `KOBO_URL` and `KOBO_WORKER_DIR`, then `more`.
+    pub fn vars<'a>(&'a self, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut vars = vec![
+            ("KOBO_URL", self.url.as_str()),
+            ("KOBO_WORKER_DIR", self.worker_dir.as_str()),
+        ];
+        vars.extend_from_slice(more);
+        vars
+    }
+}
+
 /// True when database tests must not be skipped (`CI=true`).
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -204,4 +243,127 @@ pub fn http_request(port: u16, method: &str, path: &str, headers: &str) -> Strin
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     response
+}
+
+/// The exporter binary built with these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_kobo-exporter");
+
+/// The exporter binary run in `dir`, with none of the kobo/Rocket settings of the environment the tests run
+/// in (a Rocket profile or config file, a hub, a worker directory, a metric set) and stdin closed; the
+/// caller adds its own variables, arguments and pipes.
+pub fn exporter_command(dir: impl AsRef<Path>) -> std::process::Command {
+    let mut command = std::process::Command::new(BIN);
+    command.current_dir(dir).stdin(std::process::Stdio::null());
+    for name in [
+        "ROCKET_PROFILE",
+        "ROCKET_CONFIG",
+        "KOBO_URL",
+        "KOBO_WORKER_DIR",
+        "KOBO_METRICS",
+    ] {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// [`exporter_command`] for an exporter that serves: on a free port (Rocket's launch line names it), its
+/// log without colours.
+pub fn serving_exporter_command(dir: impl AsRef<Path>) -> std::process::Command {
+    let mut command = exporter_command(dir);
+    command
+        .env("ROCKET_PORT", "0")
+        .env("ROCKET_CLI_COLORS", "false");
+    command
+}
+
+/// The exporter binary serving from the repository (its demo hub, unless `envs` name another) on a free
+/// port, its log level `normal`; killed on drop.
+pub struct Exporter {
+    pub child: std::process::Child,
+    pub port: u16,
+    /// What it wrote to stdout (Rocket's log) so far.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Exporter {
+    /// Starts it with these variables and waits (30 s at most) for Rocket's launch line, which names the
+    /// port.
+    pub fn start(envs: &[(&str, &str)]) -> Exporter {
+        use std::io::BufRead as _;
+        let mut child = serving_exporter_command(env!("CARGO_MANIFEST_DIR"))
+            .env("ROCKET_LOG_LEVEL", "normal")
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start kobo-exporter");
+        let stdout = child.stdout.take().expect("stdout");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut exporter = Exporter {
+            child,
+            port: 0,
+            log: log.clone(),
+        };
+        // Read its log on a thread that keeps draining it (a closed pipe would fail its writes) and reports
+        // the port from Rocket's launch line.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(mut log) = log.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                if let Some(url) = line.split("launched from http").nth(1) {
+                    let port = url
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok());
+                    let _ = sender.send(port);
+                }
+            }
+        });
+        match receiver.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(port)) => exporter.port = port,
+            Ok(None) => panic!("no port in Rocket's launch line"),
+            Err(_) => panic!("kobo-exporter did not launch within 30 s"),
+        }
+        exporter
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET /metrics` as Prometheus makes it, with its scrape timeout (the
+/// `X-Prometheus-Scrape-Timeout-Seconds` header, `timeout` in seconds): the status, the body and how long
+/// the whole answer took.
+pub async fn scrape_within(
+    client: &rocket::local::asynchronous::Client,
+    timeout: Duration,
+) -> (rocket::http::Status, String, Duration) {
+    let started = std::time::Instant::now();
+    let response = client
+        .get("/metrics")
+        .header(rocket::http::Header::new(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            timeout.as_secs_f64().to_string(),
+        ))
+        .dispatch()
+        .await;
+    let status = response.status();
+    let body = response.into_string().await.expect("a body");
+    (status, body, started.elapsed())
 }

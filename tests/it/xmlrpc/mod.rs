@@ -41,7 +41,6 @@ use std::time::Duration;
 
 use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource};
 use kobo_exporter::api::{DataSource, HubSnapshot, SourceError, WorkerDir};
-use kobo_testkit::exposition::Exposition;
 use kobo_testkit::hub_server::{
     int, raw_http_server, Call, HubServer, Reply, Request, Response, Value,
 };
@@ -544,21 +543,6 @@ fn assert_snapshot(name: &str, description: &str, text: &str) {
     }, {
         insta::assert_snapshot!(name, text);
     });
-}
-
-/// The value of the sample `name{labels}`, if present.
-fn sample(exposition: &Exposition, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let mut wanted: Vec<(String, String)> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    wanted.sort();
-    exposition
-        .families
-        .values()
-        .flat_map(|f| f.samples.iter())
-        .find(|((sample, labels), _)| sample == name && *labels == wanted)
-        .map(|(_, value)| *value)
 }
 
 /// The task and queue families, which the XML-RPC source provides only with task metrics.

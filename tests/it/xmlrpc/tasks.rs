@@ -478,14 +478,10 @@ async fn task_metrics_of_the_fixture_hub_equal_the_sqlite_sources() {
         ("ppc64le", "signing"),
     ] {
         let labels = [("arch", arch), ("channel", channel)];
-        assert_eq!(
-            sample(&exposition, "kobo_queue_workers", &labels),
-            Some(0.0)
-        );
+        assert_eq!(exposition.sample("kobo_queue_workers", &labels), Some(0.0));
     }
     assert_eq!(
-        sample(
-            &exposition,
+        exposition.sample(
             "kobo_tasks_oldest_created_timestamp_seconds",
             &[("state", "FREE"), ("arch", "i386"), ("channel", "signing")]
         ),
@@ -621,7 +617,7 @@ async fn a_fault_on_get_tasks_fails_the_task_collection_and_the_exporter_serves_
     );
     let text = collector.scrape(None).await.expect("scrape");
     let exposition = parse(&text).expect("parse");
-    assert_eq!(sample(&exposition, "kobo_up", &[]), Some(1.0));
+    assert_eq!(exposition.sample("kobo_up", &[]), Some(1.0));
     assert_eq!(
         exposition.families["kobo_worker_enabled"].samples.len(),
         5,
@@ -631,8 +627,7 @@ async fn a_fault_on_get_tasks_fails_the_task_collection_and_the_exporter_serves_
         assert!(!exposition.families.contains_key(name), "{name}: {text}");
     }
     assert_eq!(
-        sample(
-            &exposition,
+        exposition.sample(
             "kobo_exporter_collect_errors_total",
             &[("collector", "tasks")]
         ),
@@ -686,8 +681,7 @@ async fn an_arch_that_cannot_be_named_leaves_its_tasks_out_with_a_warning() {
     );
     let exposition = parse(&kobo_exporter::render(&snapshot).expect("render")).expect("parse");
     assert_eq!(
-        sample(
-            &exposition,
+        exposition.sample(
             "kobo_queue_workers",
             &[("arch", "ppc64le"), ("channel", "signing")]
         ),

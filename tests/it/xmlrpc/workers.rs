@@ -136,8 +136,7 @@ async fn the_fixture_hub_gives_the_sqlite_sources_records_and_metrics() {
         assert!(max_tasks.samples.is_empty());
     }
     // The reference exporter's six families, equal to what it served for this hub.
-    let reference_metrics =
-        parse(&kobo_testkit::data::read("fixture-reference-metrics.txt")).expect("reference");
+    let reference_metrics = common::reference_exposition();
     for name in &reference_metrics.order {
         assert_eq!(
             ours.families.get(name),
@@ -427,7 +426,7 @@ async fn when_no_worker_can_be_decoded_the_collection_fails() {
     .expect("rocket");
     let body = common::get_text(&client, "/metrics").await;
     let parsed = parse(&body).expect("parses");
-    assert_eq!(sample(&parsed, "kobo_up", &[]), Some(0.0), "{body}");
+    assert_eq!(parsed.sample("kobo_up", &[]), Some(0.0), "{body}");
 
     // One worker readable is a partial scrape, not a failure; a hub with no workers is not one either.
     let hub = super::hub(one_of_two_readable("a.example.com", |_| {
