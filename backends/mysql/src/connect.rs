@@ -55,9 +55,14 @@ impl SslMode {
 
 /// The session set-up each new connection runs (the statements' time limits are set per statement, see
 /// `driver`).
-pub(crate) fn session_setup() -> Vec<String> {
+/// On MariaDB the session's `max_statement_time` (seconds, in a MariaDB-only executable comment, which
+/// MySQL skips) is the query timeout; a statement that must end sooner says so itself (see `driver`).
+pub(crate) fn session_setup(query_timeout: Duration) -> Vec<String> {
     vec![
-        format!("SET SESSION group_concat_max_len = {GROUP_CONCAT_MAX_LEN}"),
+        format!(
+            "SET SESSION group_concat_max_len = {GROUP_CONCAT_MAX_LEN} /*M!100108 , max_statement_time = {:.3} */",
+            query_timeout.as_secs_f64().max(0.001)
+        ),
         // Every transaction of the session read-only, also the worker query's own (autocommit).
         "SET SESSION TRANSACTION READ ONLY".to_string(),
     ]
@@ -116,7 +121,7 @@ pub(crate) fn opts(options: &DatabaseOptions, context: &ErrorContext) -> Result<
     }
     let mut builder = OptsBuilder::from_opts(parsed)
         .pool_opts(pool_opts)
-        .setup(session_setup())
+        .setup(session_setup(options.query_timeout))
         .ssl_opts(ssl_opts)
         .connect_attribute("program_name", PROGRAM_NAME);
     if !url_sets_prefer_socket {
@@ -352,8 +357,8 @@ mod tests {
                 "{url}: {error}"
             );
         }
-        let setup = session_setup();
-        assert!(setup[0].contains("group_concat_max_len"), "{setup:?}");
+        let setup = session_setup(Duration::from_millis(1500));
+        assert!(setup[0].contains("max_statement_time = 1.500"), "{setup:?}");
         assert_eq!(setup[1], "SET SESSION TRANSACTION READ ONLY");
     }
 }

@@ -49,16 +49,24 @@ fn catalog_sql() -> String {
     )
 }
 
-/// `sql` with its server-side limit: `limit` for MariaDB (`SET STATEMENT max_statement_time = s FOR`, in a
-/// MariaDB-only executable comment, which MySQL skips) and for MySQL (the `MAX_EXECUTION_TIME` hint, in
-/// milliseconds, which MariaDB reads as a comment).
-fn limited(statement: &Statement, limit: Duration) -> String {
-    let seconds = limit.as_secs_f64();
+/// A statement's limit is written into it only when it is nearer than the session's (the query timeout)
+/// by more than this: a steady run of scrapes sends the statements as they are.
+const LIMIT_TOLERANCE: Duration = Duration::from_millis(250);
+
+/// `sql` with its server-side limit `limit`: for MySQL the `MAX_EXECUTION_TIME` hint (milliseconds; MariaDB
+/// reads it as a comment), always; for MariaDB, whose session limit is the query timeout, `SET STATEMENT
+/// max_statement_time = s FOR` (in a MariaDB-only executable comment, which MySQL skips) when `limit` is
+/// nearer than `query_timeout`.
+fn limited(statement: &Statement, limit: Duration, query_timeout: Duration) -> String {
     let millis = limit.as_millis().max(1);
-    statement.sql_with(
-        &format!("/*M!100108 SET STATEMENT max_statement_time = {seconds:.3} FOR */ "),
-        &format!("/*+ MAX_EXECUTION_TIME({millis}) */ "),
-    )
+    let prefix = match limit + LIMIT_TOLERANCE < query_timeout {
+        true => format!(
+            "/*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ ",
+            limit.as_secs_f64()
+        ),
+        false => String::new(),
+    };
+    statement.sql_with(&prefix, &format!("/*+ MAX_EXECUTION_TIME({millis}) */ "))
 }
 
 /// A source for `options.url` (`mysql://` or `mariadb://`). Checks the URL and the options and sets up a
@@ -198,7 +206,8 @@ impl Connection for MysqlConn {
         statement: &Statement,
         deadline: Instant,
     ) -> Result<Vec<R>, DriverError> {
-        let sql = limited(statement, statement_limit(deadline, self.query_timeout));
+        let limit = statement_limit(deadline, self.query_timeout);
+        let sql = limited(statement, limit, self.query_timeout);
         let rows: Vec<mysql_async::Row> = self
             .conn()?
             .query(sql)
@@ -257,7 +266,20 @@ mod tests {
         assert!(workers.contains("NULL AS min_priority"), "{workers}");
         assert!(!workers.contains("worker_key") && !workers.contains("SELECT *"));
         assert!(catalog_sql().contains("'hub_worker_channels'"));
-        let limited = limited(&sql.workers, Duration::from_millis(1500));
+        let plain = limited(
+            &sql.workers,
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        );
+        assert!(
+            plain.starts_with("SELECT /*+ MAX_EXECUTION_TIME(10000) */ w.name AS name"),
+            "{plain}"
+        );
+        let limited = limited(
+            &sql.workers,
+            Duration::from_millis(1500),
+            Duration::from_secs(10),
+        );
         assert!(
             limited.starts_with(
                 "/*M!100108 SET STATEMENT max_statement_time = 1.500 FOR */ SELECT \
