@@ -3,6 +3,9 @@
 
 fn main() -> std::process::ExitCode {
     tune_malloc();
+    // The one TLS crypto provider of the process (ring), for the XML-RPC source's HTTPS and anything
+    // else that asks rustls for the process default. An error means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     kobo_exporter::cli::main()
 }
 

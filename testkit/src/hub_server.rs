@@ -289,6 +289,7 @@ impl HubServer {
     pub async fn start(
         handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
     ) -> std::io::Result<HubServer> {
+        crate::install_crypto_provider();
         HubServer::serve(Arc::new(handler), true).await
     }
 
@@ -296,6 +297,7 @@ impl HubServer {
     pub async fn start_unrecorded(
         handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
     ) -> std::io::Result<HubServer> {
+        crate::install_crypto_provider();
         HubServer::serve(Arc::new(handler), false).await
     }
 
@@ -482,6 +484,7 @@ impl RawHttpServer {
 
 /// Serves `bytes` to every connection on a free port of 127.0.0.1 (see [`RawHttpServer`]).
 pub async fn raw_http_server(bytes: Vec<u8>) -> std::io::Result<RawHttpServer> {
+    crate::install_crypto_provider();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let bytes = Arc::new(bytes);

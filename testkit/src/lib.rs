@@ -23,6 +23,14 @@ pub mod xmlrpc_hub;
 
 pub use collect::CollectExt;
 
+/// Installs ring as the process's rustls crypto provider, as kobo-exporter's `main` does (the XML-RPC
+/// source refuses to start without one). Idempotent: the fake hubs call it, tests that make a source
+/// without one call it themselves.
+pub fn install_crypto_provider() {
+    // An error means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The test material: `testkit/data/<name>`.
 pub mod data {
     use std::path::{Path, PathBuf};

@@ -51,6 +51,7 @@ async fn a_sqlite_hub_held_by_a_writer_answers_by_the_deadline_and_the_wait_ends
 
 #[tokio::test]
 async fn a_stalled_xmlrpc_hub_answers_by_the_deadline_and_the_request_is_dropped() {
+    kobo_testkit::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -32,9 +32,15 @@ impl HubClient {
         let shown = endpoint.shown.clone();
         let config =
             |message: String| SourceError::Config(format!("XML-RPC source {shown}: {message}"));
-        // reqwest is built without a crypto provider: use ring, as the rest of the exporter does. An error
-        // means a provider is installed already, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest is built without a crypto provider and takes the process's: the program installs it
+        // once (kobo-exporter's main installs ring). Without one reqwest would panic here.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(config(
+                "no rustls crypto provider is installed in this process: the program must install one \
+                 (rustls::crypto::ring::default_provider().install_default()) before it makes the source"
+                    .into(),
+            ));
+        }
         let mut builder = reqwest::Client::builder()
             .user_agent(options.user_agent.as_str())
             .gzip(true)

@@ -329,8 +329,14 @@ pub(crate) fn sentence(mut text: String) -> String {
 mod tests {
     use super::*;
 
+    /// The process's crypto provider, as kobo-exporter's main installs it.
+    fn provider() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+
     #[test]
     fn construction_does_no_io_and_describes_the_redacted_url() {
+        provider();
         let source = XmlRpcSource::new(XmlRpcOptions::new(
             "https://mon:s3cret@hub.invalid/hub/xmlrpc/client",
         ))
@@ -342,6 +348,7 @@ mod tests {
 
     #[test]
     fn ca_file_problems_are_config_errors() {
+        provider();
         let missing = XmlRpcOptions {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..XmlRpcOptions::new("https://hub.invalid/")
@@ -391,6 +398,7 @@ mod tests {
 
     #[test]
     fn tls_verification_can_be_turned_off() {
+        provider();
         let options = XmlRpcOptions {
             tls_verify: false,
             ..XmlRpcOptions::new("https://hub.invalid/")

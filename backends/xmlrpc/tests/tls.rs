@@ -39,6 +39,7 @@ const EMPTY_LISTS: &str =
 /// An HTTPS hub with no workers; counts completed requests. Returns its URL (by IP, which the
 /// certificate names).
 async fn https_hub() -> (String, Arc<AtomicUsize>) {
+    kobo_testkit::install_crypto_provider();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(data("server.pem"))
         .expect("server.pem")
         .collect::<Result<_, _>>()
