@@ -22,12 +22,12 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use kobo_exporter::api::{HubSnapshot, Part, WorkerDir};
 use kobo_exporter::exposition::Format;
 use kobo_exporter::metrics::exporter::{self, ExporterStatus};
-use kobo_exporter::metrics::{hub_families, MetricSet};
+use kobo_exporter::metrics::{MetricSet, hub_families};
 use kobo_hubgen::HubSpec;
 
 /// A hub of `workers` workers with task data: kobo-hubgen's synthetic hub (the one kobo-bench serves),

@@ -86,10 +86,16 @@ pub fn main() -> ExitCode {
 }
 
 /// `--config` into `ROCKET_CONFIG`, then the checks that must come before Rocket reads its config.
+#[allow(
+    unsafe_code,
+    reason = "set_var is unsafe since edition 2024; Rocket reads its config file from ROCKET_CONFIG"
+)]
 fn set_up(cli: &Cli) -> Result<(), ConfigError> {
     if let Some(path) = &cli.config {
         check_config_file(path)?;
-        std::env::set_var("ROCKET_CONFIG", path);
+        // SAFETY: called from `main` before Rocket's runtime or any other thread starts, so nothing reads
+        // or writes the environment at the same time.
+        unsafe { std::env::set_var("ROCKET_CONFIG", path) };
     }
     config::check_before_start()
 }
@@ -196,10 +202,10 @@ impl log::Log for StderrLogger {
                 _ => "warning",
             };
             let message = record.args().to_string().replace(['\r', '\n'], " ");
-            if record.level() == log::Level::Error {
-                if let Ok(mut last) = LAST_ERROR.lock() {
-                    last.clone_from(&message);
-                }
+            if record.level() == log::Level::Error
+                && let Ok(mut last) = LAST_ERROR.lock()
+            {
+                last.clone_from(&message);
             }
             // A closed stderr is nothing to report to.
             let _ = writeln!(std::io::stderr(), "kobo-exporter: {level}: {message}");

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use kobo_backend_api::{CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskSummary};
 use tokio::sync::watch;
-use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::exposition::Format;
-use crate::metrics::exporter::ExporterStatus;
 use crate::metrics::MetricSet;
+use crate::metrics::exporter::ExporterStatus;
 use crate::render::Renderer;
 
 /// How the collector works.
@@ -250,10 +250,10 @@ impl HubCollector {
             log::error!("{message}");
             return Err(message);
         };
-        if let Some((ended, outcome)) = &cache.last {
-            if *ended > arrived || ended.elapsed() < self.options.min_scrape_interval {
-                return outcome.clone();
-            }
+        if let Some((ended, outcome)) = &cache.last
+            && (*ended > arrived || ended.elapsed() < self.options.min_scrape_interval)
+        {
+            return outcome.clone();
         }
         if let Some(retry_at) = cache.retry_at.filter(|at| *at > Instant::now()) {
             let message = format!(

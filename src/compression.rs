@@ -2,8 +2,8 @@
 
 use std::io::Write as _;
 
-use flate2::write::GzEncoder;
 use flate2::Compression;
+use flate2::write::GzEncoder;
 
 /// Whether an `Accept-Encoding` header accepts gzip: `gzip` (or `x-gzip`, or `*` when gzip is not
 /// named) with a q-value above 0.

@@ -230,7 +230,7 @@ pub fn check_before_start() -> Result<(), ConfigError> {
                 return Err(ConfigError(format!(
                     "ROCKET_CONFIG {}: not a regular file",
                     path.display()
-                )))
+                )));
             }
             Ok(_) => {}
             // A missing file is no config file, as for Rocket.toml (`--config` checks existence itself).
@@ -239,7 +239,7 @@ pub fn check_before_start() -> Result<(), ConfigError> {
                 return Err(ConfigError(format!(
                     "ROCKET_CONFIG {}: {e}",
                     path.display()
-                )))
+                )));
             }
         }
     }
@@ -305,7 +305,9 @@ pub fn check_tls(figment: &Figment) -> Result<(), ConfigError> {
         .map_err(|e| {
             key_error(
                 "tls.key",
-                &format!("{key_name} does not go with the certificate in {certs_name} (`tls.certs`): {e}"),
+                &format!(
+                    "{key_name} does not go with the certificate in {certs_name} (`tls.certs`): {e}"
+                ),
             )
         })?;
     Ok(())

@@ -2,8 +2,8 @@
 //! `TextEncoder`, and OpenMetrics 1.0.0 ([`crate::openmetrics`]); [`Format::negotiate`] picks one from an
 //! `Accept` header the way the Prometheus client libraries do.
 
-use prometheus::proto::MetricFamily;
 use prometheus::TextEncoder;
+use prometheus::proto::MetricFamily;
 
 use crate::openmetrics;
 

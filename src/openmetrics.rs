@@ -69,7 +69,7 @@ fn shape(family: &MetricFamily) -> Result<Shape<'_>, prometheus::Error> {
         other => {
             return Err(prometheus::Error::Msg(format!(
                 "OpenMetrics: {other:?} family {name} is not supported"
-            )))
+            )));
         }
     })
 }

@@ -11,7 +11,7 @@ use prometheus::proto::MetricFamily;
 
 use crate::exposition::Format;
 use crate::metrics::exporter::{self, ExporterStatus};
-use crate::metrics::{hub_family_groups, FamilySink, MetricSet};
+use crate::metrics::{FamilySink, MetricSet, hub_family_groups};
 
 /// What one collection gave: the snapshot or the error message; shared by the scrapes that use it.
 pub type Outcome = Result<Arc<HubSnapshot>, String>;
@@ -95,11 +95,12 @@ impl FamilySink for EncodingSink<'_> {
         build: &dyn Fn() -> Vec<MetricFamily>,
     ) -> Result<(), prometheus::Error> {
         let mut reused = self.reused.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((k, format, text)) = reused.get(group) {
-            if *k == key && *format == self.format {
-                self.out.push_str(text);
-                return Ok(());
-            }
+        if let Some((k, format, text)) = reused.get(group)
+            && *k == key
+            && *format == self.format
+        {
+            self.out.push_str(text);
+            return Ok(());
         }
         let mut text = String::new();
         self.format.encode_into(&build(), &mut text)?;

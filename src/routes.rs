@@ -22,7 +22,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::content::RawHtml;
 use rocket::response::{self, Redirect, Responder, Response};
 use rocket::route::{self, Handler, Route};
-use rocket::{get, routes, Build, Orbit, Rocket, State};
+use rocket::{Build, Orbit, Rocket, State, get, routes};
 
 use crate::auth::{self, Authorized, BasicAuth};
 use crate::collector::{HubCollector, TIMEOUT_MARGIN};

@@ -10,7 +10,7 @@ use rocket::config::Sig;
 /// `shutdown.signals` names (those shut down). Call it inside the runtime, before serving.
 #[cfg(unix)]
 pub fn ignore_unused(config: &rocket::Config) {
-    use rocket::tokio::signal::unix::{signal, SignalKind};
+    use rocket::tokio::signal::unix::{SignalKind, signal};
 
     let unused = [
         (Sig::Hup, SignalKind::hangup()),

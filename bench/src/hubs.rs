@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use kobo_backend_api::normalise::HubSchema;
 use kobo_backend_sql::ScrapeSql;
 use kobo_hubgen::HubSpec;
-use kobo_testkit::xmlrpc_hub::{exports_from_sqlite, XmlRpcHub};
+use kobo_testkit::xmlrpc_hub::{XmlRpcHub, exports_from_sqlite};
 use mysql_async::prelude::Queryable;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
 
@@ -15,7 +15,7 @@ use crate::counters::{MysqlStatus, PgTransactions};
 use crate::exporter::{Exporter, KoboSettings};
 use crate::report::{Row, ServerCount};
 use crate::scrape::Scraper;
-use crate::{floor, Args, Context, Plan, Result, Scenario, Size, Source};
+use crate::{Args, Context, Plan, Result, Scenario, Size, Source, floor};
 
 /// The index the README advises for the task metrics (PostgreSQL and SQLite: partial).
 const INDEX_PARTIAL: &str =
@@ -101,15 +101,15 @@ impl HubSet {
                 eprintln!("   cleanup: {e:#}");
             }
         }
-        if let Some((admin, name)) = &self.postgres {
-            if let Err(e) = postgres_drop(admin, name).await {
-                eprintln!("   cleanup: dropping PostgreSQL database {name}: {e:#}");
-            }
+        if let Some((admin, name)) = &self.postgres
+            && let Err(e) = postgres_drop(admin, name).await
+        {
+            eprintln!("   cleanup: dropping PostgreSQL database {name}: {e:#}");
         }
-        if let Some((admin, name)) = &self.mysql {
-            if let Err(e) = mysql_exec(admin, &format!("DROP DATABASE IF EXISTS {name}")).await {
-                eprintln!("   cleanup: dropping MariaDB database {name}: {e:#}");
-            }
+        if let Some((admin, name)) = &self.mysql
+            && let Err(e) = mysql_exec(admin, &format!("DROP DATABASE IF EXISTS {name}")).await
+        {
+            eprintln!("   cleanup: dropping MariaDB database {name}: {e:#}");
         }
     }
 

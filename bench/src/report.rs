@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::{Context, Plan, Result, Scenario, Size, Source};
 
@@ -259,10 +259,10 @@ pub fn checks(rows: &[Row]) -> Vec<String> {
                 row.failures, row.up
             ));
         }
-        if let Some(count) = row.server {
-            if let Some(problem) = count_problem(row.source, row.scenario, count) {
-                failures.push(format!("{what}: {problem}"));
-            }
+        if let Some(count) = row.server
+            && let Some(problem) = count_problem(row.source, row.scenario, count)
+        {
+            failures.push(format!("{what}: {problem}"));
         }
     }
     // XML-RPC: the same requests per scrape whatever the number of workers, up to the workers one
@@ -278,13 +278,12 @@ pub fn checks(rows: &[Row]) -> Vec<String> {
         if let (Some(min), Some(max)) = (
             counts.iter().map(|c| c.1).reduce(f64::min),
             counts.iter().map(|c| c.1).reduce(f64::max),
-        ) {
-            if max - min > 0.01 {
-                failures.push(format!(
-                    "xmlrpc {}: HTTP requests per scrape change with the workers: {counts:?}",
-                    scenario.key()
-                ));
-            }
+        ) && max - min > 0.01
+        {
+            failures.push(format!(
+                "xmlrpc {}: HTTP requests per scrape change with the workers: {counts:?}",
+                scenario.key()
+            ));
         }
     }
     failures

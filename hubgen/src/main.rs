@@ -43,11 +43,11 @@ async fn main() -> ExitCode {
         eprintln!("kobo-hubgen: {e}");
         return ExitCode::FAILURE;
     }
-    if let Some(dir) = &cli.worker_dir {
-        if let Err(e) = kobo_hubgen::write_worker_dir(dir, &spec) {
-            eprintln!("kobo-hubgen: worker dir {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
+    if let Some(dir) = &cli.worker_dir
+        && let Err(e) = kobo_hubgen::write_worker_dir(dir, &spec)
+    {
+        eprintln!("kobo-hubgen: worker dir {}: {e}", dir.display());
+        return ExitCode::FAILURE;
     }
     eprintln!(
         "kobo-hubgen: {} workers, {} tasks (seed {}) in {:.1} s",

@@ -3,7 +3,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
-use crate::{not_empty, Dialect, Error, HubSpec, SCHEMA_MYSQL};
+use crate::{Dialect, Error, HubSpec, SCHEMA_MYSQL, not_empty};
 
 pub async fn generate(url: &str, spec: &HubSpec) -> Result<(), Error> {
     let mut conn = Conn::new(Opts::from_url(url)?).await?;

@@ -4,7 +4,7 @@
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
-use crate::{not_empty, Dialect, Error, HubSpec, SCHEMA_POSTGRES};
+use crate::{Dialect, Error, HubSpec, SCHEMA_POSTGRES, not_empty};
 
 pub async fn generate(url: &str, spec: &HubSpec) -> Result<(), Error> {
     let mut conn = PgConnection::connect(url).await?;

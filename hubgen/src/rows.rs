@@ -95,7 +95,9 @@ impl HubSpec {
             Dialect::Sqlite => format!(
                 "(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {count}) SELECT n FROM s)"
             ),
-            Dialect::Postgres => format!("(SELECT n::bigint AS n FROM generate_series(1, {count}) n)"),
+            Dialect::Postgres => {
+                format!("(SELECT n::bigint AS n FROM generate_series(1, {count}) n)")
+            }
             Dialect::Mysql => format!("(SELECT seq AS n FROM seq_1_to_{count})"),
         }
     }

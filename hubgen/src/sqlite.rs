@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use crate::{not_empty, Dialect, Error, HubSpec, SCHEMA_SQLITE};
+use crate::{Dialect, Error, HubSpec, SCHEMA_SQLITE, not_empty};
 
 pub fn generate(path: &Path, spec: &HubSpec) -> Result<(), Error> {
     let mut conn = Connection::open(path)?;

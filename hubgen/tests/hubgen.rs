@@ -8,7 +8,7 @@ use std::path::Path;
 
 use kobo_backend_api::worker_dir::WorkerDir;
 use kobo_backend_api::{DataSource, DatabaseOptions, SourceError};
-use kobo_hubgen::{generate, write_worker_dir, HubSpec};
+use kobo_hubgen::{HubSpec, generate, write_worker_dir};
 use kobo_testkit::db::TestDb;
 
 const SPEC: HubSpec = HubSpec {
@@ -88,7 +88,9 @@ fn counts_per_state_follow_the_formula() {
     );
     assert_eq!(one("SELECT count(DISTINCT weight) FROM hub_task"), 4);
     assert_eq!(
-        one("SELECT count(*) FROM hub_worker w WHERE NOT EXISTS (SELECT 1 FROM hub_worker_arches a WHERE a.worker_id = w.id)"),
+        one(
+            "SELECT count(*) FROM hub_worker w WHERE NOT EXISTS (SELECT 1 FROM hub_worker_arches a WHERE a.worker_id = w.id)"
+        ),
         0
     );
     assert_eq!(

@@ -1,8 +1,8 @@
 //! Per-worker metrics: first the six gauges of django-kobo-exporter (the same names, HELP texts, `worker`
 //! label and family order, so existing dashboards and alerts keep working), then the exporter's own.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use kobo_backend_api::{HubSnapshot, LastSeen, TaskState, TaskSummary, WorkerRecord};
@@ -50,11 +50,7 @@ pub const REFERENCE_GAUGES: [WorkerGauge; 6] = [
 ];
 
 fn bool_value(b: bool) -> f64 {
-    if b {
-        1.0
-    } else {
-        0.0
-    }
+    if b { 1.0 } else { 0.0 }
 }
 
 /// The workers ordered by name bytewise (so every source gives the same order, whatever its database's

@@ -103,15 +103,14 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
 /// a family was declared.
 fn family_of(out: &Exposition, sample: &str) -> String {
     for suffix in ["_bucket", "_sum", "_count"] {
-        if let Some(base) = sample.strip_suffix(suffix) {
-            if out
+        if let Some(base) = sample.strip_suffix(suffix)
+            && out
                 .families
                 .get(base)
                 .and_then(|f| f.kind.as_deref())
                 .is_some_and(|k| k == "histogram" || k == "summary")
-            {
-                return base.to_string();
-            }
+        {
+            return base.to_string();
         }
     }
     sample.to_string()

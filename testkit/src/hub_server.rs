@@ -34,8 +34,8 @@ use bytes::Bytes;
 /// dxr's XML-RPC value: what a [`Call`]'s parameters are.
 pub use dxr::Value;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use hyper::StatusCode;
+use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -95,7 +95,7 @@ impl Call {
                     Some(_) => {
                         return Err(
                             "<class 'TypeError'>:the params of a call must be an array".into()
-                        )
+                        );
                     }
                     None => return Err("<class 'KeyError'>:'params'".into()),
                 };
@@ -391,7 +391,7 @@ async fn answer(
         None => return refuse(411, "no Content-Length"),
         Some(None) => return refuse(400, "an invalid Content-Length"),
         Some(Some(length)) if length > MAX_BODY => {
-            return refuse(413, &format!("the body is larger than {MAX_BODY} bytes"))
+            return refuse(413, &format!("the body is larger than {MAX_BODY} bytes"));
         }
         Some(Some(_)) => {}
     }
@@ -419,10 +419,10 @@ async fn answer(
         body,
         call,
     });
-    if let Some(log) = &log {
-        if let Ok(mut log) = log.lock() {
-            log.push(Arc::clone(&received));
-        }
+    if let Some(log) = &log
+        && let Ok(mut log) = log.lock()
+    {
+        log.push(Arc::clone(&received));
     }
     match handler(&received) {
         Reply::Send(response) => Ok(to_hyper(response)),

@@ -240,10 +240,10 @@ pub fn check(text: &str) -> Result<BTreeMap<String, Family>, String> {
         if family.kind == "info" && value != 1.0 {
             return Err(bad("info value not 1".into()));
         }
-        if let Some(owner) = owners.insert(name.clone(), family_name.clone()) {
-            if owner != family_name {
-                return Err(bad(format!("sample name {name} is also in family {owner}")));
-            }
+        if let Some(owner) = owners.insert(name.clone(), family_name.clone())
+            && owner != family_name
+        {
+            return Err(bad(format!("sample name {name} is also in family {owner}")));
         }
         if families.keys().any(|f| *f == name && *f != family_name) {
             return Err(bad(format!("sample name {name} is another family's name")));

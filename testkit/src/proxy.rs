@@ -6,8 +6,8 @@
 //! to new ones. Everything stops by itself: when the [`Proxy`] is dropped or [`shut down`](Proxy::shutdown),
 //! and in any case [`LIFETIME`] after it started (every loop waits on that deadline too).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

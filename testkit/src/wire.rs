@@ -76,7 +76,9 @@ pub mod py {
 
     /// `xmlrpc.client.dumps((value,), methodresponse=True)` of an already dumped value.
     pub fn response_of(dumped: &str) -> String {
-        format!("<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n{dumped}</param>\n</params>\n</methodResponse>\n")
+        format!(
+            "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n{dumped}</param>\n</params>\n</methodResponse>\n"
+        )
     }
 
     /// `xmlrpc.client.dumps((v,), methodresponse=True)`.
@@ -90,7 +92,9 @@ pub mod py {
             ("faultCode", Py::Int(code)),
             ("faultString", Py::Str(string.into())),
         ]));
-        format!("<?xml version='1.0'?>\n<methodResponse>\n<fault>\n{fault}</fault>\n</methodResponse>\n")
+        format!(
+            "<?xml version='1.0'?>\n<methodResponse>\n<fault>\n{fault}</fault>\n</methodResponse>\n"
+        )
     }
 
     /// kobo's `system.multicall` result from already dumped items: each `[result]` (dumped as an array

@@ -23,14 +23,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dxr::Value;
 
-use crate::hub_server::{int, Call, HubServer, Response};
+use crate::hub_server::{Call, HubServer, Response, int};
 use crate::wire::py::{self, Py};
-use crate::wire::{utc, Export};
+use crate::wire::{Export, utc};
 
 /// A kobo hub serving a fixed set of workers over XML-RPC on 127.0.0.1; stops serving when dropped.
 #[derive(Debug)]

@@ -132,8 +132,11 @@ fn check_config_refuses_bad_configuration_in_one_line() {
 #[test]
 fn check_config_never_prints_secrets() {
     // Nothing listens on port 1: the connection fails, and the message must not carry the password.
-    let out = run_with_config("[default.kobo]\nurl = \"postgresql://kobo:s3cr3t-pw@127.0.0.1:1/kobo\"\nconnect_timeout = 2\n\
-         reconnect_backoff_max = 0\n", "--check-config");
+    let out = run_with_config(
+        "[default.kobo]\nurl = \"postgresql://kobo:s3cr3t-pw@127.0.0.1:1/kobo\"\nconnect_timeout = 2\n\
+         reconnect_backoff_max = 0\n",
+        "--check-config",
+    );
     assert_eq!(out.status.code(), Some(1));
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(all.starts_with("error: "), "{all}");
@@ -171,7 +174,10 @@ fn once_with_the_reference_set_equals_the_reference() {
 
 #[test]
 fn once_fails_with_the_error_on_stderr() {
-    let out = run_with_config("[default.kobo]\nurl = \"postgresql://kobo:s3cr3t-pw@127.0.0.1:1/kobo\"\nconnect_timeout = 2\n", "--once");
+    let out = run_with_config(
+        "[default.kobo]\nurl = \"postgresql://kobo:s3cr3t-pw@127.0.0.1:1/kobo\"\nconnect_timeout = 2\n",
+        "--once",
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
     let stderr = text(&out.stderr);

@@ -6,7 +6,7 @@
 use figment::Jail;
 
 use crate::common;
-use kobo_exporter::config::{Settings, DEFAULT_PORT};
+use kobo_exporter::config::{DEFAULT_PORT, Settings};
 use kobo_exporter::source;
 
 /// The error that loading and opening gives for the config in the jail.

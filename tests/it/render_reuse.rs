@@ -12,7 +12,7 @@ use kobo_exporter::api::{
 };
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 use kobo_exporter::exposition::Format;
-use kobo_exporter::metrics::{hub_families, MetricSet};
+use kobo_exporter::metrics::{MetricSet, hub_families};
 
 /// Gives its snapshots in turn, the last one again and again.
 struct Scripted {

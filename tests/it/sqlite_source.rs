@@ -127,10 +127,12 @@ async fn a_worker_dir_that_disappears_is_a_warning_not_zeros() {
         kobo_backend_sqlite::open(&path, Some(WorkerDir::new(&worker_path))).expect("open");
     drop(workers);
     let snapshot = source.collect_workers().await.expect("collect");
-    assert!(snapshot
-        .workers
-        .iter()
-        .all(|w| w.last_seen == LastSeen::Unavailable));
+    assert!(
+        snapshot
+            .workers
+            .iter()
+            .all(|w| w.last_seen == LastSeen::Unavailable)
+    );
     assert_eq!(snapshot.warnings.len(), 1);
     assert!(
         snapshot.warnings[0]
@@ -275,8 +277,10 @@ async fn a_hub_file_deleted_fails_and_one_replaced_by_rename_is_read_anew() {
     std::fs::rename(&changed, &path).expect("mv");
     let snapshot = source.collect_workers().await.expect("the replaced file");
     assert_eq!(snapshot.workers.len(), 4);
-    assert!(snapshot
-        .workers
-        .iter()
-        .any(|w| w.name == "worker-0001.example.com" && w.max_load == 42));
+    assert!(
+        snapshot
+            .workers
+            .iter()
+            .any(|w| w.name == "worker-0001.example.com" && w.max_load == 42)
+    );
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use kobo_exporter::api::tasks::parse_utc_datetime;
 use kobo_exporter::api::{TaskState, WorkerDir};
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
-use kobo_testkit::exposition::{labels, parse, Exposition};
+use kobo_testkit::exposition::{Exposition, labels, parse};
 
 /// One raw task row.
 struct Task {
@@ -348,9 +348,11 @@ async fn a_failing_task_query_drops_the_task_metrics_but_keeps_the_workers() {
         !exposition.families.contains_key("kobo_tasks"),
         "no stale or empty task metrics"
     );
-    assert!(!exposition
-        .families
-        .contains_key("kobo_exporter_task_data_age_seconds"));
+    assert!(
+        !exposition
+            .families
+            .contains_key("kobo_exporter_task_data_age_seconds")
+    );
     assert_eq!(errors_total(&exposition, "tasks"), Some(1.0));
     assert_eq!(errors_total(&exposition, "workers"), Some(0.0));
 }

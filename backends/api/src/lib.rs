@@ -16,7 +16,7 @@ pub mod worker_dir;
 
 pub use backend::{Backend, OpenFn, OwnOptions, SourceKeys};
 pub use error::SourceError;
-pub use options::{redact_url, DatabaseOptions};
+pub use options::{DatabaseOptions, redact_url};
 pub use records::{
     HubSnapshot, LastSeen, TaskGroup, TaskState, TaskSummary, WorkerRecord, WorkerTaskCount,
 };

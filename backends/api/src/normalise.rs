@@ -274,8 +274,10 @@ mod tests {
         );
         assert!(names_from_json(Some("[1]")).is_err());
         assert_eq!(int_from_unsigned(7, "hub_worker.max_load"), Ok(7));
-        assert!(int_from_unsigned(u64::MAX, "hub_worker.max_load")
-            .unwrap_err()
-            .contains("max_load"));
+        assert!(
+            int_from_unsigned(u64::MAX, "hub_worker.max_load")
+                .unwrap_err()
+                .contains("max_load")
+        );
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use url::{form_urlencoded, Url};
+use url::{Url, form_urlencoded};
 
 use crate::WorkerDir;
 
@@ -245,7 +245,10 @@ mod tests {
                 "mysql://kobo:pw@DB.example.com:3307/hub?socket=/run/mysqld/mysqld.sock&&ssl-mode=REQUIRED",
                 "mysql://kobo:***@DB.example.com:3307/hub?socket=/run/mysqld/mysqld.sock&&ssl-mode=REQUIRED",
             ),
-            ("postgres://kobo:pw@[::1]:5432/hub", "postgres://kobo:***@[::1]:5432/hub"),
+            (
+                "postgres://kobo:pw@[::1]:5432/hub",
+                "postgres://kobo:***@[::1]:5432/hub",
+            ),
             ("postgres://h/d?password", "postgres://h/d?password"),
             (
                 "postgres://u:pw@h/d?password=x#frag",

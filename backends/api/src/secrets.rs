@@ -11,10 +11,10 @@
 
 use std::fmt::Display;
 
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 
-use crate::{redact_url, DatabaseOptions, SourceError};
+use crate::{DatabaseOptions, SourceError, redact_url};
 
 /// The passwords of one source's configuration: the URL's (as the `url` crate, which sqlx and mysql_async
 /// read it with, writes it, and percent-decoded), every `password=` query parameter's (as written and
@@ -346,7 +346,10 @@ mod tests {
         let error = context
             .connect("password authentication failed: hunter2")
             .to_string();
-        assert_eq!(error, "cannot connect to postgres://kobo:***@db/hub?password=***&sslmode=require: password authentication failed: ***");
+        assert_eq!(
+            error,
+            "cannot connect to postgres://kobo:***@db/hub?password=***&sslmode=require: password authentication failed: ***"
+        );
         assert_eq!(percent_decode("a%2Fb"), Some("a/b".into()));
         assert_eq!(percent_decode("a%zz"), Some("a%zz".into()));
         assert_eq!(percent_decode("a%FF"), None, "not UTF-8");

@@ -9,12 +9,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE;
 
+use crate::SourceError;
 use crate::records::{HubSnapshot, LastSeen, WorkerRecord};
 use crate::request::{Part, Warning};
-use crate::SourceError;
 
 /// kobo's worker directory, read for last seen.
 #[derive(Debug, Clone, PartialEq, Eq)]

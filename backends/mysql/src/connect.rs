@@ -6,7 +6,7 @@ use std::time::Duration;
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{DatabaseOptions, SourceError};
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, SslOpts};
-use url::{form_urlencoded, Url};
+use url::{Url, form_urlencoded};
 
 /// The `program_name` connection attribute of the exporter's sessions.
 pub const PROGRAM_NAME: &str = "kobo-exporter";
@@ -288,9 +288,11 @@ mod tests {
             SslMode::parse("VERIFY_IDENTITY"),
             Ok(SslMode::VerifyIdentity)
         );
-        assert!(SslMode::parse("PREFERRED")
-            .unwrap_err()
-            .contains("not supported"));
+        assert!(
+            SslMode::parse("PREFERRED")
+                .unwrap_err()
+                .contains("not supported")
+        );
     }
 
     #[test]
@@ -326,9 +328,11 @@ mod tests {
             (parsed.pass(), parsed.socket()),
             (Some("p@ss"), Some("/run/x.sock"))
         );
-        assert!(parsed
-            .ssl_opts()
-            .is_some_and(|s| s.skip_domain_validation() && !s.accept_invalid_certs()));
+        assert!(
+            parsed
+                .ssl_opts()
+                .is_some_and(|s| s.skip_domain_validation() && !s.accept_invalid_certs())
+        );
         for (url, expected) in [
             ("postgres://u@h/d", "not a MySQL/MariaDB URL"),
             ("mysql://u:secret@h/d?bogus=1", "invalid MySQL URL"),

@@ -10,8 +10,8 @@ use kobo_backend_api::normalise::{HubSchema, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{Backend, DatabaseOptions, SourceError};
 use kobo_backend_sql::{
-    statement_limit, Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow, Row,
-    ScrapeSql, SqlSource, Statement, Value,
+    Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow, Row, ScrapeSql, SqlSource,
+    Statement, Value, statement_limit,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Pool};

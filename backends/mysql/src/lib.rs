@@ -52,7 +52,7 @@ mod connect;
 mod driver;
 
 pub use connect::PROGRAM_NAME;
-pub use driver::{open, scrape_sql, Mysql, MysqlSource, BACKEND};
+pub use driver::{BACKEND, Mysql, MysqlSource, open, scrape_sql};
 
 #[cfg(test)]
 mod tests;

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use kobo_backend_api::{CollectRequest, DataSource, DatabaseOptions, WorkerRecord};
 use kobo_backend_sql::{Connection, Driver};
-use kobo_testkit::db::{more_workers, MysqlDb, TestDb, READER_PASSWORD};
 use kobo_testkit::CollectExt;
+use kobo_testkit::db::{MysqlDb, READER_PASSWORD, TestDb, more_workers};
 use mysql_async::prelude::Queryable;
 use tokio::time::Instant;
 
-use crate::{connect, open, scrape_sql, MysqlSource};
+use crate::{MysqlSource, connect, open, scrape_sql};
 
 /// The message of a statement that must fail.
 fn refused<T>(result: Result<T, mysql_async::Error>, what: &str) -> String {

@@ -262,29 +262,26 @@ impl Pool {
         let result = tokio::time::timeout_at(deadline, self.lease(&phase))
             .await
             .unwrap_or(Err(AcquireError::TimedOut));
-        result.map_err(|error| {
-            let message = match error {
-                AcquireError::TimedOut => {
-                    let cause = match phase.load(Ordering::Relaxed) {
-                        WAITING => format!(
-                            "all {} connections of the pool are in use by other collections",
-                            self.max_connections
-                        ),
-                        _ => "the server did not answer".to_string(),
-                    };
-                    format!(
-                        "no connection within connect_timeout ({} s): {cause}",
-                        self.connect_timeout.as_secs_f64()
-                    )
-                }
-                AcquireError::Connect(e) => describe(&e),
-                AcquireError::Setup(e) => format!(
-                    "the connection opened, but its session set-up ({}) failed: {}",
-                    self.setup,
-                    describe(&e)
-                ),
-            };
-            message
+        result.map_err(|error| match error {
+            AcquireError::TimedOut => {
+                let cause = match phase.load(Ordering::Relaxed) {
+                    WAITING => format!(
+                        "all {} connections of the pool are in use by other collections",
+                        self.max_connections
+                    ),
+                    _ => "the server did not answer".to_string(),
+                };
+                format!(
+                    "no connection within connect_timeout ({} s): {cause}",
+                    self.connect_timeout.as_secs_f64()
+                )
+            }
+            AcquireError::Connect(e) => describe(&e),
+            AcquireError::Setup(e) => format!(
+                "the connection opened, but its session set-up ({}) failed: {}",
+                self.setup,
+                describe(&e)
+            ),
         })
     }
 

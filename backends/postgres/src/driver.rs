@@ -9,15 +9,15 @@ use kobo_backend_api::normalise::{HubSchema, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{Backend, DatabaseOptions, SourceError};
 use kobo_backend_sql::{
-    statement_limit, Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow, Row,
-    ScrapeSql, SqlSource, Statement, Value,
+    Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow, Row, ScrapeSql, SqlSource,
+    Statement, Value, statement_limit,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection as _, Executor, Row as _};
 use sqlx::{TypeInfo, ValueRef};
 use tokio::time::Instant;
 
-use crate::connect::{describe, millis, Lease, Pool};
+use crate::connect::{Lease, Pool, describe, millis};
 
 /// A kobo hub's PostgreSQL database.
 pub type PostgresSource = SqlSource<Postgres>;

@@ -53,7 +53,7 @@ mod connect;
 mod driver;
 
 pub use connect::APPLICATION_NAME;
-pub use driver::{open, scrape_sql, Postgres, PostgresSource, BACKEND, TIMEOUT_TOLERANCE};
+pub use driver::{BACKEND, Postgres, PostgresSource, TIMEOUT_TOLERANCE, open, scrape_sql};
 
 #[cfg(test)]
 mod tests;

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use kobo_backend_api::normalise::HubSchema;
 use kobo_backend_api::{DatabaseOptions, SourceError, TaskGroup, WorkerRecord, WorkerTaskCount};
 use kobo_backend_sql::{Connection as _, Driver};
-use kobo_testkit::db::{more_workers, PostgresDb, TestDb, READER_PASSWORD};
+use kobo_testkit::db::{PostgresDb, READER_PASSWORD, TestDb, more_workers};
 use sqlx::Executor;
 
-use crate::driver::{PgLease, BEGIN};
-use crate::{connect, open, scrape_sql, PostgresSource};
+use crate::driver::{BEGIN, PgLease};
+use crate::{PostgresSource, connect, open, scrape_sql};
 
 fn soon() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(10)
@@ -84,8 +84,7 @@ async fn a_scrape_reads_hub_worker_once_whatever_the_number_of_workers() {
     // Counts scans of hub_worker by one read, inside a scrape's transaction (`pg_stat_xact_user_tables` is
     // backend-local and immediate, unlike pg_stat_statements, which may not be installed; it may include
     // earlier transactions not yet flushed, hence the difference).
-    const HUB_WORKER_SCANS: &str =
-        "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = 'hub_worker'";
+    const HUB_WORKER_SCANS: &str = "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = 'hub_worker'";
     let sql = scrape_sql(&HubSchema { min_priority: true });
     let scans = |with_tasks: bool| {
         let (source, sql) = (&source, &sql);

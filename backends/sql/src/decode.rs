@@ -2,8 +2,8 @@
 //! own types mapped to a handful), and the records find their columns by name ([`Columns`]), once per
 //! result, then read every row by position.
 
-use kobo_backend_api::normalise::{int_from_unsigned, names_from_json, of_worker, WorkerRow};
-use kobo_backend_api::{tasks, TaskGroup, WorkerRecord, WorkerTaskCount};
+use kobo_backend_api::normalise::{WorkerRow, int_from_unsigned, names_from_json, of_worker};
+use kobo_backend_api::{TaskGroup, WorkerRecord, WorkerTaskCount, tasks};
 
 /// One value of a row, as a driver gives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -322,13 +322,17 @@ mod tests {
             assert!(error.contains(expected), "{error}");
         }
         values[2] = Value::UInt(u64::MAX);
-        assert!(worker(values.clone())
-            .expect_err("too big")
-            .contains("signed 64-bit"));
+        assert!(
+            worker(values.clone())
+                .expect_err("too big")
+                .contains("signed 64-bit")
+        );
         values[2] = Value::Other("JSONB".into());
-        assert!(worker(values.clone())
-            .expect_err("jsonb")
-            .contains("of type JSONB"));
+        assert!(
+            worker(values.clone())
+                .expect_err("jsonb")
+                .contains("of type JSONB")
+        );
         values[2] = Value::Int(1);
         values[3] = Value::Null;
         assert_eq!(
@@ -361,8 +365,10 @@ mod tests {
             Value::Int(1),
             Value::Null,
         ]);
-        assert!(decode_all::<TaskGroup>(&names, [&bad as &dyn Row])
-            .expect_err("no arch")
-            .contains("hub_arch.name is NULL"));
+        assert!(
+            decode_all::<TaskGroup>(&names, [&bad as &dyn Row])
+                .expect_err("no arch")
+                .contains("hub_arch.name is NULL")
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! differences given as parameters ([`Dialect`]), never patched into the text afterwards. Every column is
 //! named (`AS name`, ...), and rows are decoded by those names ([`crate::decode`]).
 
-use kobo_backend_api::normalise::HubSchema;
 use kobo_backend_api::TaskState;
+use kobo_backend_api::normalise::HubSchema;
 
 /// A database as the engine sees it: what it is called, and what differs in its SQL.
 #[derive(Debug, Clone, Copy)]
@@ -249,19 +249,21 @@ mod tests {
             assert!(!text.contains("worker_key"), "{text}");
             assert!(!text.contains("SELECT *"), "{text}");
         }
-        assert!(sql
-            .worker_tasks
-            .sql_with("/* p */ ", "/*+ h */ ")
-            .starts_with("/* p */ SELECT /*+ h */ w.name AS worker"));
+        assert!(
+            sql.worker_tasks
+                .sql_with("/* p */ ", "/*+ h */ ")
+                .starts_with("/* p */ SELECT /*+ h */ w.name AS worker")
+        );
     }
 
     #[test]
     fn dialect_parameters_land_where_they_belong() {
         let sql = ScrapeSql::new(&Dialect::POSTGRES, &HubSchema { min_priority: true });
-        assert!(sql
-            .workers
-            .sql()
-            .contains("array_agg(a.name::text) AS names"));
+        assert!(
+            sql.workers
+                .sql()
+                .contains("array_agg(a.name::text) AS names")
+        );
         let mysql = ScrapeSql::new(&Dialect::MYSQL, &HubSchema { min_priority: true });
         let binary = |column: &str| format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)");
         let groups = mysql.task_groups.sql();

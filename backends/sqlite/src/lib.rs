@@ -23,8 +23,8 @@ use kobo_backend_api::normalise::HubSchema;
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{Backend, SourceError, WorkerDir};
 use kobo_backend_sql::{
-    statement_limit, Catalog, Columns, Connection as SqlConnection, Dialect, Driver, DriverError,
-    FromRow, Row, ScrapeSql, SqlSource, Statement, Value,
+    Catalog, Columns, Connection as SqlConnection, Dialect, Driver, DriverError, FromRow, Row,
+    ScrapeSql, SqlSource, Statement, Value, statement_limit,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, InterruptHandle, OpenFlags};
@@ -125,7 +125,7 @@ impl HubConnection {
             Ok(meta) if meta.is_file() => FileId::of(&meta),
             Ok(_) => return Err("not a regular file".into()),
             Err(e) if reopening && e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(deleted(&e))
+                return Err(deleted(&e));
             }
             Err(e) => return Err(e.to_string()),
         };
@@ -201,7 +201,7 @@ impl Driver for Sqlite {
             Err(_) => {
                 return Err(DriverError::Connect(
                     "the database file did not open by the scrape's deadline".into(),
-                ))
+                ));
             }
         };
         Ok(SqliteConn {

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use kobo_backend_api::secrets::percent_decode;
 use kobo_backend_api::SourceError;
+use kobo_backend_api::secrets::percent_decode;
 
 /// The database path in a `sqlite:` URL: `sqlite:///abs/hub.sqlite3` (absolute), `sqlite://rel/hub.sqlite3`
 /// or `sqlite:rel/hub.sqlite3` (relative to the working directory). Percent-escapes (`%20`) are decoded.

@@ -18,11 +18,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use kobo_backend_xmlrpc::decode_worker_infos;
 use kobo_hubgen::HubSpec;
-use kobo_testkit::wire::{py, Export};
+use kobo_testkit::wire::{Export, py};
 use kobo_testkit::xmlrpc_hub::exports_from_sqlite;
 
 /// `workers` worker exports, sorted by name (as `client.list_workers` gives the names): kobo-hubgen's

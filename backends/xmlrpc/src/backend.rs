@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kobo_backend_api::{Backend, DataSource, DatabaseOptions, OwnOptions, SourceError, SourceKeys};
 
-use crate::{XmlRpcOptions, XmlRpcSource, DEFAULT_MULTICALL_CHUNK};
+use crate::{DEFAULT_MULTICALL_CHUNK, XmlRpcOptions, XmlRpcSource};
 
 /// The bounds of `max_response_bytes`: 1 KiB to 1 GiB.
 pub const MAX_RESPONSE_BYTES: RangeInclusive<u64> = 1024..=1024 * 1024 * 1024;

@@ -8,12 +8,12 @@ use std::fmt::Display;
 use std::time::Instant;
 
 use dxr::{Fault, Value};
-use kobo_backend_api::secrets::Secrets;
 use kobo_backend_api::SourceError;
-use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, LOCATION};
+use kobo_backend_api::secrets::Secrets;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, LOCATION};
 use reqwest::{Certificate, StatusCode};
 
-use crate::options::{endpoint, Credentials, Endpoint, XmlRpcOptions};
+use crate::options::{Credentials, Endpoint, XmlRpcOptions, endpoint};
 use crate::rpc::{self, Call, ItemError, Request};
 
 /// The hub's XML-RPC client endpoint, reached over one connection pool.
@@ -110,12 +110,12 @@ impl HubClient {
                         "{call} (in system.multicall): the hub answered with fault {}: {}",
                         fault.code(),
                         self.fault_text(&fault)
-                    )))
+                    )));
                 }
                 Err(ItemError::Malformed(what)) => {
                     return Err(
                         self.data(format!("{call}: system.multicall answered {what} for it"))
-                    )
+                    );
                 }
             };
             lists.push(names);
@@ -231,10 +231,10 @@ impl HubClient {
                 self.max_response_bytes
             ))
         };
-        if let Some(length) = response.content_length() {
-            if length > self.max_response_bytes {
-                return Err(too_large(format!("Content-Length {length}")));
-            }
+        if let Some(length) = response.content_length()
+            && length > self.max_response_bytes
+        {
+            return Err(too_large(format!("Content-Length {length}")));
         }
         let mut data = Vec::new();
         loop {
@@ -265,7 +265,9 @@ impl HubClient {
         let hint = match status {
             StatusCode::UNAUTHORIZED | StatusCode::PROXY_AUTHENTICATION_REQUIRED => {
                 match self.endpoint.credentials {
-                    Credentials::None => " (the hub or a proxy in front of it wants credentials: set a username and password, or a bearer token)",
+                    Credentials::None => {
+                        " (the hub or a proxy in front of it wants credentials: set a username and password, or a bearer token)"
+                    }
                     _ => " (the credentials were rejected)",
                 }
             }
@@ -274,13 +276,15 @@ impl HubClient {
         };
         let what = match decoded {
             Some(Err(fault)) => format!("fault {}: {}", fault.code(), self.fault_text(&fault)),
-            _ if status.is_redirection() => match reply.headers.get(LOCATION).and_then(|l| l.to_str().ok()) {
-                Some(location) => format!(
-                    "redirected to {} (redirects are not followed: set the URL to the hub's XML-RPC client endpoint)",
-                    kobo_backend_api::redact_url(location)
-                ),
-                None => "a redirect without a Location".into(),
-            },
+            _ if status.is_redirection() => {
+                match reply.headers.get(LOCATION).and_then(|l| l.to_str().ok()) {
+                    Some(location) => format!(
+                        "redirected to {} (redirects are not followed: set the URL to the hub's XML-RPC client endpoint)",
+                        kobo_backend_api::redact_url(location)
+                    ),
+                    None => "a redirect without a Location".into(),
+                }
+            }
             _ => describe_body(&reply.headers, &reply.body, &self.endpoint.secrets),
         };
         format!("HTTP {status}{hint}: {what}")
@@ -365,11 +369,7 @@ struct Reply {
 }
 
 fn python_bool(b: bool) -> &'static str {
-    if b {
-        "True"
-    } else {
-        "False"
-    }
+    if b { "True" } else { "False" }
 }
 
 /// A reqwest error and its causes, `: `-separated, without the URL (our errors name it once, as their

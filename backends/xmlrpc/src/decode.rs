@@ -363,9 +363,11 @@ mod tests {
         ] {
             assert!(last_seen(&s(bad)).is_err(), "{bad}");
         }
-        assert!(last_seen(&Value::Integer(5))
-            .unwrap_err()
-            .contains("integer"));
+        assert!(
+            last_seen(&Value::Integer(5))
+                .unwrap_err()
+                .contains("integer")
+        );
     }
 
     #[test]
@@ -384,15 +386,21 @@ mod tests {
     #[test]
     fn broken_exports_are_errors_naming_the_field() {
         let name = "worker-0002.example.com";
-        assert!(worker(name, Value::Struct(BTreeMap::new()))
-            .unwrap_err()
-            .contains("no such worker"));
-        assert!(worker(name, Value::Nil)
-            .unwrap_err()
-            .contains("not a struct"));
-        assert!(worker("other", Value::Struct(export()))
-            .unwrap_err()
-            .contains("instead"));
+        assert!(
+            worker(name, Value::Struct(BTreeMap::new()))
+                .unwrap_err()
+                .contains("no such worker")
+        );
+        assert!(
+            worker(name, Value::Nil)
+                .unwrap_err()
+                .contains("not a struct")
+        );
+        assert!(
+            worker("other", Value::Struct(export()))
+                .unwrap_err()
+                .contains("instead")
+        );
         let mut fields = export();
         fields.remove("max_load");
         assert_eq!(
@@ -419,11 +427,15 @@ mod tests {
             worker_names(Value::Array(vec![s("b"), s("a")])),
             Ok(vec!["b".to_string(), "a".to_string()])
         );
-        assert!(worker_names(Value::Struct(BTreeMap::new()))
-            .unwrap_err()
-            .contains("not an array"));
-        assert!(worker_names(Value::Array(vec![Value::Nil]))
-            .unwrap_err()
-            .contains("nil"));
+        assert!(
+            worker_names(Value::Struct(BTreeMap::new()))
+                .unwrap_err()
+                .contains("not an array")
+        );
+        assert!(
+            worker_names(Value::Array(vec![Value::Nil]))
+                .unwrap_err()
+                .contains("nil")
+        );
     }
 }

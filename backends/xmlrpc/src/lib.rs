@@ -74,8 +74,8 @@ use kobo_backend_api::{
     CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskState, Warning, WorkerRecord,
 };
 
-pub use backend::{HttpOptions, BACKEND};
-pub use options::{XmlRpcOptions, DEFAULT_MULTICALL_CHUNK, DEFAULT_USER_AGENT};
+pub use backend::{BACKEND, HttpOptions};
+pub use options::{DEFAULT_MULTICALL_CHUNK, DEFAULT_USER_AGENT, XmlRpcOptions};
 pub use rpc::ALLOWED_METHODS;
 pub use tasks::TASK_WARNING_PREFIX;
 
@@ -153,14 +153,14 @@ impl XmlRpcSource {
         }
         // Workers listed and not one of them readable (deleted in between aside): an empty scrape would
         // pass for a hub without workers. Fail, as the SQL sources do on a row they cannot read.
-        if workers.is_empty() {
-            if let Some(first) = first_failure {
-                return Err(self.client.data(format!(
-                    "none of the {} workers the hub lists could be read from client.get_worker_info \
+        if workers.is_empty()
+            && let Some(first) = first_failure
+        {
+            return Err(self.client.data(format!(
+                "none of the {} workers the hub lists could be read from client.get_worker_info \
                      ({first})",
-                    names.len()
-                )));
-            }
+                names.len()
+            )));
         }
         if without_last_seen > 0 {
             warnings.push(Warning::new(
@@ -386,12 +386,16 @@ mod tests {
         let odd = Err(ItemError::Malformed(
             "a string instead of [value] or a fault".into(),
         ));
-        assert!(worker("w", odd, &none)
-            .unwrap_err()
-            .starts_with("system.multicall answered a string"));
-        assert!(worker("w", Ok(Value::Struct(Default::default())), &none)
-            .unwrap_err()
-            .contains("no such worker"));
+        assert!(
+            worker("w", odd, &none)
+                .unwrap_err()
+                .starts_with("system.multicall answered a string")
+        );
+        assert!(
+            worker("w", Ok(Value::Struct(Default::default())), &none)
+                .unwrap_err()
+                .contains("no such worker")
+        );
         assert_eq!(sentence("a.".into()), "a.");
         assert_eq!(sentence("a".into()), "a.");
     }

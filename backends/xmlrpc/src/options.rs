@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kobo_backend_api::secrets::Secrets;
-use kobo_backend_api::{redact_url, SourceError};
+use kobo_backend_api::{SourceError, redact_url};
 use reqwest::Url;
 
 /// The `User-Agent` sent with every request unless [`XmlRpcOptions::user_agent`] says otherwise.
@@ -192,7 +192,7 @@ pub(crate) fn endpoint(options: &XmlRpcOptions) -> Result<Endpoint, SourceError>
         (Some(_), _, Some(_)) | (None, Some(_), Some(_)) => {
             return Err(config(
                 "basic auth (username/password) and a bearer token cannot be used together",
-            ))
+            ));
         }
         (None, Some(_), None) => return Err(config("a password is given but no username")),
         (Some(username), password, None) => {
@@ -339,32 +339,42 @@ mod tests {
             ..base.clone()
         });
         assert_eq!(bearer.credentials, Credentials::Bearer("tok3n".into()));
-        assert!(error(&XmlRpcOptions {
-            username: Some("mon".into()),
-            bearer_token: Some("t".into()),
-            ..base.clone()
-        })
-        .contains("cannot be used together"));
-        assert!(error(&XmlRpcOptions {
-            password: Some("hunter2".into()),
-            ..base.clone()
-        })
-        .contains("no username"));
-        assert!(error(&XmlRpcOptions {
-            bearer_token: Some("a b".into()),
-            ..base.clone()
-        })
-        .contains("spaces"));
-        assert!(error(&XmlRpcOptions {
-            multicall_chunk: 0,
-            ..base.clone()
-        })
-        .contains("multicall_chunk"));
-        assert!(error(&XmlRpcOptions {
-            request_timeout: Duration::ZERO,
-            ..base
-        })
-        .contains("request_timeout"));
+        assert!(
+            error(&XmlRpcOptions {
+                username: Some("mon".into()),
+                bearer_token: Some("t".into()),
+                ..base.clone()
+            })
+            .contains("cannot be used together")
+        );
+        assert!(
+            error(&XmlRpcOptions {
+                password: Some("hunter2".into()),
+                ..base.clone()
+            })
+            .contains("no username")
+        );
+        assert!(
+            error(&XmlRpcOptions {
+                bearer_token: Some("a b".into()),
+                ..base.clone()
+            })
+            .contains("spaces")
+        );
+        assert!(
+            error(&XmlRpcOptions {
+                multicall_chunk: 0,
+                ..base.clone()
+            })
+            .contains("multicall_chunk")
+        );
+        assert!(
+            error(&XmlRpcOptions {
+                request_timeout: Duration::ZERO,
+                ..base
+            })
+            .contains("request_timeout")
+        );
     }
 
     #[test]

@@ -425,12 +425,16 @@ mod tests {
             )))
         );
         assert!(matches!(&results[2], Err(ItemError::Malformed(m)) if m.contains("a string")));
-        assert!(multicall_results(value, 2)
-            .unwrap_err()
-            .contains("3 results for 2 calls"));
-        assert!(multicall_results(Value::Nil, 1)
-            .unwrap_err()
-            .contains("not an array"));
+        assert!(
+            multicall_results(value, 2)
+                .unwrap_err()
+                .contains("3 results for 2 calls")
+        );
+        assert!(
+            multicall_results(Value::Nil, 1)
+                .unwrap_err()
+                .contains("not an array")
+        );
     }
 
     #[test]

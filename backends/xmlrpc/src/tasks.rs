@@ -249,12 +249,12 @@ pub(crate) fn summarise(
     let mut unknown_workers: BTreeMap<i64, i64> = BTreeMap::new();
     for task in &list.tasks {
         // Per worker, as the SQL sources count: whatever the arch and channel.
-        if matches!(task.state, TaskState::Assigned | TaskState::Open) {
-            if let Some(worker) = task.worker {
-                match directory.workers.get(&worker) {
-                    Some(name) => *per_worker.entry((name, task.state)).or_default() += 1,
-                    None => *unknown_workers.entry(worker).or_default() += 1,
-                }
+        if matches!(task.state, TaskState::Assigned | TaskState::Open)
+            && let Some(worker) = task.worker
+        {
+            match directory.workers.get(&worker) {
+                Some(name) => *per_worker.entry((name, task.state)).or_default() += 1,
+                None => *unknown_workers.entry(worker).or_default() += 1,
             }
         }
         let arch = directory.arches.get(&task.arch);
@@ -449,9 +449,11 @@ mod tests {
                 "task [6]: nil instead of a struct",
             ]
         );
-        assert!(task_list(Value::Nil)
-            .unwrap_err()
-            .contains("nil, not an array"));
+        assert!(
+            task_list(Value::Nil)
+                .unwrap_err()
+                .contains("nil, not an array")
+        );
     }
 
     trait Without {

@@ -11,8 +11,8 @@
 
 use kobo_testkit::CollectExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource};
@@ -30,8 +30,7 @@ fn data(name: &str) -> PathBuf {
 
 /// The `system.multicall` of `client.list_workers(True)` and `client.list_workers(False)` of a hub with no
 /// workers, as kobo sends it: two empty lists.
-const EMPTY_LISTS: &str =
-    "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><array><data>\n\
+const EMPTY_LISTS: &str = "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><array><data>\n\
     <value><array><data>\n<value><array><data>\n</data></array></value>\n</data></array></value>\n\
     <value><array><data>\n<value><array><data>\n</data></array></value>\n</data></array></value>\n\
     </data></array></value>\n</param>\n</params>\n</methodResponse>\n";

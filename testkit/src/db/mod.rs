@@ -206,7 +206,9 @@ pub fn unreachable<T>(server: &str, url: &str, env_var: &str, why: &str) -> Opti
     if in_ci() {
         panic!("{server} test server {url} unreachable under CI=true: {why}");
     }
-    eprintln!("SKIPPED: {server} test server {url} unreachable ({why}); set {env_var} or start the server");
+    eprintln!(
+        "SKIPPED: {server} test server {url} unreachable ({why}); set {env_var} or start the server"
+    );
     None
 }
 

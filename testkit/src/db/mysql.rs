@@ -5,8 +5,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 use super::{
-    cleanup_on_own_thread, connect_admin, head, unique_name, BoxError, TestDb, TestSession,
-    READER_PASSWORD,
+    BoxError, READER_PASSWORD, TestDb, TestSession, cleanup_on_own_thread, connect_admin, head,
+    unique_name,
 };
 
 /// The default administrator URL of the test server.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use kobo_exporter::api::{DataSource, DatabaseOptions, SourceError};
 use kobo_testkit::db::{PostgresDb, TestDb};
 
-use super::suite::{collect, collect_error, sqlite_fixture};
 use super::Backend;
+use super::suite::{collect, collect_error, sqlite_fixture};
 
 /// The PostgreSQL source.
 pub struct Postgres;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use kobo_exporter::api::worker_dir::file_name;
 use kobo_exporter::api::{DatabaseOptions, HubSnapshot, LastSeen, SourceError, WorkerDir};
-use kobo_testkit::db::{comparable, TestDb, TestSession, READER_PASSWORD};
+use kobo_testkit::db::{READER_PASSWORD, TestDb, TestSession, comparable};
 
 use super::Backend;
 
@@ -360,7 +360,9 @@ pub async fn a_wrong_password_is_a_clear_error_without_the_password<B: Backend>(
         let options = quick(options);
         let url = kobo_exporter::api::redact_url(&options.url);
         if trusted && trust_lets_in {
-            eprintln!("note: the server trusts {url} without a password; only the missing role is checked");
+            eprintln!(
+                "note: the server trusts {url} without a password; only the missing role is checked"
+            );
             continue;
         }
         let has_password = options.password.is_some();

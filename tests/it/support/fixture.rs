@@ -10,7 +10,7 @@ use kobo_exporter::api::WorkerDir;
 use kobo_exporter::collector::{CollectorOptions, HubCollector};
 
 use crate::common;
-use kobo_testkit::exposition::{parse, Family};
+use kobo_testkit::exposition::{Family, parse};
 
 /// The fixture hub in a new temporary SQLite file (kept while the directory lives).
 pub fn sqlite_file() -> (tempfile::TempDir, PathBuf) {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 // xmlrpc.rs uses all of them; the fault and concurrency tests only `fixture_exports`.
 #[allow(unused_imports)]
-pub use kobo_testkit::wire::{py, utc, Export, Py};
+pub use kobo_testkit::wire::{Export, Py, py, utc};
 
 /// Every fixture worker's export, from the fixture database (`kobo_testkit::xmlrpc_hub::exports_from_sqlite`)
 /// with last seen from `fixture-last-seen.tsv`.

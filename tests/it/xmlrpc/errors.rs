@@ -156,7 +156,10 @@ async fn malformed_and_truncated_xml_are_errors() {
 
 #[tokio::test]
 async fn bodies_over_the_cap_are_refused() {
-    let big = format!("<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><string>{}</string></value>\n</param>\n</params>\n</methodResponse>\n", "x".repeat(10_000));
+    let big = format!(
+        "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><string>{}</string></value>\n</param>\n</params>\n</methodResponse>\n",
+        "x".repeat(10_000)
+    );
     let capped = |hub: &HubServer| {
         let options = XmlRpcOptions {
             max_response_bytes: 4096,

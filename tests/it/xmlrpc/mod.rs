@@ -42,11 +42,11 @@ use std::time::Duration;
 use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource};
 use kobo_exporter::api::{DataSource, HubSnapshot, SourceError, WorkerDir};
 use kobo_testkit::hub_server::{
-    int, raw_http_server, Call, HubServer, Reply, Request, Response, Value,
+    Call, HubServer, Reply, Request, Response, Value, int, raw_http_server,
 };
 
 use crate::support::kobo_wire;
-use kobo_wire::{fixture_exports, py, utc, Export, Py};
+use kobo_wire::{Export, Py, fixture_exports, py, utc};
 
 const PASSWORD: &str = "hunter2 s3cret";
 const TOKEN: &str = "t0ken-abcdef";

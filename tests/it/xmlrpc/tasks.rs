@@ -658,15 +658,21 @@ async fn an_arch_that_cannot_be_named_leaves_its_tasks_out_with_a_warning() {
         .await
         .expect("a task left out is not a failure");
     assert_eq!(
-        snapshot.warnings.iter().map(|w| w.message.as_str()).collect::<Vec<_>>(),
+        snapshot
+            .warnings
+            .iter()
+            .map(|w| w.message.as_str())
+            .collect::<Vec<_>>(),
         [
             "Task metrics: 5 active task(s) with arch id 6 are left out: no worker accepts that arch, and \
              client.task_info(2) answered fault 1: DoesNotExist: Task matching query does not exist."
         ]
     );
-    assert!(snapshot.warnings[0]
-        .message
-        .starts_with(kobo_backend_xmlrpc::TASK_WARNING_PREFIX));
+    assert!(
+        snapshot.warnings[0]
+            .message
+            .starts_with(kobo_backend_xmlrpc::TASK_WARNING_PREFIX)
+    );
     let reference = sqlite_with_tasks(&[]).await;
     let (groups, per_worker) = sorted_summary(snapshot.tasks.as_ref().expect("task data"));
     let (all_groups, all_per_worker) = sorted_summary(reference.tasks.as_ref().expect("task data"));
@@ -687,8 +693,10 @@ async fn an_arch_that_cannot_be_named_leaves_its_tasks_out_with_a_warning() {
         ),
         Some(0.0)
     );
-    assert!(!kobo_exporter::render(&snapshot)
-        .expect("render")
-        .contains("i386"));
+    assert!(
+        !kobo_exporter::render(&snapshot)
+            .expect("render")
+            .contains("i386")
+    );
     assert_eq!(task_info_ids(&calls(&hub)[3]), [2, 34]);
 }

@@ -369,7 +369,11 @@ async fn a_fault_or_a_vanished_worker_in_the_multicall_drops_only_that_worker() 
         ]
     );
     assert_eq!(
-        snapshot.warnings.iter().map(|w| w.message.as_str()).collect::<Vec<_>>(),
+        snapshot
+            .warnings
+            .iter()
+            .map(|w| w.message.as_str())
+            .collect::<Vec<_>>(),
         [
             "The worker \"worker-0003.example.com\" is left out of this scrape: client.get_worker_info answered \
              fault 1: DoesNotExist: Worker matching query does not exist.",
