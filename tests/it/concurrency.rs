@@ -5,7 +5,7 @@
 //!
 //! The source is a [`Counting`] wrapper around a real source (the fixture hub in SQLite, and on the
 //! PostgreSQL test server behind the proxy of `kobo_testkit::proxy`, which also counts the connections): it
-//! counts the calls of `collect` and `collect_with_tasks`, records the most in flight at once, and makes
+//! counts the collections with and without task data, records the most in flight at once, and makes
 //! each collection last a while longer (200 ms by default), so that scrapes pile up behind it.
 //!
 //! The tests whose sources are all in-process (the SQLite fixture, a fake source) and that wait for a

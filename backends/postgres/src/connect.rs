@@ -117,9 +117,9 @@ struct Idle {
 /// once and frees its place in the pool. Getting a connection is bounded by one `connect_timeout`, and the
 /// first failure of a new connection (refused, authentication, TLS, set-up) is the error, at once.
 ///
-/// What it does not do: send PostgreSQL a cancel request for the abandoned statement (sqlx keeps the
-/// backend key data private). The server ends that statement at `statement_timeout` (the query timeout)
-/// at the latest, or when it next writes to the closed socket.
+/// The statement of an abandoned collection is stopped by the driver (`pg_cancel_backend` from a session
+/// of its own, see `driver`: sqlx keeps the backend key data of a cancel request private); its lease is
+/// closed here.
 pub(crate) struct Pool {
     pub(crate) connect: PgConnectOptions,
     setup: String,

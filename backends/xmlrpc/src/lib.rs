@@ -17,8 +17,9 @@
 //!
 //! # Task metrics: only when enabled
 //!
-//! [`DataSource::collect_with_tasks`] adds the task aggregates ([`kobo_backend_api::TaskSummary`]: tasks by
-//! state, arch and channel with the oldest creation time, ASSIGNED and OPEN tasks per worker). kobo's API has
+//! A collection with `tasks` asked for ([`kobo_backend_api::CollectRequest`]) adds the task aggregates
+//! ([`kobo_backend_api::TaskSummary`]: tasks by state, arch and channel with the oldest creation time,
+//! ASSIGNED and OPEN tasks per worker). kobo's API has
 //! no aggregate call, so it reads the workers as above and then makes:
 //!
 //! 1. one `client.get_tasks([], [0, 1, 2, 8])`: the flat export of every non-archived task in an active

@@ -15,7 +15,7 @@ use dxr::{Fault, FaultResponse, MethodCall, MethodResponse, Value};
 /// the hub. The encoder refuses any other name, also inside a multicall.
 ///
 /// `client.get_tasks` and `client.task_info` are called only for the task metrics
-/// ([`DataSource::collect_with_tasks`](kobo_backend_api::DataSource::collect_with_tasks)).
+/// (a collection with `tasks` asked for).
 pub const ALLOWED_METHODS: [&str; 5] = [
     "client.list_workers",
     "client.get_worker_info",

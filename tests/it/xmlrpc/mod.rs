@@ -17,10 +17,10 @@
 //!   connection; gzip and connection reuse;
 //! - [`security`]: basic auth, bearer token, credentials in the URL, and that no password or token appears
 //!   in an error, echoed or not; control characters from the hub escaped;
-//! - [`tasks`]: task metrics (`collect_with_tasks`): the hub answers `client.get_tasks` and
+//! - [`tasks`]: task metrics (collections with `tasks` asked for): the hub answers `client.get_tasks` and
 //!   `client.task_info` from the fixture's `hub_task` rows in kobo's wire format ([`tasks::TaskHub`],
 //!   checked against the captured answers byte for byte). Checked: the task and queue families equal the
-//!   SQLite source's `collect_with_tasks()` on the same hub (and the `xmlrpc__fixture_with_tasks`
+//!   SQLite source's task collection on the same hub (and the `xmlrpc__fixture_with_tasks`
 //!   snapshot), also with 2,000 more tasks; the exact requests (one `client.get_tasks` of the active states,
 //!   one multicall of `client.task_info` for one task per arch no worker has) and that a plain `collect()`
 //!   calls neither; a fault on `client.get_tasks` fails the task collection and the collector then serves

@@ -1,4 +1,4 @@
-//! Task metrics over XML-RPC (`collect_with_tasks`): the fixture's `hub_task` rows answered by
+//! Task metrics over XML-RPC (a collection with `tasks` asked for): the fixture's `hub_task` rows answered by
 //! `client.get_tasks` and `client.task_info` in kobo's wire format ([`TaskHub`]), against the captures and
 //! the SQLite source.
 
