@@ -1,6 +1,6 @@
 //! A minimal kobo hub for the XML-RPC source: [`kobo_testkit::xmlrpc_hub::XmlRpcHub`] serving the fixture
 //! hub (`fixture.sql`, `fixture-last-seen.tsv`) on 127.0.0.1 in kobo's wire format (Python's
-//! `xmlrpc.client` marshalling, as `xmlrpc.rs` checks it against the real captures byte for byte). It
+//! `xmlrpc.client` marshalling, as `xmlrpc/` checks it against the real captures byte for byte). It
 //! answers `client.list_workers`, `client.get_worker_info` and `system.multicall` of those; each response
 //! closes its connection (`Connection: close`), as the hub's gunicorn does. Anything else gets a fault.
 

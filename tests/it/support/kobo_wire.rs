@@ -1,10 +1,10 @@
 //! kobo's wire format for the test hubs: Python's xmlrpc.client marshaller and `Worker.export()` live in
 //! [`kobo_testkit::wire`] (re-exported here); this file adds the fixture workers as kobo exports them.
-//! Shared by xmlrpc.rs and the fault tests' hub (support/hub.rs).
+//! Shared by the xmlrpc/ tests and the fault tests' hub (support/hub.rs).
 
 use std::collections::BTreeMap;
 
-// xmlrpc.rs uses all of them; the fault and concurrency tests only `fixture_exports`.
+// xmlrpc/ uses all of them; the fault and concurrency tests only `fixture_exports`.
 #[allow(unused_imports)]
 pub use kobo_testkit::wire::{Export, Py, py, utc};
 
