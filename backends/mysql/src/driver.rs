@@ -10,8 +10,8 @@ use kobo_backend_api::normalise::{HubSchema, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{Backend, DatabaseOptions, SourceError};
 use kobo_backend_sql::{
-    Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow, Row, ScrapeSql, SqlSource,
-    Statement, Value, statement_limit,
+    Catalog, Connection, Dialect, Driver, DriverError, FromRow, Row, ScrapeSql, SqlSource,
+    Statement, Value, decode_all, statement_limit,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Pool};
@@ -59,14 +59,23 @@ const LIMIT_TOLERANCE: Duration = Duration::from_millis(250);
 /// nearer than `query_timeout`.
 fn limited(statement: &Statement, limit: Duration, query_timeout: Duration) -> String {
     let millis = limit.as_millis().max(1);
-    let prefix = match limit + LIMIT_TOLERANCE < query_timeout {
+    statement.sql_with(
+        &mariadb_limit(limit, query_timeout),
+        &format!("/*+ MAX_EXECUTION_TIME({millis}) */ "),
+    )
+}
+
+/// MariaDB's `SET STATEMENT max_statement_time = s FOR ` prefix for a statement that must end within
+/// `limit`, in a MariaDB-only executable comment; empty when the session's limit (`query_timeout`) is
+/// near enough.
+fn mariadb_limit(limit: Duration, query_timeout: Duration) -> String {
+    match limit + LIMIT_TOLERANCE < query_timeout {
         true => format!(
             "/*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ ",
             limit.as_secs_f64()
         ),
         false => String::new(),
-    };
-    statement.sql_with(&prefix, &format!("/*+ MAX_EXECUTION_TIME({millis}) */ "))
+    }
 }
 
 /// A source for `options.url` (`mysql://` or `mariadb://`). Checks the URL and the options and sets up a
@@ -179,8 +188,8 @@ impl Connection for MysqlConn {
     async fn catalog(&mut self, deadline: Instant) -> Result<Catalog, DriverError> {
         let limit = statement_limit(deadline, self.query_timeout);
         let sql = format!(
-            "/*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ {}",
-            limit.as_secs_f64(),
+            "{}{}",
+            mariadb_limit(limit, self.query_timeout),
             catalog_sql()
         );
         let rows: Vec<(String, String)> = self.conn()?.query(sql).await.map_err(|e| {
@@ -222,10 +231,7 @@ impl Connection for MysqlConn {
             .map(|c| c.name_str().into_owned())
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let columns = Columns::find::<R>(&names).map_err(DriverError::Data)?;
-        rows.iter()
-            .map(|row| R::decode(&MysqlValues(row), &columns).map_err(DriverError::Data))
-            .collect()
+        decode_all(&names, rows.iter().map(MysqlValues)).map_err(DriverError::Data)
     }
 
     fn release(mut self) {

@@ -9,8 +9,8 @@ use kobo_backend_api::normalise::{HubSchema, REQUIRED_TABLES};
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::{Backend, DatabaseOptions, SourceError};
 use kobo_backend_sql::{
-    Catalog, Columns, Connection, Dialect, Driver, DriverError, FromRow, Row, ScrapeSql, SqlSource,
-    Statement, Value, statement_limit,
+    Catalog, Connection, Dialect, Driver, DriverError, FromRow, Row, ScrapeSql, SqlSource,
+    Statement, Value, decode_all, statement_limit,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection as _, Executor, Row as _};
@@ -217,10 +217,7 @@ impl Connection for PgLease {
             return Ok(Vec::new());
         };
         let names: Vec<&str> = first.columns().iter().map(sqlx::Column::name).collect();
-        let columns = Columns::find::<R>(&names).map_err(DriverError::Data)?;
-        rows.iter()
-            .map(|row| R::decode(&PgValues(row), &columns).map_err(DriverError::Data))
-            .collect()
+        decode_all(&names, rows.iter().map(PgValues)).map_err(DriverError::Data)
     }
 
     fn release(self) {

@@ -89,14 +89,14 @@ impl Columns {
     }
 }
 
-/// Decodes every row of a result with the column `names`.
-pub fn decode_all<'r, R: FromRow>(
+/// Decodes every row of a result with the column `names` (a driver's rows, each as its [`Row`]).
+pub fn decode_all<R: FromRow, W: Row>(
     names: &[&str],
-    rows: impl IntoIterator<Item = &'r dyn Row>,
+    rows: impl IntoIterator<Item = W>,
 ) -> Result<Vec<R>, String> {
     let columns = Columns::find::<R>(names)?;
     rows.into_iter()
-        .map(|row| R::decode(row, &columns))
+        .map(|row| R::decode(&row, &columns))
         .collect()
 }
 
@@ -265,7 +265,7 @@ mod tests {
             "arches",
         ];
         let row = Values(values);
-        decode_all::<WorkerRecord>(&names, [&row as &dyn Row]).map(|mut v| v.remove(0))
+        decode_all::<WorkerRecord, _>(&names, [row]).map(|mut v| v.remove(0))
     }
 
     #[test]
@@ -355,7 +355,7 @@ mod tests {
             Value::Int(5),
             Value::Text("2024-01-02 03:04:05.250000"),
         ]);
-        let groups = decode_all::<TaskGroup>(&names, [&row as &dyn Row]).expect("a group");
+        let groups = decode_all::<TaskGroup, _>(&names, [row]).expect("a group");
         assert_eq!(groups[0].count, 5);
         assert_eq!(groups[0].oldest_created, Some(1_704_164_645.25));
         let bad = Values(vec![
@@ -366,7 +366,7 @@ mod tests {
             Value::Null,
         ]);
         assert!(
-            decode_all::<TaskGroup>(&names, [&bad as &dyn Row])
+            decode_all::<TaskGroup, _>(&names, [bad])
                 .expect_err("no arch")
                 .contains("hub_arch.name is NULL")
         );

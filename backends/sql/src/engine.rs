@@ -136,24 +136,20 @@ impl<D: Driver> SqlSource<D> {
             false => &queries.workers_only,
         };
         let error = |e| self.error(e);
-        if !request.tasks {
-            // One statement is its own snapshot: no transaction round trips.
-            let started = Clock::now();
-            let workers = conn
-                .fetch::<WorkerRecord>(workers, deadline)
-                .await
-                .map_err(error)?;
-            let timings = vec![(Part::Workers, started.elapsed())];
-            return Ok(HubSnapshot::from_read(workers, None, timings));
+        // The worker query alone is its own snapshot: no transaction round trips without task data.
+        if request.tasks {
+            let begin = D::DIALECT.begin_snapshot;
+            conn.execute(begin, deadline).await.map_err(error)?;
         }
-        let begin = D::DIALECT.begin_snapshot;
-        conn.execute(begin, deadline).await.map_err(error)?;
         let started = Clock::now();
         let workers = conn
             .fetch::<WorkerRecord>(workers, deadline)
             .await
             .map_err(error)?;
         let mut timings = vec![(Part::Workers, started.elapsed())];
+        if !request.tasks {
+            return Ok(HubSnapshot::from_read(workers, None, timings));
+        }
         let started = Clock::now();
         let groups = conn
             .fetch::<TaskGroup>(&queries.task_groups, deadline)

@@ -15,7 +15,7 @@ pub mod driver;
 pub mod engine;
 pub mod sql;
 
-pub use decode::{Columns, FromRow, Row, Value};
+pub use decode::{Columns, FromRow, Row, Value, decode_all};
 pub use driver::{Catalog, Connection, Driver, DriverError};
 pub use engine::SqlSource;
 pub use sql::{Dialect, NamesAggregate, ScrapeSql, Statement};
