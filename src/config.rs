@@ -478,17 +478,6 @@ impl Settings {
         let out_of_range = |key: &str, value: &dyn fmt::Display, range: &dyn fmt::Display| {
             key_error(key, &format!("{value} is out of range: give {range}"))
         };
-        let in_range = |key: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
-            if range.contains(&value) {
-                Ok(())
-            } else {
-                Err(out_of_range(
-                    key,
-                    &value,
-                    &format!("{} to {}", range.start(), range.end()),
-                ))
-            }
-        };
         // Every backend reads its own keys (whatever the URL, so that a bad value is named now); the
         // one of the URL keeps what it read.
         let keys = FigmentKeys { figment };
@@ -500,8 +489,10 @@ impl Settings {
             }
         }
         if let Some(n) = table.max_connections {
-            let range = u64::from(*MAX_CONNECTIONS.start())..=u64::from(*MAX_CONNECTIONS.end());
-            in_range("kobo.max_connections", u64::from(n), range)?;
+            if !MAX_CONNECTIONS.contains(&n) {
+                let range = format!("{} to {}", MAX_CONNECTIONS.start(), MAX_CONNECTIONS.end());
+                return Err(out_of_range("kobo.max_connections", &n, &range));
+            }
             database.max_connections = n;
         }
         let seconds = |name: &str, Seconds(seconds): Seconds| -> Result<Duration, ConfigError> {
