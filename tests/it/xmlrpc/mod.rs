@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kobo_backend_xmlrpc::{XmlRpcOptions, XmlRpcSource};
-use kobo_exporter::api::{DataSource, HubSnapshot, SourceError, WorkerDir};
+use kobo_exporter::api::{DataSource, HubSnapshot, Part, SourceError, WorkerDir};
 use kobo_testkit::hub_server::{
     Call, HubServer, Reply, Request, Response, Value, int, raw_http_server,
 };
@@ -553,3 +553,12 @@ const TASK_FAMILIES: [&str; 5] = [
     "kobo_queue_workers",
     "kobo_queue_workers_ready",
 ];
+
+/// The snapshot's warnings, each with the part of the collection it belongs to.
+pub fn warnings(snapshot: &HubSnapshot) -> Vec<(Part, &str)> {
+    snapshot
+        .warnings
+        .iter()
+        .map(|w| (w.part, w.message.as_str()))
+        .collect()
+}

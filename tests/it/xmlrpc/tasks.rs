@@ -658,15 +658,12 @@ async fn an_arch_that_cannot_be_named_leaves_its_tasks_out_with_a_warning() {
         .await
         .expect("a task left out is not a failure");
     assert_eq!(
-        snapshot
-            .warnings
-            .iter()
-            .map(|w| w.message.as_str())
-            .collect::<Vec<_>>(),
-        [
+        warnings(&snapshot),
+        [(
+            Part::Tasks,
             "Task metrics: 5 active task(s) with arch id 6 are left out: no worker accepts that arch, and \
              client.task_info(2) answered fault 1: DoesNotExist: Task matching query does not exist."
-        ]
+        )]
     );
     assert!(
         snapshot.warnings[0]

@@ -369,16 +369,18 @@ async fn a_fault_or_a_vanished_worker_in_the_multicall_drops_only_that_worker() 
         ]
     );
     assert_eq!(
-        snapshot
-            .warnings
-            .iter()
-            .map(|w| w.message.as_str())
-            .collect::<Vec<_>>(),
+        warnings(&snapshot),
         [
-            "The worker \"worker-0003.example.com\" is left out of this scrape: client.get_worker_info answered \
-             fault 1: DoesNotExist: Worker matching query does not exist.",
-            "The worker \"worker-0006.example.com\" is left out of this scrape: the hub has no such worker any \
-             more (deleted or renamed since the worker list was read)."
+            (
+                Part::Workers,
+                "The worker \"worker-0003.example.com\" is left out of this scrape: client.get_worker_info \
+                 answered fault 1: DoesNotExist: Worker matching query does not exist."
+            ),
+            (
+                Part::Workers,
+                "The worker \"worker-0006.example.com\" is left out of this scrape: the hub has no such worker \
+                 any more (deleted or renamed since the worker list was read)."
+            ),
         ]
     );
     assert_eq!(hub.methods().len(), 2);
