@@ -17,6 +17,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 use crate::exposition::Format;
 use crate::metrics::MetricSet;
 use crate::metrics::exporter::ExporterStatus;
+use crate::metrics::flow::FlowTotals;
 use crate::render::Renderer;
 
 /// How the collector works.
@@ -35,6 +36,10 @@ pub struct CollectorOptions {
     /// After failed collections the source is left alone for 1 s, then 2 s, 4 s, ... up to this (0: retry
     /// at every scrape), so that a down database or hub is not hammered; scrapes meanwhile get `kobo_up 0`.
     pub reconnect_backoff_max: Duration,
+    /// The upper bounds (seconds) of the wait and run histograms' buckets.
+    pub task_duration_buckets: Vec<f64>,
+    /// How many methods get a label value of their own in the task families; later ones are `(other)`.
+    pub max_task_methods: usize,
 }
 
 impl Default for CollectorOptions {
@@ -46,6 +51,8 @@ impl Default for CollectorOptions {
             scrape_timeout: Duration::from_secs(10),
             min_scrape_interval: Duration::ZERO,
             reconnect_backoff_max: Duration::from_secs(10),
+            task_duration_buckets: crate::metrics::flow::DEFAULT_BUCKETS.to_vec(),
+            max_task_methods: crate::metrics::flow::DEFAULT_MAX_METHODS,
         }
     }
 }
@@ -68,6 +75,8 @@ pub struct HubCollector {
     stats: Mutex<Stats>,
     /// Turns outcomes into exposition text.
     renderer: Renderer,
+    /// The task flow since the start, and the methods' label values; `None` before the first task refresh.
+    flow: Mutex<Option<FlowTotals>>,
     /// Set by [`shut_down`](Self::shut_down): when collections still running are abandoned.
     shutdown: watch::Sender<Option<Instant>>,
 }
@@ -106,6 +115,7 @@ impl HubCollector {
             options,
             collection: tokio::sync::Mutex::new(Cache::default()),
             stats: Mutex::new(stats),
+            flow: Mutex::new(None),
             shutdown: watch::Sender::new(None),
         }
     }
@@ -318,7 +328,27 @@ impl HubCollector {
                 },
             }
         };
-        self.renderer.render(outcome, &status, format)
+        let flow = self.flow.lock().unwrap_or_else(PoisonError::into_inner);
+        let flow = flow.as_ref().filter(|totals| totals.counting());
+        self.renderer.render(outcome, &status, flow, format)
+    }
+
+    /// Adds a task refresh's flow to the totals, and gives its counts by method their label values (the
+    /// methods beyond the limit as one).
+    fn count_flow(&self, snapshot: &mut HubSnapshot) {
+        let mut totals = self.flow.lock().unwrap_or_else(PoisonError::into_inner);
+        let totals = totals.get_or_insert_with(|| {
+            FlowTotals::new(
+                self.options.task_duration_buckets.clone(),
+                self.options.max_task_methods,
+            )
+        });
+        if let Some(tasks) = &mut snapshot.tasks {
+            tasks.by_method = totals.label_methods(std::mem::take(&mut tasks.by_method));
+        }
+        if let Some(flow) = snapshot.flow.take() {
+            totals.add(&flow);
+        }
     }
 
     /// Reads the source, refreshing the task data when it is due; the error is the message to report.
@@ -389,6 +419,7 @@ impl HubCollector {
             }
         }
         if refresh_due {
+            self.count_flow(&mut snapshot);
             if let Some(tasks) = &snapshot.tasks {
                 cache.tasks = Some((tasks.clone(), started));
             }

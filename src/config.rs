@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, Profile, Provider};
-use kobo_backend_api::{Backend, DatabaseOptions, OwnOptions, SourceKeys, WorkerDir};
+use kobo_backend_api::{Backend, DatabaseOptions, HubZone, OwnOptions, SourceKeys, WorkerDir};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +36,8 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// typo, and a huge one overflowed the deadline arithmetic (`Instant + Duration`) at the first scrape.
 /// `query_timeout` also stays well under PostgreSQL's `statement_timeout` limit (an int4 of milliseconds,
 /// 2147483 s).
-pub const DURATION_LIMITS: [(&str, u64, bool); 6] = [
+pub const DURATION_LIMITS: [(&str, u64, bool); 7] = [
+    ("task_late_commit_window", 86400, true),
     ("connect_timeout", 300, false),
     ("query_timeout", 3600, false),
     ("scrape_timeout", 3600, false),
@@ -50,7 +51,7 @@ pub const MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 1..=100;
 
 /// The keys of the `kobo` table that every source shares: the fields of [`KoboTable`] (a test holds the
 /// two together). The backends own theirs ([`Backend::keys`]).
-const COMMON_KEYS: [&str; 15] = [
+const COMMON_KEYS: [&str; 19] = [
     "url",
     "worker_dir",
     "password_file",
@@ -66,7 +67,17 @@ const COMMON_KEYS: [&str; 15] = [
     "path_prefix",
     "reconnect_backoff_max",
     "basic_auth_users",
+    "time_zone",
+    "task_late_commit_window",
+    "task_duration_buckets",
+    "max_task_methods",
 ];
+
+/// The bounds of `max_task_methods`.
+pub const MAX_TASK_METHODS: std::ops::RangeInclusive<u32> = 1..=10_000;
+
+/// The most buckets `task_duration_buckets` may have.
+pub const MAX_BUCKETS: usize = 60;
 
 /// The keys of the `kobo` table that `KOBO_<KEY>` environment variables can set: the shared ones and
 /// every backend's (a map, `basic_auth_users`, is set in the file only).
@@ -108,6 +119,13 @@ struct KoboTable {
     reconnect_backoff_max: Option<Seconds>,
     /// User name -> bcrypt hash.
     basic_auth_users: Option<BTreeMap<String, String>>,
+    /// An IANA zone name.
+    time_zone: Option<String>,
+    /// Seconds.
+    task_late_commit_window: Option<Seconds>,
+    /// Upper bounds in seconds.
+    task_duration_buckets: Option<Vec<Seconds>>,
+    max_task_methods: Option<u32>,
 }
 
 /// A number of seconds as written: a number, or a string holding one (figment reads `KOBO_X=1e19` or
@@ -547,6 +565,25 @@ impl Settings {
         if let Some(s) = table.min_scrape_interval {
             collector.min_scrape_interval = seconds("min_scrape_interval", s)?;
         }
+        if let Some(s) = table.task_late_commit_window {
+            database.task_flow.late_commit_window = seconds("task_late_commit_window", s)?;
+        }
+        if let Some(name) = table.time_zone.as_deref().map(str::trim) {
+            database.task_flow.time_zone =
+                HubZone::named(name).map_err(|e| key_error("kobo.time_zone", &e))?;
+        }
+        if let Some(buckets) = table.task_duration_buckets {
+            let buckets: Vec<f64> = buckets.into_iter().map(|Seconds(s)| s).collect();
+            check_buckets(&buckets).map_err(|e| key_error("kobo.task_duration_buckets", &e))?;
+            collector.task_duration_buckets = buckets;
+        }
+        if let Some(n) = table.max_task_methods {
+            if !MAX_TASK_METHODS.contains(&n) {
+                let range = format!("{} to {}", MAX_TASK_METHODS.start(), MAX_TASK_METHODS.end());
+                return Err(out_of_range("kobo.max_task_methods", &n, &range));
+            }
+            collector.max_task_methods = n as usize;
+        }
         let path_prefix = match table.path_prefix.as_deref().map(str::trim) {
             None | Some("") | Some("/") => "/".to_string(),
             Some(prefix) => {
@@ -568,6 +605,26 @@ impl Settings {
             worker_dir_origin: origin(figment, "kobo.worker_dir"),
         })
     }
+}
+
+/// Histogram buckets: from 1 to [`MAX_BUCKETS`] finite upper bounds above 0, in increasing order.
+fn check_buckets(buckets: &[f64]) -> Result<(), String> {
+    if buckets.is_empty() || buckets.len() > MAX_BUCKETS {
+        return Err(format!(
+            "{} buckets: give from 1 to {MAX_BUCKETS}",
+            buckets.len()
+        ));
+    }
+    if let Some(bad) = buckets.iter().find(|b| !b.is_finite() || **b <= 0.0) {
+        return Err(format!("{bad} is not a number of seconds greater than 0"));
+    }
+    if let Some(pair) = buckets.windows(2).find(|pair| pair[0] >= pair[1]) {
+        return Err(format!(
+            "{} then {}: give the upper bounds in increasing order",
+            pair[0], pair[1]
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a key of the `kobo` table that neither the shared keys nor any backend's are (a typo would
@@ -751,6 +808,10 @@ mod tests {
             path_prefix: Some(String::new()),
             reconnect_backoff_max: Some(Seconds(1.0)),
             basic_auth_users: Some(BTreeMap::new()),
+            time_zone: Some(String::new()),
+            task_late_commit_window: Some(Seconds(1.0)),
+            task_duration_buckets: Some(vec![Seconds(1.0)]),
+            max_task_methods: Some(1),
         };
         let value = figment::value::Value::serialize(&every_field).expect("serialise");
         let figment::value::Value::Dict(_, fields) = value else {

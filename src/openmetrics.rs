@@ -11,7 +11,10 @@
 //!   set) are seconds;
 //! - the exposition ends with `# EOF`.
 //!
-//! Histograms, summaries and untyped families are not written (the exporter has none): they are an error.
+//! - a histogram's samples are `_bucket` (cumulative, `le` last, ending with `le="+Inf"`), `_count` and
+//!   `_sum`.
+//!
+//! Summaries and untyped families are not written (the exporter has none): they are an error.
 
 use std::fmt::Write as _;
 
@@ -66,6 +69,11 @@ fn shape(family: &MetricFamily) -> Result<Shape<'_>, prometheus::Error> {
             kind: "gauge",
             sample_suffix: "",
         },
+        MetricType::HISTOGRAM => Shape {
+            name,
+            kind: "histogram",
+            sample_suffix: "",
+        },
         other => {
             return Err(prometheus::Error::Msg(format!(
                 "OpenMetrics: {other:?} family {name} is not supported"
@@ -97,6 +105,10 @@ fn write_family(family: &MetricFamily, out: &mut String) -> Result<(), prometheu
     out.push_str(shape.kind);
     out.push('\n');
     for metric in family.get_metric() {
+        if family.get_field_type() == MetricType::HISTOGRAM {
+            write_histogram(shape.name, metric, out);
+            continue;
+        }
         let value = match family.get_field_type() {
             MetricType::COUNTER => metric.get_counter().get_value(),
             _ => metric.get_gauge().get_value(),
@@ -120,19 +132,53 @@ fn write_family(family: &MetricFamily, out: &mut String) -> Result<(), prometheu
     Ok(())
 }
 
+/// A histogram's `_bucket` samples (with the `+Inf` one), `_count` and `_sum`.
+fn write_histogram(name: &str, metric: &Metric, out: &mut String) {
+    let histogram = metric.get_histogram();
+    let count = histogram.get_sample_count();
+    let mut bounds: Vec<(String, u64)> = histogram
+        .get_bucket()
+        .iter()
+        .map(|b| (number(b.upper_bound()), b.cumulative_count()))
+        .collect();
+    if bounds.last().is_none_or(|(le, _)| le != "+Inf") {
+        bounds.push(("+Inf".into(), count));
+    }
+    for (le, cumulative) in bounds {
+        out.push_str(name);
+        out.push_str("_bucket");
+        write_labels_with(metric, Some(&le), out);
+        let _ = writeln!(out, " {cumulative}");
+    }
+    out.push_str(name);
+    out.push_str("_count");
+    write_labels(metric, out);
+    let _ = writeln!(out, " {count}");
+    out.push_str(name);
+    out.push_str("_sum");
+    write_labels(metric, out);
+    let _ = writeln!(out, " {}", number(histogram.get_sample_sum()));
+}
+
 fn write_labels(metric: &Metric, out: &mut String) {
+    write_labels_with(metric, None, out);
+}
+
+/// The metric's labels, and `le` last if given.
+fn write_labels_with(metric: &Metric, le: Option<&str>, out: &mut String) {
     let labels = metric.get_label();
-    if labels.is_empty() {
+    if labels.is_empty() && le.is_none() {
         return;
     }
     out.push('{');
-    for (i, pair) in labels.iter().enumerate() {
+    let pairs = labels.iter().map(|pair| (pair.name(), pair.value()));
+    for (i, (name, value)) in pairs.chain(le.map(|le| ("le", le))).enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(pair.name());
+        out.push_str(name);
         out.push_str("=\"");
-        escape_into(pair.value(), out);
+        escape_into(value, out);
         out.push('"');
     }
     out.push('}');
@@ -183,6 +229,30 @@ mod tests {
              x_errors_total{collector=\"a\\\\b\\\"c\\nd\"} 3\n\
              # HELP x_build Build\n# TYPE x_build info\nx_build_info{version=\"1\"} 1\n\
              # HELP x_weird_info Not 1\n# TYPE x_weird_info gauge\nx_weird_info 2\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn histograms_with_inf_count_and_sum() {
+        let mut totals = crate::metrics::flow::FlowTotals::new(vec![1.0, 2.5], 10);
+        let mut flow = kobo_backend_api::TaskFlow::default();
+        flow.started.push(kobo_backend_api::StartedTask {
+            method: "M".into(),
+            channel: "c".into(),
+            wait: 2.0,
+        });
+        totals.add(&flow);
+        let wait = totals.families().swap_remove(1);
+        assert_eq!(
+            encode(&[wait]).expect("encodes"),
+            "# HELP kobo_task_wait_seconds Time from creation to start (dt_started - dt_created) of the tasks \
+             seen started since the exporter started, by method and channel\n\
+             # TYPE kobo_task_wait_seconds histogram\n\
+             kobo_task_wait_seconds_bucket{method=\"M\",channel=\"c\",le=\"1\"} 0\n\
+             kobo_task_wait_seconds_bucket{method=\"M\",channel=\"c\",le=\"2.5\"} 1\n\
+             kobo_task_wait_seconds_bucket{method=\"M\",channel=\"c\",le=\"+Inf\"} 1\n\
+             kobo_task_wait_seconds_count{method=\"M\",channel=\"c\"} 1\n\
+             kobo_task_wait_seconds_sum{method=\"M\",channel=\"c\"} 2\n# EOF\n"
         );
     }
 

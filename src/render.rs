@@ -11,7 +11,8 @@ use prometheus::proto::MetricFamily;
 
 use crate::exposition::Format;
 use crate::metrics::exporter::{self, ExporterStatus};
-use crate::metrics::{FamilySink, MetricSet, hub_family_groups};
+use crate::metrics::flow::FlowTotals;
+use crate::metrics::{FamilySink, MetricSet, flow_families, hub_family_groups};
 
 /// What one collection gave: the snapshot or the error message; shared by the scrapes that use it.
 pub type Outcome = Result<Arc<HubSnapshot>, String>;
@@ -41,13 +42,14 @@ impl Renderer {
     }
 
     /// The exposition of `outcome` in `format`: the hub's families, then (full set) the exporter's own
-    /// from `status`. With the full set a failed collection still gives metrics (`kobo_up 0`); with the
+    /// from `status`, with the task flow's between them. With the full set a failed collection still gives metrics (`kobo_up 0`); with the
     /// reference set it is an error. Written group by group ([`hub_family_groups`]) into a buffer of the
     /// last one's size.
     pub fn render(
         &self,
         outcome: &Outcome,
         status: &ExporterStatus,
+        flow: Option<&FlowTotals>,
         format: Format,
     ) -> Result<String, ScrapeError> {
         let failed =
@@ -58,7 +60,14 @@ impl Renderer {
             reused: &self.reused,
         };
         match (outcome, self.set) {
-            (Ok(snapshot), set) => hub_family_groups(snapshot, set, &mut sink).map_err(failed)?,
+            (Ok(snapshot), set) => {
+                hub_family_groups(snapshot, set, &mut sink).map_err(failed)?;
+                // Only with the hub's: `kobo_up 0` serves no hub metric. The counters resume where
+                // they were when the hub is back.
+                if let (Some(flow), MetricSet::All) = (flow, set) {
+                    flow_families(flow, &mut sink).map_err(failed)?;
+                }
+            }
             (Err(message), MetricSet::Reference) => return Err(ScrapeError(message.clone())),
             (Err(_), MetricSet::All) => {}
         }

@@ -1,6 +1,6 @@
 //! Building metric families with the `prometheus` crate's data model.
 
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 
 /// A family of this type with no samples yet.
 fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
@@ -53,6 +53,11 @@ pub fn push_counter(family: &mut MetricFamily, labels: &[(&str, &str)], value: f
     let mut counter = Counter::default();
     counter.set_value(value);
     push_sample(family, labels, |metric| metric.set_counter(counter));
+}
+
+/// Adds a histogram sample with these `(label, value)` pairs, in this order.
+pub fn push_histogram(family: &mut MetricFamily, labels: &[(&str, &str)], histogram: Histogram) {
+    push_sample(family, labels, |metric| metric.set_histogram(histogram));
 }
 
 /// A gauge family with one unlabelled sample.

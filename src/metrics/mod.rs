@@ -4,6 +4,7 @@
 
 pub mod exporter;
 pub mod family;
+pub mod flow;
 pub mod tasks;
 pub mod workers;
 
@@ -42,6 +43,14 @@ impl FamilySink for Vec<MetricFamily> {
         self.extend(families);
         Ok(())
     }
+}
+
+/// The task-flow families of `totals`, through `sink` (their encoding reused until the totals change).
+pub fn flow_families<S: FamilySink>(
+    totals: &flow::FlowTotals,
+    sink: &mut S,
+) -> Result<(), S::Error> {
+    sink.keyed("flow", totals.generation(), &|| totals.families())
 }
 
 /// Every family the source's snapshot gives for `set`, in exposition order.

@@ -1,19 +1,21 @@
 //! Task and queue metrics: active, non-archived tasks by state, arch and channel, the oldest of each, and
 //! for every arch/channel pair with active tasks, how many workers could take them.
 //!
-//! Label values are names (state, arch, channel), never ids; no task ids, owners, labels or methods, so the
-//! cardinality is bounded by states x arches x channels.
+//! Label values are names (state, arch, channel), never ids; no task ids, owners or labels, so the
+//! cardinality is bounded by states x arches x channels. `kobo_tasks_by_method` is by state and method,
+//! with methods beyond `max_task_methods` under one value ([`super::flow`]).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 
-use kobo_backend_api::{HubSnapshot, TaskGroup, TaskSummary};
+use kobo_backend_api::{HubSnapshot, MethodCount, TaskGroup, TaskSummary};
 use prometheus::proto::MetricFamily;
 
 use super::family::{gauge_family, push_gauge};
 
-/// `kobo_tasks` and `kobo_tasks_oldest_created_timestamp_seconds` (a function of [`task_key`]), one sample per (state, arch, channel)
+/// `kobo_tasks`, `kobo_tasks_oldest_created_timestamp_seconds` and `kobo_tasks_by_method` (a function of
+/// [`task_key`]), one sample per (state, arch, channel)
 /// with tasks (a missing series means none), ordered by state code, then arch and channel bytewise.
 pub fn task_families(tasks: &TaskSummary) -> Vec<MetricFamily> {
     let mut groups: Vec<&TaskGroup> = tasks.groups.iter().collect();
@@ -43,7 +45,20 @@ pub fn task_families(tasks: &TaskSummary) -> Vec<MetricFamily> {
             push_gauge(&mut oldest, &labels, created);
         }
     }
-    vec![count, oldest]
+    let mut by_method = gauge_family(
+        "kobo_tasks_by_method",
+        "Non-archived tasks in an active state (FREE, ASSIGNED, OPEN, CREATED), by state and method",
+    );
+    let mut methods: Vec<&MethodCount> = tasks.by_method.iter().collect();
+    methods.sort_by(|a, b| (a.state, a.method.as_bytes()).cmp(&(b.state, b.method.as_bytes())));
+    for method in methods {
+        let labels = [
+            ("state", method.state.name()),
+            ("method", method.method.as_str()),
+        ];
+        push_gauge(&mut by_method, &labels, method.count as f64);
+    }
+    vec![count, oldest, by_method]
 }
 
 /// What [`task_families`] depend on: the task groups.
@@ -52,6 +67,9 @@ pub fn task_key(tasks: &TaskSummary) -> u64 {
     for g in &tasks.groups {
         (g.state, &g.arch, &g.channel, g.count).hash(&mut hasher);
         g.oldest_created.map(f64::to_bits).hash(&mut hasher);
+    }
+    for m in &tasks.by_method {
+        (m.state, &m.method, m.count).hash(&mut hasher);
     }
     hasher.finish()
 }

@@ -210,6 +210,12 @@ async fn exported_names() -> BTreeSet<String> {
         .expect("collects");
     let parsed = kobo_testkit::exposition::parse(&text).expect("parses");
     let mut names: BTreeSet<String> = parsed.families.keys().cloned().collect();
+    // A histogram's series are its `_bucket`, `_count` and `_sum`.
+    for (name, family) in &parsed.families {
+        if family.kind.as_deref() == Some("histogram") {
+            names.extend(["_bucket", "_count", "_sum"].map(|suffix| format!("{name}{suffix}")));
+        }
+    }
     assert!(
         names.iter().any(|n| n.starts_with("process_")),
         "process metrics"
@@ -279,6 +285,10 @@ async fn alerts_and_dashboard_use_only_exported_metrics() {
         "kobo_tasks",
         "kobo_tasks_oldest_created_timestamp_seconds",
         "kobo_queue_workers",
+        "kobo_task_wait_seconds_bucket",
+        "kobo_task_run_seconds_bucket",
+        "kobo_tasks_finished_total",
+        "kobo_tasks_by_method",
     ] {
         assert!(used.contains(name), "{name} is not used");
     }

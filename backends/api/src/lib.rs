@@ -5,7 +5,9 @@
 //! know which source produced them.
 
 pub mod backend;
+pub mod clock;
 pub mod error;
+pub mod flow;
 pub mod normalise;
 pub mod options;
 pub mod records;
@@ -15,10 +17,13 @@ pub mod tasks;
 pub mod worker_dir;
 
 pub use backend::{Backend, OpenFn, OwnOptions, SourceKeys};
+pub use clock::{HubZone, Micros};
 pub use error::SourceError;
-pub use options::{DatabaseOptions, redact_url};
+pub use flow::FlowTracker;
+pub use options::{DatabaseOptions, TaskFlowOptions, redact_url};
 pub use records::{
-    HubSnapshot, LastSeen, TaskGroup, TaskState, TaskSummary, WorkerRecord, WorkerTaskCount,
+    FinishedTask, HubSnapshot, LastSeen, MethodCount, StartedTask, TaskCount, TaskFlow, TaskGroup,
+    TaskRow, TaskState, TaskSummary, WorkerRecord, WorkerTaskCount,
 };
 pub use request::{CollectRequest, MetricSet, Part, Warning};
 pub use worker_dir::WorkerDir;

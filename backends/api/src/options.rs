@@ -26,6 +26,34 @@ pub struct DatabaseOptions {
     pub query_timeout: Duration,
     /// Where last seen is read from, if anywhere.
     pub worker_dir: Option<WorkerDir>,
+    /// How the task flow is read.
+    pub task_flow: TaskFlowOptions,
+}
+
+/// How a source reads the task flow (`kobo_tasks_finished_total`, the wait and run histograms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFlowOptions {
+    /// How far behind the last read each read reaches, for tasks whose transaction committed late
+    /// (`task_late_commit_window`).
+    pub late_commit_window: Duration,
+    /// The zone of the hub's naive datetimes (`time_zone`; SQLite, MySQL/MariaDB, XML-RPC).
+    pub time_zone: crate::clock::HubZone,
+}
+
+impl Default for TaskFlowOptions {
+    fn default() -> Self {
+        TaskFlowOptions {
+            late_commit_window: crate::flow::DEFAULT_WINDOW,
+            time_zone: crate::clock::HubZone::utc(),
+        }
+    }
+}
+
+impl TaskFlowOptions {
+    /// A tracker for a source with these options.
+    pub fn tracker(&self) -> crate::flow::FlowTracker {
+        crate::flow::FlowTracker::new(self.late_commit_window, self.time_zone.clone())
+    }
 }
 
 /// The most connections a database source keeps: an exporter needs a handful (one collection runs at a
@@ -55,6 +83,7 @@ impl DatabaseOptions {
             connect_timeout: Duration::from_secs(5),
             query_timeout: Duration::from_secs(10),
             worker_dir: None,
+            task_flow: TaskFlowOptions::default(),
         }
     }
 }
@@ -69,6 +98,7 @@ impl fmt::Debug for DatabaseOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("query_timeout", &self.query_timeout)
             .field("worker_dir", &self.worker_dir)
+            .field("task_flow", &self.task_flow)
             .finish()
     }
 }

@@ -18,6 +18,9 @@ pub struct HubSnapshot {
     pub warnings: Vec<Warning>,
     /// How long each part of the collection took, where the source measured it.
     pub timings: Vec<(Part, std::time::Duration)>,
+    /// The tasks that started or finished since the last task refresh, each given once over the
+    /// source's life; `None` where task data was not asked for or the source cannot tell.
+    pub flow: Option<TaskFlow>,
 }
 
 impl HubSnapshot {
@@ -60,6 +63,11 @@ pub enum TaskState {
 
 impl TaskState {
     /// The states of tasks that are not finished: the only ones the exporter counts.
+    /// The finished states: CLOSED, CANCELED, FAILED, INTERRUPTED, TIMEOUT.
+    pub fn is_finished(self) -> bool {
+        (3..=7).contains(&self.code())
+    }
+
     pub const ACTIVE: [TaskState; 4] = [
         TaskState::Free,
         TaskState::Assigned,
@@ -136,6 +144,8 @@ pub struct TaskSummary {
     pub groups: Vec<TaskGroup>,
     /// One entry per (worker, state) with at least one ASSIGNED or OPEN task; in no particular order.
     pub per_worker: Vec<WorkerTaskCount>,
+    /// One entry per (state, method) with tasks; empty where the source does not tell.
+    pub by_method: Vec<MethodCount>,
 }
 
 impl TaskSummary {
@@ -145,8 +155,103 @@ impl TaskSummary {
         TaskSummary {
             groups: crate::tasks::merge_groups(groups),
             per_worker,
+            by_method: Vec::new(),
         }
     }
+
+    /// The summary of counts by (state, arch, channel, method): the groups, and the counts by (state,
+    /// method), both with same-named entries merged.
+    pub fn from_counts(counts: Vec<TaskCount>, per_worker: Vec<WorkerTaskCount>) -> Self {
+        let by_method = crate::tasks::by_method(&counts);
+        let groups = counts.into_iter().map(|c| c.group).collect();
+        TaskSummary {
+            by_method,
+            ..TaskSummary::new(groups, per_worker)
+        }
+    }
+}
+
+/// Non-archived tasks in one active state for one arch, channel and method: the finest grouping a source
+/// reads, from which [`TaskSummary::from_counts`] makes both views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskCount {
+    pub group: TaskGroup,
+    /// The task's `method` (its handler's name).
+    pub method: String,
+}
+
+/// Non-archived tasks in one active state with one method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodCount {
+    pub state: TaskState,
+    pub method: String,
+    pub count: i64,
+}
+
+/// A task as a task-flow read found it (times are instants, microseconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub id: i64,
+    pub state: TaskState,
+    pub method: String,
+    /// The channel's name.
+    pub channel: String,
+    pub created: Option<crate::clock::Micros>,
+    pub started: Option<crate::clock::Micros>,
+    pub finished: Option<crate::clock::Micros>,
+}
+
+impl TaskRow {
+    /// The row with its times, read as UTC, taken as naive times in `zone` instead.
+    pub fn in_zone(self, zone: &crate::clock::HubZone) -> TaskRow {
+        let at = |t: Option<i64>| t.map(|t| zone.instant(t));
+        TaskRow {
+            created: at(self.created),
+            started: at(self.started),
+            finished: at(self.finished),
+            ..self
+        }
+    }
+}
+
+impl TaskGroup {
+    /// The group with its oldest creation time, read as UTC, taken as a naive time in `zone` instead.
+    pub fn in_zone(self, zone: &crate::clock::HubZone) -> TaskGroup {
+        TaskGroup {
+            oldest_created: self
+                .oldest_created
+                .map(|t| zone.instant((t * 1e6).round() as i64) as f64 / 1e6),
+            ..self
+        }
+    }
+}
+
+/// What tasks did since the last task refresh.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TaskFlow {
+    /// Tasks seen started for the first time.
+    pub started: Vec<StartedTask>,
+    /// Tasks seen finished for the first time.
+    pub finished: Vec<FinishedTask>,
+}
+
+/// A task that started: how long it waited (`dt_started - dt_created`, seconds, at least 0).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartedTask {
+    pub method: String,
+    pub channel: String,
+    pub wait: f64,
+}
+
+/// A task that reached a finished state, and how long it ran (`dt_finished - dt_started`, seconds, at
+/// least 0) if it started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedTask {
+    pub state: TaskState,
+    pub method: String,
+    pub channel: String,
+    pub run: Option<f64>,
 }
 
 /// When a worker last talked to the hub.

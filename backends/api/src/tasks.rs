@@ -6,7 +6,8 @@
 //! `CREATE INDEX hub_task_archive_state ON hub_task (state, archive) WHERE archive = false` exists (a
 //! partial index on PostgreSQL and SQLite; `(state, archive)` on MySQL/MariaDB).
 
-use crate::records::{TaskGroup, TaskState, WorkerTaskCount};
+use crate::clock::{HubZone, Micros};
+use crate::records::{MethodCount, TaskCount, TaskGroup, TaskRow, TaskState, WorkerTaskCount};
 
 /// How a source's warnings about task data begin (in words; the part they belong to is the warning's).
 pub const WARNING_PREFIX: &str = "Task metrics:";
@@ -62,6 +63,65 @@ pub fn group_from_row(
     })
 }
 
+/// Counts by (state, method) from counts by (state, arch, channel, method), ordered by state and method.
+pub fn by_method(counts: &[TaskCount]) -> Vec<MethodCount> {
+    let mut merged: std::collections::BTreeMap<(TaskState, &str), i64> =
+        std::collections::BTreeMap::new();
+    for count in counts {
+        *merged
+            .entry((count.group.state, count.method.as_str()))
+            .or_default() += count.group.count;
+    }
+    merged
+        .into_iter()
+        .map(|((state, method), count)| MethodCount {
+            state,
+            method: method.to_string(),
+            count,
+        })
+        .collect()
+}
+
+/// A datetime column's text as an instant: naive text is in `zone` (see [`crate::clock`]); the error names
+/// the column.
+pub fn instant_from_text(
+    text: Option<&str>,
+    zone: &HubZone,
+    column: &str,
+) -> Result<Option<Micros>, String> {
+    match text {
+        None => Ok(None),
+        Some(text) => match parse_utc_micros(text) {
+            Some(naive) => Ok(Some(zone.instant(naive))),
+            None => Err(format!("{column} {text:?} is not a date and time")),
+        },
+    }
+}
+
+/// A row of the task-flow query (`kobo_backend_sql`) as the record, its times read as UTC (see
+/// [`TaskRow::in_zone`]).
+pub fn task_row(
+    id: i64,
+    state: i64,
+    method: String,
+    channel: String,
+    times: [Option<&str>; 3],
+) -> Result<TaskRow, String> {
+    let zone = &HubZone::utc();
+    let state = TaskState::from_code(state)
+        .ok_or_else(|| format!("hub_task.state {state} is not a kobo task state"))?;
+    let [created, started, finished] = times;
+    Ok(TaskRow {
+        id,
+        state,
+        method,
+        channel,
+        created: instant_from_text(created, zone, "hub_task.dt_created")?,
+        started: instant_from_text(started, zone, "hub_task.dt_started")?,
+        finished: instant_from_text(finished, zone, "hub_task.dt_finished")?,
+    })
+}
+
 /// A row of the per-worker task query (`kobo_backend_sql`) as the record.
 pub fn worker_count_from_row(
     worker: String,
@@ -80,6 +140,11 @@ pub fn worker_count_from_row(
 /// Unix seconds of a UTC date and time written `YYYY-MM-DD HH:MM:SS` with optional fraction (up to
 /// microseconds are kept), `T` instead of the space, and a trailing `Z` or `+00:00` accepted.
 pub fn parse_utc_datetime(text: &str) -> Option<f64> {
+    parse_utc_micros(text).map(|micros| micros as f64 / 1e6)
+}
+
+/// [`parse_utc_datetime`] in whole microseconds.
+pub fn parse_utc_micros(text: &str) -> Option<Micros> {
     let format = time::macros::format_description!(
         version = 2,
         "[year]-[month]-[day][first [ ][T]][hour]:[minute]:[second][optional [.[subsecond]]]"
@@ -94,7 +159,7 @@ pub fn parse_utc_datetime(text: &str) -> Option<f64> {
         .ok()?
         .assume_utc();
     // Microseconds, as the databases keep them.
-    Some(utc.unix_timestamp() as f64 + f64::from(utc.microsecond()) / 1e6)
+    Some(utc.unix_timestamp() * 1_000_000 + i64::from(utc.microsecond()))
 }
 
 #[cfg(test)]

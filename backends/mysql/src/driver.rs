@@ -90,7 +90,8 @@ pub fn open(options: DatabaseOptions) -> Result<MysqlSource, SourceError> {
         connect_timeout: options.connect_timeout,
         query_timeout: options.query_timeout,
     };
-    Ok(SqlSource::with_driver(driver, context, options.worker_dir))
+    Ok(SqlSource::with_driver(driver, context, options.worker_dir)
+        .with_task_flow(&options.task_flow))
 }
 
 /// The MySQL/MariaDB driver.

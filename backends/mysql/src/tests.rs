@@ -106,8 +106,9 @@ async fn a_scrape_is_a_constant_number_of_statements() {
     );
     assert_eq!(
         statements_of(&source, true).await,
-        (5, 5),
-        "plus the snapshot transaction's START and COMMIT and the two task aggregates"
+        (5, 7),
+        "plus the snapshot transaction's START and COMMIT, the two task aggregates, and the task flow's \
+         start: its latest times, then the tasks near them"
     );
     db.execute(&more_workers(45)).await;
     assert_eq!(
@@ -115,7 +116,11 @@ async fn a_scrape_is_a_constant_number_of_statements() {
         (50, 1),
         "still one query with ten times the workers"
     );
-    assert_eq!(statements_of(&source, true).await, (50, 5));
+    assert_eq!(
+        statements_of(&source, true).await,
+        (50, 6),
+        "then one task-flow read per refresh"
+    );
     // The driver's own statement, as the engine runs it, decodes by name.
     let mut conn = source.driver().connect(soon()).await.expect("conn");
     let sql = scrape_sql(&kobo_backend_api::normalise::HubSchema { min_priority: true });

@@ -65,7 +65,8 @@ pub fn open(options: DatabaseOptions) -> Result<PostgresSource, SourceError> {
         pool,
         query_timeout: options.query_timeout,
     };
-    Ok(SqlSource::with_driver(driver, context, options.worker_dir))
+    Ok(SqlSource::with_driver(driver, context, options.worker_dir)
+        .with_task_flow(&options.task_flow))
 }
 
 /// [`open`], with this session set-up SQL instead of the usual one (to test a set-up that fails).
@@ -83,7 +84,8 @@ pub(crate) fn open_with_setup(
         pool,
         query_timeout: options.query_timeout,
     };
-    Ok(SqlSource::with_driver(driver, context, options.worker_dir))
+    Ok(SqlSource::with_driver(driver, context, options.worker_dir)
+        .with_task_flow(&options.task_flow))
 }
 
 /// The PostgreSQL driver.

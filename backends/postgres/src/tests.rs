@@ -7,7 +7,7 @@ use kobo_testkit::CollectExt;
 use std::time::{Duration, Instant};
 
 use kobo_backend_api::normalise::HubSchema;
-use kobo_backend_api::{DatabaseOptions, SourceError, TaskGroup, WorkerRecord, WorkerTaskCount};
+use kobo_backend_api::{DatabaseOptions, SourceError, TaskCount, WorkerRecord, WorkerTaskCount};
 use kobo_backend_sql::{Connection as _, Driver};
 use kobo_testkit::db::{PostgresDb, READER_PASSWORD, TestDb, more_workers};
 use sqlx::Executor;
@@ -98,7 +98,7 @@ async fn a_scrape_reads_hub_worker_once_whatever_the_number_of_workers() {
                 .expect("stats");
             let workers: Vec<WorkerRecord> = lease.fetch(&sql.workers, soon()).await.expect("read");
             if with_tasks {
-                let _: Vec<TaskGroup> = lease.fetch(&sql.task_groups, soon()).await.expect("read");
+                let _: Vec<TaskCount> = lease.fetch(&sql.task_groups, soon()).await.expect("read");
                 let _: Vec<WorkerTaskCount> =
                     lease.fetch(&sql.worker_tasks, soon()).await.expect("read");
             }

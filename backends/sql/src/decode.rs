@@ -2,8 +2,9 @@
 //! own types mapped to a handful), and the records find their columns by name ([`Columns`]), once per
 //! result, then read every row by position.
 
+use kobo_backend_api::clock::Micros;
 use kobo_backend_api::normalise::{WorkerRow, int_from_unsigned, names_from_json, of_worker};
-use kobo_backend_api::{TaskGroup, WorkerRecord, WorkerTaskCount, tasks};
+use kobo_backend_api::{TaskCount, TaskRow, WorkerRecord, WorkerTaskCount, tasks};
 
 /// One value of a row, as a driver gives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,19 +204,67 @@ impl FromRow for WorkerRecord {
     }
 }
 
-impl FromRow for TaskGroup {
-    const COLUMNS: &'static [&'static str] = &["state", "arch", "channel", "n", "oldest"];
+impl FromRow for TaskCount {
+    const COLUMNS: &'static [&'static str] = &["state", "arch", "channel", "n", "oldest", "method"];
 
     fn decode(row: &dyn Row, at: &Columns) -> Result<Self, String> {
         let int_at = |nth: usize, what: &str| required(int(at.get(row, nth, what)?, what)?, what);
         let text_at = |nth: usize, what: &str| text(at.get(row, nth, what)?, what);
-        tasks::group_from_row(
+        let group = tasks::group_from_row(
             int_at(0, "hub_task.state")?,
             required(text_at(1, "hub_arch.name")?, "hub_arch.name")?,
             required(text_at(2, "hub_channel.name")?, "hub_channel.name")?,
             int_at(3, "count")?,
             text_at(4, "hub_task.dt_created")?.as_deref(),
+        )?;
+        Ok(TaskCount {
+            group,
+            method: required(text_at(5, "hub_task.method")?, "hub_task.method")?,
+        })
+    }
+}
+
+impl FromRow for TaskRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "id", "state", "method", "channel", "created", "started", "finished",
+    ];
+
+    fn decode(row: &dyn Row, at: &Columns) -> Result<Self, String> {
+        let int_at = |nth: usize, what: &str| required(int(at.get(row, nth, what)?, what)?, what);
+        let text_at = |nth: usize, what: &str| text(at.get(row, nth, what)?, what);
+        tasks::task_row(
+            int_at(0, "hub_task.id")?,
+            int_at(1, "hub_task.state")?,
+            required(text_at(2, "hub_task.method")?, "hub_task.method")?,
+            required(text_at(3, "hub_channel.name")?, "hub_channel.name")?,
+            [
+                text_at(4, "hub_task.dt_created")?.as_deref(),
+                text_at(5, "hub_task.dt_started")?.as_deref(),
+                text_at(6, "hub_task.dt_finished")?.as_deref(),
+            ],
         )
+    }
+}
+
+/// The latest start or finish of any task, read as UTC (`None`: no task has started or finished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestFlow(pub Option<Micros>);
+
+impl FromRow for LatestFlow {
+    const COLUMNS: &'static [&'static str] = &["started", "finished"];
+
+    fn decode(row: &dyn Row, at: &Columns) -> Result<Self, String> {
+        let zone = kobo_backend_api::HubZone::utc();
+        let mut latest = None;
+        for (nth, column) in [
+            (0, "max(hub_task.dt_started)"),
+            (1, "max(hub_task.dt_finished)"),
+        ] {
+            let value = text(at.get(row, nth, column)?, column)?;
+            let at = tasks::instant_from_text(value.as_deref(), &zone, column)?;
+            latest = latest.max(at);
+        }
+        Ok(LatestFlow(latest))
     }
 }
 
@@ -340,35 +389,64 @@ mod tests {
             "hub_worker.ready of worker \"w1\" is NULL"
         );
         assert_eq!(
-            Columns::find::<TaskGroup>(&["state", "arch"]).expect_err("missing"),
+            Columns::find::<TaskCount>(&["state", "arch"]).expect_err("missing"),
             "the result has no column channel"
         );
     }
 
     #[test]
     fn task_rows() {
-        let names = ["state", "arch", "channel", "n", "oldest"];
+        let names = ["state", "arch", "channel", "method", "n", "oldest"];
         let row = Values(vec![
             Value::Int(2),
             Value::Unparsed(b"x86_64"),
             Value::Text("default"),
+            Value::Unparsed(b"MockBuild"),
             Value::Int(5),
             Value::Text("2024-01-02 03:04:05.250000"),
         ]);
-        let groups = decode_all::<TaskGroup, _>(&names, [row]).expect("a group");
-        assert_eq!(groups[0].count, 5);
-        assert_eq!(groups[0].oldest_created, Some(1_704_164_645.25));
+        let counts = decode_all::<TaskCount, _>(&names, [row]).expect("a group");
+        assert_eq!(
+            (counts[0].group.count, counts[0].method.as_str()),
+            (5, "MockBuild")
+        );
+        assert_eq!(counts[0].group.oldest_created, Some(1_704_164_645.25));
         let bad = Values(vec![
             Value::Int(99),
+            Value::Null,
             Value::Null,
             Value::Null,
             Value::Int(1),
             Value::Null,
         ]);
         assert!(
-            decode_all::<TaskGroup, _>(&names, [bad])
+            decode_all::<TaskCount, _>(&names, [bad])
                 .expect_err("no arch")
                 .contains("hub_arch.name is NULL")
+        );
+        // A task-flow row; times read as UTC; a task canceled while FREE has no start.
+        let names = [
+            "id", "state", "method", "channel", "created", "started", "finished",
+        ];
+        let row = Values(vec![
+            Value::Int(7),
+            Value::Int(4),
+            Value::Text("MockBuild"),
+            Value::Text("default"),
+            Value::Text("2024-01-02 03:04:05"),
+            Value::Null,
+            Value::Text("2024-01-02 03:04:06.5"),
+        ]);
+        let rows = decode_all::<TaskRow, _>(&names, [row]).expect("a row");
+        assert_eq!(rows[0].state, kobo_backend_api::TaskState::Canceled);
+        assert_eq!(
+            (rows[0].started, rows[0].finished),
+            (None, Some(1_704_164_646_500_000))
+        );
+        let latest = Values(vec![Value::Text("2024-01-02 03:04:05"), Value::Null]);
+        assert_eq!(
+            decode_all::<LatestFlow, _>(&["started", "finished"], [latest]).expect("latest"),
+            [LatestFlow(Some(1_704_164_645_000_000))]
         );
     }
 }

@@ -9,17 +9,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant as Clock;
 
 use async_trait::async_trait;
+use kobo_backend_api::flow::{Cursor, FlowRead};
 use kobo_backend_api::normalise::HubSchema;
 use kobo_backend_api::secrets::ErrorContext;
 use kobo_backend_api::worker_dir::LastSeenTask;
 use kobo_backend_api::{
-    CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskGroup, TaskSummary, WorkerDir,
-    WorkerRecord, WorkerTaskCount,
+    CollectRequest, DataSource, FlowTracker, HubSnapshot, HubZone, Micros, Part, SourceError,
+    TaskCount, TaskFlow, TaskFlowOptions, TaskRow, TaskSummary, WorkerDir, WorkerRecord,
+    WorkerTaskCount,
 };
 use tokio::time::timeout_at;
 
+use crate::decode::LatestFlow;
 use crate::driver::{Connection, Driver, DriverError};
-use crate::sql::ScrapeSql;
+use crate::sql::{ScrapeSql, task_flow_sql};
 
 /// A kobo hub's database, read through driver `D`.
 pub struct SqlSource<D: Driver> {
@@ -29,7 +32,12 @@ pub struct SqlSource<D: Driver> {
     /// The statements for the schema found at the first collection; forgotten after any error, so that
     /// the schema is checked again.
     queries: Mutex<Option<ScrapeSql>>,
+    /// Where the task flow's reads are.
+    flow: FlowTracker,
 }
+
+/// A collection's snapshot, and the task-flow cursor to keep once it is known to have succeeded.
+type Read = (HubSnapshot, Option<Cursor>);
 
 impl<D: Driver> SqlSource<D> {
     /// A source reading through `driver`; errors name `context`'s target.
@@ -39,7 +47,19 @@ impl<D: Driver> SqlSource<D> {
             context,
             worker_dir,
             queries: Mutex::new(None),
+            flow: TaskFlowOptions::default().tracker(),
         }
+    }
+
+    /// The source reading the task flow with `options` (its zone only where the database's datetimes are
+    /// naive).
+    pub fn with_task_flow(mut self, options: &TaskFlowOptions) -> Self {
+        let mut options = options.clone();
+        if !D::DIALECT.naive_datetimes {
+            options.time_zone = HubZone::utc();
+        }
+        self.flow = options.tracker();
+        self
     }
 
     pub fn driver(&self) -> &D {
@@ -77,7 +97,7 @@ impl<D: Driver> SqlSource<D> {
         &self,
         request: &CollectRequest,
         connected: &AtomicBool,
-    ) -> Result<HubSnapshot, SourceError> {
+    ) -> Result<Read, SourceError> {
         // Last seen is listed on the blocking pool while the database answers.
         let last_seen = LastSeenTask::spawn(self.worker_dir.as_ref());
         let mut conn = self
@@ -92,10 +112,10 @@ impl<D: Driver> SqlSource<D> {
         };
         let result = self.read_on(&mut conn, request).await;
         cancel.disarm();
-        let mut snapshot = match result {
-            Ok(snapshot) => {
+        let (mut snapshot, cursor) = match result {
+            Ok(read) => {
                 conn.release();
-                snapshot
+                read
             }
             Err(e) => {
                 conn.discard();
@@ -103,7 +123,7 @@ impl<D: Driver> SqlSource<D> {
             }
         };
         last_seen.apply(&mut snapshot).await;
-        Ok(snapshot)
+        Ok((snapshot, cursor))
     }
 
     /// The statements of one collection on `conn`.
@@ -111,7 +131,7 @@ impl<D: Driver> SqlSource<D> {
         &self,
         conn: &mut D::Conn,
         request: &CollectRequest,
-    ) -> Result<HubSnapshot, SourceError> {
+    ) -> Result<Read, SourceError> {
         let deadline = request.deadline;
         let queries = match self.cached_queries() {
             Some(queries) if !conn.schema_may_differ() => queries,
@@ -148,22 +168,81 @@ impl<D: Driver> SqlSource<D> {
             .map_err(error)?;
         let mut timings = vec![(Part::Workers, started.elapsed())];
         if !request.tasks {
-            return Ok(HubSnapshot::from_read(workers, None, timings));
+            return Ok((HubSnapshot::from_read(workers, None, timings), None));
         }
         let started = Clock::now();
-        let groups = conn
-            .fetch::<TaskGroup>(&queries.task_groups, deadline)
+        let zone = self.flow.zone();
+        let counts = conn
+            .fetch::<TaskCount>(&queries.task_groups, deadline)
             .await
-            .map_err(error)?;
+            .map_err(error)?
+            .into_iter()
+            .map(|count| TaskCount {
+                group: count.group.in_zone(zone),
+                ..count
+            })
+            .collect();
         let per_worker = conn
             .fetch::<WorkerTaskCount>(&queries.worker_tasks, deadline)
             .await
             .map_err(error)?;
+        let (flow, cursor) = self.read_flow(conn, &queries, deadline).await?;
         timings.push((Part::Tasks, started.elapsed()));
         conn.execute("COMMIT", deadline).await.map_err(error)?;
-        let tasks = Some(TaskSummary::new(groups, per_worker));
-        Ok(HubSnapshot::from_read(workers, tasks, timings))
+        let tasks = Some(TaskSummary::from_counts(counts, per_worker));
+        let mut snapshot = HubSnapshot::from_read(workers, tasks, timings);
+        snapshot.flow = Some(flow);
+        Ok((snapshot, Some(cursor)))
     }
+
+    /// The tasks that started or finished since the last refresh (see [`FlowTracker`]), in the snapshot
+    /// transaction of the task aggregates.
+    async fn read_flow(
+        &self,
+        conn: &mut D::Conn,
+        queries: &ScrapeSql,
+        deadline: tokio::time::Instant,
+    ) -> Result<(TaskFlow, Cursor), SourceError> {
+        let error = |e| self.error(e);
+        let zone = self.flow.zone();
+        let now = unix_now();
+        let read = self.flow.next_read(now);
+        let (since, latest) = match read {
+            FlowRead::Since(since) => (Some(since), None),
+            FlowRead::Baseline => {
+                let latest = conn
+                    .fetch::<LatestFlow>(&queries.flow_latest, deadline)
+                    .await
+                    .map_err(error)?
+                    .first()
+                    .and_then(|latest| latest.0)
+                    .map(|naive| zone.instant(naive));
+                (self.flow.baseline_since(latest, now), latest)
+            }
+        };
+        let rows = match since {
+            None => Vec::new(),
+            Some(since) => {
+                let statement = task_flow_sql(&D::DIALECT, zone.naive(since));
+                conn.fetch::<TaskRow>(&statement, deadline)
+                    .await
+                    .map_err(error)?
+                    .into_iter()
+                    .map(|row| row.in_zone(zone))
+                    .collect()
+            }
+        };
+        Ok(self.flow.advance(read, since, latest, &rows))
+    }
+}
+
+/// The exporter's clock in microseconds since the epoch.
+fn unix_now() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_micros()).unwrap_or(Micros::MAX)
+        })
 }
 
 /// Cancels the connection's statement in the background unless disarmed: dropped with the collection's
@@ -228,10 +307,18 @@ impl<D: Driver> DataSource for SqlSource<D> {
                 })
             }
         };
-        if result.is_err() {
-            // The hub may have been migrated or replaced: check the schema again next time.
-            self.set_queries(None);
+        match result {
+            Ok((snapshot, cursor)) => {
+                if let Some(cursor) = cursor {
+                    self.flow.commit(cursor);
+                }
+                Ok(snapshot)
+            }
+            Err(e) => {
+                // The hub may have been migrated or replaced: check the schema again next time.
+                self.set_queries(None);
+                Err(e)
+            }
         }
-        result
     }
 }

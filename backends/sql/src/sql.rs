@@ -3,6 +3,7 @@
 //! named (`AS name`, ...), and rows are decoded by those names ([`crate::decode`]).
 
 use kobo_backend_api::TaskState;
+use kobo_backend_api::clock::{Micros, naive_text};
 use kobo_backend_api::normalise::HubSchema;
 
 /// A database as the engine sees it: what it is called, and what differs in its SQL.
@@ -22,6 +23,12 @@ pub struct Dialect {
     /// The expression by which a name column is grouped and selected byte for byte (MySQL's collations
     /// compare case-insensitively and pad with spaces; the others compare bytes already).
     pub bytewise: fn(&str) -> String,
+    /// Whether datetimes are naive (Django's on SQLite and MySQL), in the hub's `time_zone`; PostgreSQL's
+    /// `timestamptz` are instants.
+    pub naive_datetimes: bool,
+    /// A datetime literal, compared with a datetime column, of text `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC
+    /// where the datetimes are not naive).
+    pub datetime_literal: fn(&str) -> String,
 }
 
 impl Dialect {
@@ -34,6 +41,8 @@ impl Dialect {
         names: NamesAggregate::Joined(|column| format!("array_agg({column}::text)")),
         datetime_as_text: |expr| format!("to_char({expr}, 'YYYY-MM-DD HH24:MI:SS.US')"),
         bytewise: str::to_string,
+        naive_datetimes: false,
+        datetime_literal: |text| format!("TIMESTAMPTZ '{text}+00'"),
     };
 
     /// MySQL/MariaDB: names as JSON arrays (`JSON_ARRAYAGG`, MySQL 5.7.22+ / MariaDB 10.5+; JSON escapes
@@ -49,6 +58,9 @@ impl Dialect {
         names: NamesAggregate::PerWorker(|column| format!("JSON_ARRAYAGG({column})")),
         datetime_as_text: |expr| format!("DATE_FORMAT({expr}, '%Y-%m-%d %H:%i:%s.%f')"),
         bytewise: |column| format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)"),
+        naive_datetimes: true,
+        // Converted to the column's type, so the column's index serves the comparison.
+        datetime_literal: |text| format!("'{text}'"),
     };
 
     /// SQLite: names as JSON arrays by a subquery per worker (`json_group_array`); Django writes
@@ -62,6 +74,9 @@ impl Dialect {
         names: NamesAggregate::PerWorker(|column| format!("json_group_array({column})")),
         datetime_as_text: str::to_string,
         bytewise: str::to_string,
+        naive_datetimes: true,
+        // Text compared as text: written as Django writes it ([`kobo_backend_api::clock::naive_text`]).
+        datetime_literal: |text| format!("'{text}'"),
     };
 }
 
@@ -112,6 +127,8 @@ pub struct ScrapeSql {
     pub task_groups: Statement,
     /// ASSIGNED and OPEN tasks per worker.
     pub worker_tasks: Statement,
+    /// The latest `dt_started` and `dt_finished`: where the task flow starts ([`task_flow_sql`]).
+    pub flow_latest: Statement,
 }
 
 impl ScrapeSql {
@@ -122,6 +139,7 @@ impl ScrapeSql {
             workers_only: worker_sql(dialect, schema, false),
             task_groups: task_groups_sql(dialect),
             worker_tasks: worker_tasks_sql(),
+            flow_latest: flow_latest_sql(dialect),
         }
     }
 }
@@ -184,8 +202,8 @@ fn codes(states: &[TaskState]) -> String {
         .join(", ")
 }
 
-/// Active, non-archived tasks per (state, arch, channel): state, arch name, channel name, count, and the
-/// oldest `dt_created` as text in UTC.
+/// Active, non-archived tasks per (state, arch, channel, method): state, arch name, channel name, method,
+/// count, and the oldest `dt_created` as text.
 ///
 /// Counted per (state, arch id, channel id) first, then named: planners filter and group `hub_task` alone
 /// (with the optional index, see the README) instead of joining every task row to its arch and channel,
@@ -196,13 +214,16 @@ fn codes(states: &[TaskState]) -> String {
 /// the query repeats the index's `WHERE archive = false` term as written (`FALSE` does not match).
 fn task_groups_sql(dialect: &Dialect) -> Statement {
     Statement::select(format!(
-        "t.state AS state, {arch} AS arch, {channel} AS channel, t.n AS n, {oldest} AS oldest \
-         FROM (SELECT state, arch_id, channel_id, count(*) AS n, min(dt_created) AS oldest FROM hub_task \
+        "t.state AS state, {arch} AS arch, {channel} AS channel, t.method AS method, t.n AS n, \
+                {oldest} AS oldest \
+         FROM (SELECT state, arch_id, channel_id, {method} AS method, count(*) AS n, \
+                      min(dt_created) AS oldest FROM hub_task \
                WHERE archive = false AND state IN ({codes}) \
-               GROUP BY state, arch_id, channel_id) t \
+               GROUP BY state, arch_id, channel_id, {method}) t \
          JOIN hub_arch a ON a.id = t.arch_id JOIN hub_channel c ON c.id = t.channel_id",
         arch = (dialect.bytewise)("a.name"),
         channel = (dialect.bytewise)("c.name"),
+        method = (dialect.bytewise)("method"),
         oldest = (dialect.datetime_as_text)("t.oldest"),
         codes = codes(&TaskState::ACTIVE),
     ))
@@ -222,6 +243,36 @@ fn worker_tasks_sql() -> Statement {
     ))
 }
 
+/// The latest start and finish of any task: two index lookups where the indexes on `dt_started` and
+/// `dt_finished` exist (README, "Task flow"), a scan where they do not; read once, at the first refresh.
+fn flow_latest_sql(dialect: &Dialect) -> Statement {
+    Statement::select(format!(
+        "{started} AS started, {finished} AS finished FROM hub_task",
+        started = (dialect.datetime_as_text)("max(dt_started)"),
+        finished = (dialect.datetime_as_text)("max(dt_finished)"),
+    ))
+}
+
+/// The non-archived tasks that started or finished at or after `since` (a naive time, or UTC where the
+/// dialect's datetimes are instants), with their method and channel: two index range scans where the
+/// indexes on `dt_started` and `dt_finished` exist, so a refresh reads the tasks of its interval and
+/// not the table. A task that did both is one row.
+pub fn task_flow_sql(dialect: &Dialect, since: Micros) -> Statement {
+    let since = (dialect.datetime_literal)(&naive_text(since));
+    let text = dialect.datetime_as_text;
+    Statement::select(format!(
+        "t.id AS id, t.state AS state, {method} AS method, {channel} AS channel, \
+         {created} AS created, {started} AS started, {finished} AS finished \
+         FROM hub_task t JOIN hub_channel c ON c.id = t.channel_id \
+         WHERE (t.dt_started >= {since} OR t.dt_finished >= {since}) AND t.archive = false",
+        method = (dialect.bytewise)("t.method"),
+        channel = (dialect.bytewise)("c.name"),
+        created = text("t.dt_created"),
+        started = text("t.dt_started"),
+        finished = text("t.dt_finished"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,11 +289,14 @@ mod tests {
         assert!(workers.contains("NULL AS min_priority"), "{workers}");
         assert!(workers.contains("AS arches") && workers.contains("AS channels"));
         assert!(!sql.workers_only.sql().contains("hub_arch"));
+        let flow = task_flow_sql(&Dialect::SQLITE, 1_000_000);
         for statement in [
             &sql.workers,
             &sql.workers_only,
             &sql.task_groups,
             &sql.worker_tasks,
+            &sql.flow_latest,
+            &flow,
         ] {
             let text = statement.sql();
             assert!(text.starts_with("SELECT "), "{text}");
@@ -290,5 +344,25 @@ mod tests {
         let per_worker = sql.worker_tasks.sql();
         assert!(per_worker.contains("WHERE archive = false AND state IN (1, 2)"));
         assert!(!groups.contains('?') && !per_worker.contains('?') && !groups.contains('$'));
+        // The task flow's bound as each database compares it; SQLite's as Django writes the text.
+        let since = 1_795_630_630_000_000;
+        assert!(
+            task_flow_sql(&Dialect::POSTGRES, since)
+                .sql()
+                .contains("t.dt_started >= TIMESTAMPTZ '2026-11-25 18:17:10+00' OR")
+        );
+        let flow = task_flow_sql(&Dialect::MYSQL, since + 5).sql();
+        assert!(
+            flow.contains("t.dt_finished >= '2026-11-25 18:17:10.000005')"),
+            "{flow}"
+        );
+        assert!(
+            flow.contains(&format!("{} AS method", binary("t.method"))),
+            "{flow}"
+        );
+        assert!(
+            groups.contains("GROUP BY state, arch_id, channel_id, method)"),
+            "{groups}"
+        );
     }
 }

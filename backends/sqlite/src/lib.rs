@@ -45,7 +45,8 @@ const BUSY_MARGIN: Duration = Duration::from_millis(100);
 /// The SQLite source as the exporter registers it.
 pub const BACKEND: Backend =
     kobo_backend_sql::backend(&Dialect::SQLITE, &["sqlite"], |options, _| {
-        Ok(Arc::new(from_url(&options.url, options.worker_dir)?))
+        let source = from_url(&options.url, options.worker_dir)?;
+        Ok(Arc::new(source.with_task_flow(&options.task_flow)))
     });
 
 /// The SQL of one scrape of a hub with this schema (what the source runs; public for the benchmark's
