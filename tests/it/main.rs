@@ -37,5 +37,6 @@ mod render_reuse;
 mod routes;
 mod security;
 mod sqlite_source;
+mod task_flow;
 mod task_metrics;
 mod xmlrpc;
