@@ -568,7 +568,12 @@ impl Settings {
         if let Some(s) = table.task_late_commit_window {
             database.task_flow.late_commit_window = seconds("task_late_commit_window", s)?;
         }
-        if let Some(name) = table.time_zone.as_deref().map(str::trim) {
+        if let Some(name) = table
+            .time_zone
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
             database.task_flow.time_zone =
                 HubZone::named(name).map_err(|e| key_error("kobo.time_zone", &e))?;
         }

@@ -490,3 +490,60 @@ fn secret_files_are_capped_and_must_be_regular_files() {
         });
     }
 }
+
+#[test]
+fn task_flow_keys_are_read_and_bad_values_named() {
+    for (line, mentions) in [
+        (
+            "time_zone = \"Mars/Olympus\"",
+            &["kobo.time_zone", "Rocket.toml", "Mars/Olympus"][..],
+        ),
+        (
+            "task_duration_buckets = [10, 5]",
+            &["kobo.task_duration_buckets", "Rocket.toml", "increasing"],
+        ),
+        (
+            "task_duration_buckets = []",
+            &["kobo.task_duration_buckets", "from 1 to 60"],
+        ),
+        (
+            "task_duration_buckets = [0, 5]",
+            &["kobo.task_duration_buckets", "greater than 0"],
+        ),
+        (
+            "task_late_commit_window = 86401",
+            &["kobo.task_late_commit_window", "86400"],
+        ),
+        (
+            "max_task_methods = 0",
+            &["kobo.max_task_methods", "1 to 10000"],
+        ),
+    ] {
+        common::jail(|jail| {
+            settings_config(jail, line)?;
+            let message = settings_or_error().expect_err(line);
+            assert_mentions(&message, mentions);
+            Ok(())
+        });
+    }
+    common::jail(|jail| {
+        settings_config(
+            jail,
+            "time_zone = \"Europe/Prague\"\ntask_late_commit_window = 120\n\
+             task_duration_buckets = [1, 2.5, 60]\nmax_task_methods = 7",
+        )?;
+        let settings = settings_or_error().expect("valid");
+        let flow = &settings.database.task_flow;
+        assert_eq!(flow.time_zone.name(), "Europe/Prague");
+        assert_eq!(flow.late_commit_window, std::time::Duration::from_secs(120));
+        assert_eq!(settings.collector.task_duration_buckets, [1.0, 2.5, 60.0]);
+        assert_eq!(settings.collector.max_task_methods, 7);
+        jail.set_env("KOBO_TIME_ZONE", "America/New_York");
+        let settings = settings_or_error().expect("valid");
+        assert_eq!(
+            settings.database.task_flow.time_zone.name(),
+            "America/New_York"
+        );
+        Ok(())
+    });
+}
