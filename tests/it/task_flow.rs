@@ -415,3 +415,145 @@ async fn lifecycles_on_mariadb() {
         |options| Arc::new(kobo_backend_mysql::open(options).expect("source"));
     lifecycle(&(db, open)).await;
 }
+
+/// The flow the exporter counts on a generated hub equals what SQL counts in the same rows: a third of
+/// the active tasks of a 20,000-task hub finished in every state, with several methods and channels, after
+/// the exporter's first refresh; counters by (state, method, channel) and the run histograms' buckets,
+/// `_count` and `_sum` by (method, channel), the buckets counted by SQL at each bound.
+#[tokio::test]
+async fn the_flow_of_a_generated_hub_equals_raw_sql() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hub.sqlite3");
+    let spec = kobo_hubgen::HubSpec {
+        workers: 50,
+        tasks: 20_000,
+        seed: 7,
+    };
+    kobo_hubgen::sqlite::generate(&path, &spec).expect("generate");
+    let source = kobo_backend_sqlite::open(&path, None).expect("source");
+    let collector = HubCollector::new(
+        Arc::new(source),
+        CollectorOptions {
+            task_refresh_interval: Duration::ZERO,
+            ..CollectorOptions::default()
+        },
+    );
+    collector.scrape(None).await.expect("the first refresh");
+    let db = rusqlite::Connection::open(&path).expect("open for writing");
+    let finishing = "state IN (0, 1, 2, 8) AND id % 3 = 0";
+    db.execute_batch(&format!(
+        "UPDATE hub_task SET \
+           method = CASE (id / 100) % 4 WHEN 0 THEN 'MockBuild' WHEN 1 THEN 'ComposeTask' WHEN 2 THEN 'SignTask' \
+                    ELSE 'CreateRepo' END, \
+           dt_started = CASE WHEN (id / 100) % 7 = 0 THEN NULL \
+                        ELSE datetime(strftime('%s', dt_created) + id % 900, 'unixepoch') END, \
+           dt_finished = datetime(strftime('%s', dt_created) + id % 900 + (id * 37) % 7200, 'unixepoch'), \
+           state = CASE WHEN (id / 100) % 7 = 0 THEN 4 ELSE 3 + (id / 100) % 5 END \
+         WHERE {finishing}"
+    ))
+    .expect("finish tasks");
+    let text = collector.scrape(None).await.expect("the second refresh");
+    let exposition = parse(&text).expect("parses");
+    let labels = kobo_testkit::exposition::labels;
+    let mut want: BTreeMap<(String, Vec<(String, String)>), f64> = BTreeMap::new();
+    let states = [
+        "FREE",
+        "ASSIGNED",
+        "OPEN",
+        "CLOSED",
+        "CANCELED",
+        "FAILED",
+        "INTERRUPTED",
+        "TIMEOUT",
+    ];
+    let mut counts = db
+        .prepare(
+            "SELECT t.state, t.method, c.name, count(*) FROM hub_task t JOIN hub_channel c ON c.id = t.channel_id \
+             WHERE t.dt_finished IS NOT NULL AND t.archive = 0 GROUP BY 1, 2, 3",
+        )
+        .expect("prepare");
+    let rows = counts
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as usize,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, f64>(3)?,
+            ))
+        })
+        .expect("query");
+    for row in rows {
+        let (state, method, channel, n) = row.expect("row");
+        let key = labels(&[
+            ("state", states[state]),
+            ("method", &method),
+            ("channel", &channel),
+        ]);
+        want.insert(("kobo_tasks_finished_total".into(), key), n);
+    }
+    let run = "(strftime('%s', t.dt_finished) - strftime('%s', t.dt_started))";
+    let per_series = format!(
+        "SELECT t.method, c.name, count(*), sum({run}) FROM hub_task t JOIN hub_channel c ON c.id = t.channel_id \
+         WHERE t.dt_finished IS NOT NULL AND t.dt_started IS NOT NULL AND t.archive = 0 GROUP BY 1, 2"
+    );
+    let mut series = db.prepare(&per_series).expect("prepare");
+    let rows: Vec<(String, String, f64, f64)> = series
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert!(rows.len() >= 8, "several methods and channels: {rows:?}");
+    for (method, channel, count, sum) in rows {
+        let base = [("method", method.as_str()), ("channel", channel.as_str())];
+        want.insert(("kobo_task_run_seconds_count".into(), labels(&base)), count);
+        want.insert(("kobo_task_run_seconds_sum".into(), labels(&base)), sum);
+        for le in DEFAULT_BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_string()])
+        {
+            let bound = if le == "+Inf" {
+                "1e18".to_string()
+            } else {
+                le.clone()
+            };
+            let below: f64 = db
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM hub_task t JOIN hub_channel c ON c.id = t.channel_id \
+                         WHERE t.dt_finished IS NOT NULL AND t.dt_started IS NOT NULL AND t.archive = 0 \
+                         AND t.method = ?1 AND c.name = ?2 AND {run} <= {bound}"
+                    ),
+                    [&method, &channel],
+                    |r| r.get(0),
+                )
+                .expect("bucket");
+            let mut with_le = base.to_vec();
+            with_le.push(("le", &le));
+            want.insert(
+                ("kobo_task_run_seconds_bucket".into(), labels(&with_le)),
+                below,
+            );
+        }
+    }
+    let got: BTreeMap<_, _> = flow_samples(&exposition)
+        .into_iter()
+        .filter(|((name, _), _)| !name.starts_with("kobo_task_wait"))
+        .collect();
+    assert_eq!(got, want);
+    // Every task that started was waited for: as many waits as runs.
+    let waits: f64 = exposition.families["kobo_task_wait_seconds"]
+        .samples
+        .iter()
+        .filter(|((name, _), _)| name == "kobo_task_wait_seconds_count")
+        .map(|(_, v)| v)
+        .sum();
+    let started: f64 = db
+        .query_row(
+            "SELECT count(*) FROM hub_task WHERE dt_started IS NOT NULL AND archive = 0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("started");
+    assert_eq!(waits, started);
+}
