@@ -168,28 +168,20 @@ mod tests {
     #[test]
     fn naive_times_in_a_zone_across_both_changes() {
         let zone = HubZone::named("America/New_York").expect("zone");
-        // Winter: UTC-5; summer: UTC-4.
-        assert_eq!(
-            zone.instant(at("2026-01-15 12:00:00")),
-            at("2026-01-15 17:00:00")
-        );
-        assert_eq!(
-            zone.instant(at("2026-07-15 12:00:00")),
-            at("2026-07-15 16:00:00")
-        );
-        assert_eq!(
-            zone.naive(at("2026-07-15 16:00:00.25")),
-            at("2026-07-15 12:00:00.25")
-        );
-        // 2026-11-01: 01:00-02:00 happens twice; read as the first (EDT).
-        assert_eq!(
-            zone.instant(at("2026-11-01 01:30:00")),
-            at("2026-11-01 05:30:00")
-        );
-        assert_eq!(
-            zone.naive(at("2026-11-01 06:30:00")),
-            at("2026-11-01 01:30:00")
-        );
+        let instant = |t| zone.instant(t);
+        let naive = |t| zone.naive(t);
+        let cases: [(&dyn Fn(Micros) -> Micros, &str, &str); 5] = [
+            // Winter: UTC-5; summer: UTC-4.
+            (&instant, "2026-01-15 12:00:00", "2026-01-15 17:00:00"),
+            (&instant, "2026-07-15 12:00:00", "2026-07-15 16:00:00"),
+            (&naive, "2026-07-15 16:00:00.25", "2026-07-15 12:00:00.25"),
+            // 2026-11-01: 01:00-02:00 happens twice; read as the first (EDT).
+            (&instant, "2026-11-01 01:30:00", "2026-11-01 05:30:00"),
+            (&naive, "2026-11-01 06:30:00", "2026-11-01 01:30:00"),
+        ];
+        for (convert, from, to) in cases {
+            assert_eq!(convert(at(from)), at(to), "{from}");
+        }
         // Monotonic in the text across the repeated hour.
         assert!(zone.instant(at("2026-11-01 01:59:59")) < zone.instant(at("2026-11-01 02:00:00")));
     }
