@@ -245,7 +245,22 @@ async fn lifecycle(hub: &dyn FlowHub) {
         .concat(),
     )
     .await;
-    expected.check(&scrape().await, "the first refresh counts nothing");
+    let first = scrape().await;
+    expected.check(&first, "the first refresh counts nothing");
+    // The oldest FREE task's creation, written in the hub's zone, read as the instant it was.
+    let oldest = parse(&first).expect("parses").sample(
+        "kobo_tasks_oldest_created_timestamp_seconds",
+        &[
+            ("state", "FREE"),
+            ("arch", "x86_64"),
+            ("channel", "default"),
+        ],
+    );
+    let created = kobo_exporter::api::tasks::parse_utc_datetime("2026-11-01 04:30:00");
+    assert_eq!(
+        oldest, created,
+        "kobo_tasks_oldest_created_timestamp_seconds in {ZONE}"
+    );
 
     // Started; started and closed between two refreshes; canceled while FREE.
     hub.execute(&format!(
