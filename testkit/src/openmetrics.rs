@@ -226,6 +226,9 @@ pub fn check(text: &str) -> Result<BTreeMap<String, Family>, String> {
             ],
             "info" => vec![format!("{family_name}_info")],
             "gauge" | "unknown" => vec![family_name.clone()],
+            "histogram" => ["_bucket", "_count", "_sum", "_created"]
+                .map(|suffix| format!("{family_name}{suffix}"))
+                .to_vec(),
             other => return Err(bad(format!("the checker does not handle {other} families"))),
         };
         if !allowed.contains(&name) {
@@ -239,6 +242,17 @@ pub fn check(text: &str) -> Result<BTreeMap<String, Family>, String> {
         }
         if family.kind == "info" && value != 1.0 {
             return Err(bad("info value not 1".into()));
+        }
+        if family.kind == "histogram" {
+            let is_bucket = name.ends_with("_bucket");
+            if is_bucket != labels.iter().any(|(label, _)| label == "le") {
+                return Err(bad(
+                    "le on a sample that is not a bucket, or a bucket without le".into(),
+                ));
+            }
+            if value.is_nan() || value < 0.0 {
+                return Err(bad("histogram value not >= 0".into()));
+            }
         }
         if let Some(owner) = owners.insert(name.clone(), family_name.clone())
             && owner != family_name
@@ -258,6 +272,45 @@ pub fn check(text: &str) -> Result<BTreeMap<String, Family>, String> {
         if family.kind.is_empty() || family.help.is_empty() {
             return Err(format!("family {name} lacks TYPE or HELP"));
         }
+        if family.kind == "histogram" {
+            check_histogram(name, family)?;
+        }
     }
     Ok(families)
+}
+
+/// Each series of a histogram: cumulative buckets in increasing `le`, the last `+Inf`, equal to `_count`.
+fn check_histogram(name: &str, family: &Family) -> Result<(), String> {
+    let mut buckets: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+    for ((sample, labels), value) in &family.samples {
+        if sample.ends_with("_bucket") {
+            let le = labels
+                .iter()
+                .find(|(l, _)| l == "le")
+                .map(|(_, v)| v.as_str());
+            let bound = match le {
+                Some("+Inf") => f64::INFINITY,
+                Some(text) => text
+                    .parse::<f64>()
+                    .map_err(|_| format!("{name}: le {text:?} is not a number"))?,
+                None => return Err(format!("{name}: a bucket without le")),
+            };
+            let series: Vec<_> = labels.iter().filter(|(l, _)| l != "le").cloned().collect();
+            buckets.entry(series).or_default().push((bound, *value));
+        }
+    }
+    for (series, mut bounds) in buckets {
+        bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if bounds.windows(2).any(|pair| pair[1].1 < pair[0].1) {
+            return Err(format!("{name}{series:?}: buckets are not cumulative"));
+        }
+        let count = family
+            .samples
+            .get(&(format!("{name}_count"), series.clone()));
+        match bounds.last() {
+            Some((bound, value)) if bound.is_infinite() && Some(value) == count => {}
+            _ => return Err(format!("{name}{series:?}: no +Inf bucket equal to _count")),
+        }
+    }
+    Ok(())
 }

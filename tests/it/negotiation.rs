@@ -210,7 +210,9 @@ async fn head_gets_the_headers_only() {
 #[test]
 fn the_checker_refuses_what_openmetrics_forbids() {
     let good = "# HELP a_errors E\n# TYPE a_errors counter\na_errors_total{x=\"1\"} 2\n\
-                # HELP b B\n# TYPE b info\nb_info{v=\"1\"} 1\n# EOF\n";
+                # HELP b B\n# TYPE b info\nb_info{v=\"1\"} 1\n\
+                # HELP h H\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 3\n\
+                h_count 3\nh_sum 7.5\n# EOF\n";
     kobo_testkit::openmetrics::check(good).expect("valid");
     let bad = [
         good.trim_end_matches("# EOF\n"),
@@ -226,6 +228,11 @@ fn the_checker_refuses_what_openmetrics_forbids() {
             good.trim_end_matches("# EOF\n")
         ),
         &good.replace("# TYPE b info\n", ""),
+        &good.replace("h_bucket{le=\"1\"} 1", "h_bucket{le=\"1\"} 4"),
+        &good.replace("h_count 3", "h_count 2"),
+        &good.replace("h_bucket{le=\"+Inf\"} 3\n", ""),
+        &good.replace("h_sum 7.5", "h_sum{le=\"1\"} 7.5"),
+        &good.replace("h_bucket{le=\"1\"}", "h_bucket"),
     ];
     for text in bad {
         assert!(

@@ -400,7 +400,23 @@ async fn lifecycle(hub: &dyn FlowHub) {
     expected.started("MockBuild", 180.0);
     expected.finished("CLOSED", "MockBuild", Some(420.0));
     expected.check(&scrape().await, "after the clock change");
-    expected.check(&scrape().await, "after the clock change, read again");
+    let text = scrape().await;
+    expected.check(&text, "after the clock change, read again");
+    // The same series in OpenMetrics, which checks as such.
+    let open_metrics = collector
+        .scrape_as(None, kobo_exporter::exposition::Format::OpenMetrics)
+        .await
+        .expect("scrape");
+    let families = kobo_testkit::openmetrics::check(&open_metrics).expect("valid OpenMetrics");
+    let flow: BTreeMap<_, _> = [
+        "kobo_tasks_finished",
+        "kobo_task_wait_seconds",
+        "kobo_task_run_seconds",
+    ]
+    .iter()
+    .flat_map(|name| families[*name].samples.clone())
+    .collect();
+    assert_eq!(flow, flow_samples(&parse(&text).expect("parses")));
 }
 
 #[tokio::test]
