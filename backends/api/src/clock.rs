@@ -170,7 +170,8 @@ mod tests {
         let zone = HubZone::named("America/New_York").expect("zone");
         let instant = |t| zone.instant(t);
         let naive = |t| zone.naive(t);
-        let cases: [(&dyn Fn(Micros) -> Micros, &str, &str); 5] = [
+        type Convert<'a> = &'a dyn Fn(Micros) -> Micros;
+        let cases: [(Convert, &str, &str); 5] = [
             // Winter: UTC-5; summer: UTC-4.
             (&instant, "2026-01-15 12:00:00", "2026-01-15 17:00:00"),
             (&instant, "2026-07-15 12:00:00", "2026-07-15 16:00:00"),
