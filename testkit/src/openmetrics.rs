@@ -281,7 +281,8 @@ pub fn check(text: &str) -> Result<BTreeMap<String, Family>, String> {
 
 /// Each series of a histogram: cumulative buckets in increasing `le`, the last `+Inf`, equal to `_count`.
 fn check_histogram(name: &str, family: &Family) -> Result<(), String> {
-    let mut buckets: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+    type Labels = Vec<(String, String)>;
+    let mut buckets: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
     for ((sample, labels), value) in &family.samples {
         if sample.ends_with("_bucket") {
             let le = labels
