@@ -158,7 +158,7 @@ impl FlowTracker {
 const DAY: Micros = 86_400 * 1_000_000;
 
 /// Microseconds as seconds, at least 0 (the hub's clocks may disagree).
-fn seconds(micros: Micros) -> f64 {
+pub fn seconds(micros: Micros) -> f64 {
     micros.max(0) as f64 / 1e6
 }
 

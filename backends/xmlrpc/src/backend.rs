@@ -79,6 +79,7 @@ fn open(options: DatabaseOptions, own: &OwnOptions) -> Result<Arc<dyn DataSource
     xmlrpc.ca_file = options.ca_file;
     xmlrpc.password = options.password;
     xmlrpc.request_timeout = options.query_timeout;
+    xmlrpc.task_flow = options.task_flow;
     xmlrpc.username = http.username;
     xmlrpc.bearer_token = http.bearer_token;
     xmlrpc.tls_verify = http.tls_verify.unwrap_or(true);

@@ -150,6 +150,24 @@ impl HubClient {
         self.call(&request).await
     }
 
+    /// `client.get_tasks(chunk, [])` for each chunk of task ids (any state), in one `system.multicall`
+    /// request; one result per chunk, in order.
+    pub(crate) async fn tasks_by_ids(
+        &self,
+        chunks: &[Vec<i64>],
+    ) -> Result<Vec<Result<Value, ItemError>>, SourceError> {
+        let calls = chunks
+            .iter()
+            .map(|ids| Call::GetTasks {
+                ids: ids.clone(),
+                states: Vec::new(),
+            })
+            .collect();
+        let value = self.call(&Request::Multicall(calls)).await?;
+        rpc::multicall_results(value, chunks.len())
+            .map_err(|why| self.data(format!("system.multicall of client.get_tasks: {why}")))
+    }
+
     /// `client.task_info(id)` for each task id, in one `system.multicall` request; one result per id, in
     /// order.
     pub(crate) async fn task_infos(

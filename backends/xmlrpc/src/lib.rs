@@ -61,18 +61,21 @@
 pub mod backend;
 mod client;
 mod decode;
+pub mod flow;
 pub mod options;
 mod rpc;
 mod tasks;
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use dxr::Value;
 use kobo_backend_api::secrets::Secrets;
 use kobo_backend_api::{
-    CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskState, Warning, WorkerRecord,
+    CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskFlowOptions, TaskState,
+    Warning, WorkerRecord,
 };
 
 pub use backend::{BACKEND, HttpOptions};
@@ -81,14 +84,18 @@ pub use rpc::ALLOWED_METHODS;
 pub use tasks::TASK_WARNING_PREFIX;
 
 use client::HubClient;
+use flow::{FlowState, Plan};
 use rpc::ItemError;
-use tasks::Directory;
+use tasks::{Directory, TaskExport};
 
 /// A kobo hub's XML-RPC client API.
 #[derive(Debug)]
 pub struct XmlRpcSource {
     client: HubClient,
     multicall_chunk: usize,
+    task_flow: TaskFlowOptions,
+    /// What the task flow keeps between refreshes ([`flow`]); replaced only when a collection succeeds.
+    flow: Mutex<Option<FlowState>>,
 }
 
 impl XmlRpcSource {
@@ -98,6 +105,8 @@ impl XmlRpcSource {
         Ok(XmlRpcSource {
             client: HubClient::new(&options)?,
             multicall_chunk: options.multicall_chunk,
+            task_flow: options.task_flow,
+            flow: Mutex::new(None),
         })
     }
 
@@ -178,19 +187,30 @@ impl XmlRpcSource {
         Ok((snapshot, directory))
     }
 
-    /// The task aggregates: one `client.get_tasks([], active states)`, then at most one multicall of
+    /// The task aggregates and the task flow: one `client.get_tasks([], active states)`, at most one
+    /// multicall of `client.get_tasks(ids, [])` for the flow ([`flow`]), then at most one multicall of
     /// `client.task_info` for the arches and channels `directory` has no name for. Adds its warnings to
-    /// `snapshot` and sets its `tasks`.
+    /// `snapshot` and sets its `tasks` and `flow`; returns the flow state to keep if the collection succeeds.
     async fn read_tasks(
         &self,
         snapshot: &mut HubSnapshot,
         mut directory: Directory,
-    ) -> Result<(), SourceError> {
+    ) -> Result<Option<FlowState>, SourceError> {
+        let zone = &self.task_flow.time_zone;
         let states = TaskState::ACTIVE.iter().map(|s| s.code()).collect();
         let value = self.client.active_tasks(states).await?;
-        let list = tasks::task_list(value)
+        let list = tasks::task_list(value, zone)
             .map_err(|why| self.client.data(format!("client.get_tasks: {why}")))?;
-        let lookups = tasks::lookups(&list.tasks, &directory);
+        let kept = self
+            .flow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let plan = Plan::new(kept.as_ref(), &list.tasks);
+        let (fetched, unreadable) = self.fetch_flow(&plan).await?;
+        let mut named: Vec<TaskExport> = list.tasks.clone();
+        named.extend(fetched.iter().cloned());
+        let lookups = tasks::lookups(&named, &directory);
         let mut failed = BTreeMap::new();
         if !lookups.is_empty() {
             let ids: Vec<i64> = lookups.iter().map(|l| l.task).collect();
@@ -216,14 +236,66 @@ impl XmlRpcSource {
                 }
             }
         }
-        let (summary, warnings) = tasks::summarise(&list, &directory, &lookups, &failed);
+        let (summary, mut warnings) = tasks::summarise(&list, &directory, &lookups, &failed);
+        let advanced = flow::advance(
+            kept.as_ref(),
+            &plan,
+            &list.tasks,
+            &fetched,
+            &directory.channels,
+            self.task_flow.late_commit_window,
+            Instant::now(),
+        );
+        warnings.extend(tasks::flow_warnings(
+            &unreadable,
+            &advanced.vanished,
+            advanced.unnamed,
+        ));
         snapshot.warnings.extend(
             warnings
                 .into_iter()
                 .map(|warning| Warning::new(Part::Tasks, self.client.scrub(warning))),
         );
         snapshot.tasks = Some(summary);
-        Ok(())
+        snapshot.flow = advanced.flow;
+        Ok(advanced.state)
+    }
+
+    /// The tasks `plan` asks for, in one multicall of `client.get_tasks(ids, [])` (none when it asks for
+    /// nothing), and the exports that could not be read. A fault on any of its calls fails the refresh:
+    /// a flow read in part would lose what the rest holds.
+    async fn fetch_flow(&self, plan: &Plan) -> Result<(Vec<TaskExport>, Vec<String>), SourceError> {
+        let chunks = plan.chunks();
+        if chunks.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let zone = &self.task_flow.time_zone;
+        let mut fetched = Vec::new();
+        let mut unreadable = Vec::new();
+        for result in self.client.tasks_by_ids(&chunks).await? {
+            let value = match result {
+                Ok(value) => value,
+                Err(ItemError::Fault(fault)) => {
+                    return Err(self.client.data(format!(
+                        "client.get_tasks(ids, []) of the task flow answered fault {}: {}",
+                        fault.code(),
+                        client::fault_text(self.client.secrets(), &fault)
+                    )));
+                }
+                Err(ItemError::Malformed(what)) => {
+                    return Err(self.client.data(format!(
+                        "system.multicall answered {what} for a client.get_tasks call of the task flow"
+                    )));
+                }
+            };
+            let list = tasks::any_tasks(value, zone).map_err(|why| {
+                self.client
+                    .data(format!("client.get_tasks(ids, []): {why}"))
+            })?;
+            fetched.extend(list.tasks);
+            unreadable.extend(list.unreadable);
+        }
+        Ok((fetched, unreadable))
     }
 }
 
@@ -263,8 +335,10 @@ impl XmlRpcSource {
         snapshot.timings.push((Part::Workers, started.elapsed()));
         if with_tasks {
             let started = Instant::now();
-            self.read_tasks(&mut snapshot, directory).await?;
+            let kept = self.read_tasks(&mut snapshot, directory).await?;
             snapshot.timings.push((Part::Tasks, started.elapsed()));
+            // The last step, with no await after it: a collection dropped at its deadline keeps nothing.
+            *self.flow.lock().unwrap_or_else(PoisonError::into_inner) = kept;
         }
         Ok(snapshot)
     }

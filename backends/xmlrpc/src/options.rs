@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kobo_backend_api::secrets::Secrets;
-use kobo_backend_api::{SourceError, redact_url};
+use kobo_backend_api::{SourceError, TaskFlowOptions, redact_url};
 use reqwest::Url;
 
 /// The `User-Agent` sent with every request unless [`XmlRpcOptions::user_agent`] says otherwise.
@@ -44,6 +44,9 @@ pub struct XmlRpcOptions {
     pub multicall_chunk: usize,
     /// The `User-Agent` header: `kobo-exporter/<version>` by default.
     pub user_agent: String,
+    /// The zone of the hub's times (kobo exports naive datetimes: in UTC with `USE_TZ = True`, in its
+    /// `TIME_ZONE` otherwise), and how long a new task id that does not answer is asked for again.
+    pub task_flow: TaskFlowOptions,
 }
 
 /// The default [`XmlRpcOptions::multicall_chunk`]: workers per `system.multicall` of
@@ -65,6 +68,7 @@ impl XmlRpcOptions {
             max_response_bytes: 64 * 1024 * 1024,
             multicall_chunk: DEFAULT_MULTICALL_CHUNK,
             user_agent: DEFAULT_USER_AGENT.to_string(),
+            task_flow: TaskFlowOptions::default(),
         }
     }
 }
@@ -82,6 +86,7 @@ impl fmt::Debug for XmlRpcOptions {
             .field("request_timeout", &self.request_timeout)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("multicall_chunk", &self.multicall_chunk)
+            .field("time_zone", &self.task_flow.time_zone.name())
             .field("user_agent", &self.user_agent)
             .finish()
     }

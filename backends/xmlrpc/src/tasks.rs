@@ -15,8 +15,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use dxr::Value;
-use kobo_backend_api::tasks::parse_utc_datetime;
-use kobo_backend_api::{TaskGroup, TaskState, TaskSummary, WorkerRecord, WorkerTaskCount};
+use kobo_backend_api::clock::{HubZone, Micros};
+use kobo_backend_api::tasks::parse_utc_micros;
+use kobo_backend_api::{
+    TaskCount, TaskGroup, TaskState, TaskSummary, WorkerRecord, WorkerTaskCount,
+};
 
 use crate::decode::Fields;
 use crate::rpc::kind;
@@ -109,30 +112,47 @@ fn named(fields: &Fields<'_>, field: &str) -> Result<(i64, String), String> {
     Ok((id, name))
 }
 
-/// What the aggregates need of one active task's flat export.
+/// What the aggregates and the task flow need of one task's flat export.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ActiveTask {
+pub(crate) struct TaskExport {
     pub id: i64,
     pub state: TaskState,
     pub worker: Option<i64>,
     pub arch: i64,
     pub channel: i64,
-    /// `dt_created`, Unix seconds (UTC).
-    pub created: f64,
+    /// The task's `method` (its handler's name).
+    pub method: String,
+    /// `dt_created`, an instant (microseconds since the epoch).
+    pub created: Micros,
+    /// `dt_started`, if the task started.
+    pub started: Option<Micros>,
+    /// `dt_finished`, if the task finished.
+    pub finished: Option<Micros>,
 }
 
-/// The `client.get_tasks` answer: the tasks that could be read, and why the others could not.
+/// A `client.get_tasks` answer: the tasks that could be read, and why the others could not.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct TaskList {
-    pub tasks: Vec<ActiveTask>,
+    pub tasks: Vec<TaskExport>,
     /// `task <id>: <why>` (or `task [<index>]: <why>` without a readable id), one per unreadable export.
     pub unreadable: Vec<String>,
 }
 
-/// Reads a `client.get_tasks` result (an array of flat task structs). Only a result that is not an array is
-/// an error; a task export that cannot be read (a missing field, a wrong type, an unreadable `dt_created`,
-/// a state that is not active) is listed in [`TaskList::unreadable`].
-pub(crate) fn task_list(value: Value) -> Result<TaskList, String> {
+/// Reads the `client.get_tasks` result of the active states (an array of flat task structs), its times in
+/// `zone`. Only a result that is not an array is an error; a task export that cannot be read (a missing
+/// field, a wrong type, an unreadable time, a state that is not active) is listed in
+/// [`TaskList::unreadable`].
+pub(crate) fn task_list(value: Value, zone: &HubZone) -> Result<TaskList, String> {
+    exports(value, zone, true)
+}
+
+/// Reads a `client.get_tasks` result of tasks in any state (the task flow's fetch by ids), as
+/// [`task_list`] does.
+pub(crate) fn any_tasks(value: Value, zone: &HubZone) -> Result<TaskList, String> {
+    exports(value, zone, false)
+}
+
+fn exports(value: Value, zone: &HubZone, active_only: bool) -> Result<TaskList, String> {
     let Value::Array(items) = value else {
         return Err(format!(
             "the result is {}, not an array of tasks",
@@ -141,7 +161,7 @@ pub(crate) fn task_list(value: Value) -> Result<TaskList, String> {
     };
     let mut list = TaskList::default();
     for (index, item) in items.into_iter().enumerate() {
-        match active_task(&item) {
+        match task_export(&item, zone, active_only) {
             Ok(task) => list.tasks.push(task),
             Err((Some(id), why)) => list.unreadable.push(format!("task {id}: {why}")),
             Err((None, why)) => list.unreadable.push(format!("task [{index}]: {why}")),
@@ -151,39 +171,61 @@ pub(crate) fn task_list(value: Value) -> Result<TaskList, String> {
 }
 
 /// One flat task export; the error carries the task id when it could be read.
-fn active_task(item: &Value) -> Result<ActiveTask, (Option<i64>, String)> {
+fn task_export(
+    item: &Value,
+    zone: &HubZone,
+    active_only: bool,
+) -> Result<TaskExport, (Option<i64>, String)> {
     let Value::Struct(members) = item else {
         return Err((None, format!("{} instead of a struct", kind(item))));
     };
     let fields = Fields(members);
     let id = fields.integer("id").map_err(|why| (None, why))?;
-    let read = || -> Result<ActiveTask, String> {
+    let read = || -> Result<TaskExport, String> {
         let code = fields.integer("state")?;
         let state = TaskState::from_code(code)
             .ok_or_else(|| format!("state {code} is not a kobo task state"))?;
-        if !TaskState::ACTIVE.contains(&state) {
+        if active_only && !TaskState::ACTIVE.contains(&state) {
             return Err(format!(
                 "state {code} ({}) is not an active state (the hub ignored the state filter?)",
                 state.name()
             ));
         }
-        Ok(ActiveTask {
+        let time = |field: &str| -> Result<Option<Micros>, String> {
+            datetime(field, fields.get(field)?).map(|naive| naive.map(|n| zone.instant(n)))
+        };
+        Ok(TaskExport {
             id,
             state,
             worker: fields.optional_integer("worker")?,
             arch: fields.integer("arch")?,
             channel: fields.integer("channel")?,
-            created: created(fields.get("dt_created")?)?,
+            method: fields.string("method")?,
+            created: time("dt_created")?
+                .ok_or_else(|| Fields::wrong("dt_created", &Value::Nil, "a string"))?,
+            started: if fields.0.contains_key("dt_started") {
+                time("dt_started")?
+            } else {
+                None
+            },
+            finished: if fields.0.contains_key("dt_finished") {
+                time("dt_finished")?
+            } else {
+                None
+            },
         })
     };
     read().map_err(|why| (Some(id), why))
 }
 
-/// kobo's `dt_created`: `YYYY-MM-DD HH:MM:SS` in UTC (a `dateTime.iso8601` value is read as UTC too).
-fn created(value: &Value) -> Result<f64, String> {
+/// A kobo datetime field (`YYYY-MM-DD HH:MM:SS`, a `dateTime.iso8601` too, or nil) as naive microseconds
+/// (its fields read as UTC: [`HubZone::instant`] makes it an instant).
+fn datetime(field: &str, value: &Value) -> Result<Option<Micros>, String> {
     match value {
-        Value::String(text) => parse_utc_datetime(text)
-            .ok_or_else(|| format!("dt_created {text:?} is not a date and time")),
+        Value::Nil => Ok(None),
+        Value::String(text) => parse_utc_micros(text)
+            .map(Some)
+            .ok_or_else(|| format!("{field} {text:?} is not a date and time")),
         Value::DateTime(dt) => {
             let at = time::Month::try_from(dt.month())
                 .ok()
@@ -191,10 +233,10 @@ fn created(value: &Value) -> Result<f64, String> {
                     time::Date::from_calendar_date(i32::from(dt.year()), month, dt.day()).ok()
                 })
                 .and_then(|date| date.with_hms(dt.hour(), dt.minute(), dt.second()).ok());
-            at.map(|at| at.assume_utc().unix_timestamp() as f64)
-                .ok_or_else(|| format!("dt_created {dt} is not a valid date and time"))
+            at.map(|at| Some(at.assume_utc().unix_timestamp() * 1_000_000))
+                .ok_or_else(|| format!("{field} {dt} is not a valid date and time"))
         }
-        other => Err(Fields::wrong("dt_created", other, "a string")),
+        other => Err(Fields::wrong(field, other, "a string")),
     }
 }
 
@@ -209,8 +251,8 @@ pub(crate) struct Lookup {
 /// The tasks to ask `client.task_info` for so that every arch and channel id in `tasks` gets a name: one
 /// task per id the directory lacks, fewer where one task carries an unknown arch and an unknown channel.
 /// Tasks are taken in id order, so the choice does not depend on the order of the hub's answer.
-pub(crate) fn lookups(tasks: &[ActiveTask], directory: &Directory) -> Vec<Lookup> {
-    let mut by_id: Vec<&ActiveTask> = tasks.iter().collect();
+pub(crate) fn lookups(tasks: &[TaskExport], directory: &Directory) -> Vec<Lookup> {
+    let mut by_id: Vec<&TaskExport> = tasks.iter().collect();
     by_id.sort_by_key(|t| t.id);
     let mut arches: BTreeSet<i64> = BTreeSet::new();
     let mut channels: BTreeSet<i64> = BTreeSet::new();
@@ -241,7 +283,7 @@ pub(crate) fn summarise(
     lookups: &[Lookup],
     failed: &BTreeMap<i64, String>,
 ) -> (TaskSummary, Vec<String>) {
-    let mut groups: BTreeMap<(TaskState, &str, &str), (i64, f64)> = BTreeMap::new();
+    let mut groups: BTreeMap<(TaskState, &str, &str, &str), (i64, Micros)> = BTreeMap::new();
     let mut per_worker: BTreeMap<(&str, TaskState), i64> = BTreeMap::new();
     // Tasks left out, by the id that has no name.
     let mut unnamed_arches: BTreeMap<i64, i64> = BTreeMap::new();
@@ -267,7 +309,7 @@ pub(crate) fn summarise(
         }
         if let (Some(arch), Some(channel)) = (arch, channel) {
             let entry = groups
-                .entry((task.state, arch, channel))
+                .entry((task.state, arch, channel, task.method.as_str()))
                 .or_insert((0, task.created));
             entry.0 += 1;
             entry.1 = entry.1.min(task.created);
@@ -312,15 +354,20 @@ pub(crate) fn summarise(
         ));
     }
 
-    let groups = groups
+    let counts = groups
         .into_iter()
-        .map(|((state, arch, channel), (count, oldest))| TaskGroup {
-            state,
-            arch: arch.to_string(),
-            channel: channel.to_string(),
-            count,
-            oldest_created: Some(oldest),
-        })
+        .map(
+            |((state, arch, channel, method), (count, oldest))| TaskCount {
+                group: TaskGroup {
+                    state,
+                    arch: arch.to_string(),
+                    channel: channel.to_string(),
+                    count,
+                    oldest_created: Some(oldest as f64 / 1e6),
+                },
+                method: method.to_string(),
+            },
+        )
         .collect();
     let per_worker = per_worker
         .into_iter()
@@ -330,7 +377,41 @@ pub(crate) fn summarise(
             count,
         })
         .collect();
-    (TaskSummary::new(groups, per_worker), warnings)
+    (TaskSummary::from_counts(counts, per_worker), warnings)
+}
+
+/// The warnings of a task-flow read ([`crate::flow`]): exports it could not read, ids that left the active
+/// set and did not answer, tasks whose channel has no name.
+pub(crate) fn flow_warnings(
+    unreadable: &[String],
+    vanished: &[i64],
+    unnamed: usize,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !unreadable.is_empty() {
+        warnings.push(sentence(format!(
+            "{TASK_WARNING_PREFIX} {} task export(s) of the task flow's client.get_tasks are not counted \
+             because they cannot be read: {}",
+            unreadable.len(),
+            examples(unreadable)
+        )));
+    }
+    if !vanished.is_empty() {
+        let ids: Vec<String> = vanished.iter().map(i64::to_string).collect();
+        warnings.push(format!(
+            "{TASK_WARNING_PREFIX} {} task(s) left the active set and are gone from client.get_tasks \
+             (archived or deleted), so their end is not counted: {}.",
+            vanished.len(),
+            examples(&ids)
+        ));
+    }
+    if unnamed > 0 {
+        warnings.push(format!(
+            "{TASK_WARNING_PREFIX} {unnamed} task(s) that started or finished are not counted: their \
+             channel has no name."
+        ));
+    }
+    warnings
 }
 
 /// The first [`EXAMPLES`] items, `; `-separated, with how many more there are.
@@ -350,6 +431,7 @@ fn examples(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kobo_backend_api::MethodCount;
 
     fn s(text: &str) -> Value {
         Value::String(text.into())
@@ -384,6 +466,7 @@ mod tests {
             ("state", Value::Integer(state as i32)),
             ("arch", Value::Integer(arch as i32)),
             ("channel", Value::Integer(channel as i32)),
+            ("method", s("Build")),
             ("dt_created", s(created)),
             ("dt_finished", Value::Nil),
         ])
@@ -408,7 +491,7 @@ mod tests {
 
     #[test]
     fn task_lists_are_read_and_bad_exports_listed() {
-        let list = task_list(Value::Array(vec![
+        let list = task_list_utc(Value::Array(vec![
             flat(37, 2, Some(2), 2, 3, "2025-03-12 17:24:19"),
             flat(5, 0, None, 3, 2, "2024-07-22 03:00:55"),
             flat(9, 3, Some(2), 2, 3, "2025-03-12 17:24:19"),
@@ -421,21 +504,27 @@ mod tests {
         assert_eq!(
             list.tasks,
             [
-                ActiveTask {
+                TaskExport {
                     id: 37,
                     state: TaskState::Open,
                     worker: Some(2),
                     arch: 2,
                     channel: 3,
-                    created: 1_741_800_259.0
+                    method: "Build".into(),
+                    created: 1_741_800_259_000_000,
+                    started: None,
+                    finished: None,
                 },
-                ActiveTask {
+                TaskExport {
                     id: 5,
                     state: TaskState::Free,
                     worker: None,
                     arch: 3,
                     channel: 2,
-                    created: 1_721_617_255.0
+                    method: "Build".into(),
+                    created: 1_721_617_255_000_000,
+                    started: None,
+                    finished: None,
                 }
             ]
         );
@@ -450,10 +539,14 @@ mod tests {
             ]
         );
         assert!(
-            task_list(Value::Nil)
+            task_list_utc(Value::Nil)
                 .unwrap_err()
                 .contains("nil, not an array")
         );
+    }
+
+    fn task_list_utc(value: Value) -> Result<TaskList, String> {
+        task_list(value, &HubZone::utc())
     }
 
     trait Without {
@@ -473,13 +566,16 @@ mod tests {
     #[test]
     fn one_lookup_per_unknown_id_in_task_id_order() {
         let d = directory();
-        let task = |id, arch, channel| ActiveTask {
+        let task = |id, arch, channel| TaskExport {
             id,
             state: TaskState::Free,
             worker: None,
             arch,
             channel,
-            created: 0.0,
+            method: "Build".into(),
+            created: 0,
+            started: None,
+            finished: None,
         };
         // Unknown: arches 6 and 4, channels 2 and 4.
         let tasks = [
@@ -568,25 +664,29 @@ mod tests {
         let mut d = directory();
         // Channel 5 is another channel named "default": one group with channel 1, as in SQL.
         d.channels.insert(5, "default".into());
-        let task = |id, state, worker, arch, channel, created| ActiveTask {
+        let task = |id, state, worker, arch, channel, created| TaskExport {
             id,
             state,
             worker,
             arch,
             channel,
-            created,
+            // Odd ids are builds, even ones composes: the counts by method cross the groups.
+            method: if id % 2 == 1 { "Build" } else { "Compose" }.to_string(),
+            created: i64::from(created) * 1_000_000,
+            started: None,
+            finished: None,
         };
         let list = TaskList {
             tasks: vec![
-                task(1, TaskState::Free, None, 1, 1, 300.0),
-                task(2, TaskState::Free, None, 1, 5, 100.0),
-                task(3, TaskState::Free, None, 2, 1, 50.0),
-                task(4, TaskState::Open, Some(2), 1, 1, 10.0),
-                task(5, TaskState::Open, Some(2), 6, 1, 20.0),
-                task(6, TaskState::Assigned, Some(4), 1, 3, 30.0),
-                task(7, TaskState::Assigned, Some(9), 1, 3, 40.0),
-                task(8, TaskState::Created, None, 6, 8, 40.0),
-                task(9, TaskState::Open, None, 1, 1, 5.0),
+                task(1, TaskState::Free, None, 1, 1, 300),
+                task(2, TaskState::Free, None, 1, 5, 100),
+                task(3, TaskState::Free, None, 2, 1, 50),
+                task(4, TaskState::Open, Some(2), 1, 1, 10),
+                task(5, TaskState::Open, Some(2), 6, 1, 20),
+                task(6, TaskState::Assigned, Some(4), 1, 3, 30),
+                task(7, TaskState::Assigned, Some(9), 1, 3, 40),
+                task(8, TaskState::Created, None, 6, 8, 40),
+                task(9, TaskState::Open, None, 1, 1, 5),
             ],
             unreadable: vec!["task 10: the field arch is missing".into()],
         };
@@ -634,6 +734,22 @@ mod tests {
                 group(TaskState::Open, "noarch", "default", 2, 5.0),
             ]
         );
+        let method = |state, method: &str, count| MethodCount {
+            state,
+            method: method.into(),
+            count,
+        };
+        assert_eq!(
+            summary.by_method,
+            [
+                method(TaskState::Free, "Build", 2),
+                method(TaskState::Free, "Compose", 1),
+                method(TaskState::Assigned, "Build", 1),
+                method(TaskState::Assigned, "Compose", 1),
+                method(TaskState::Open, "Build", 1),
+                method(TaskState::Open, "Compose", 1),
+            ]
+        );
         let count = |worker: &str, state, count| WorkerTaskCount {
             worker: worker.into(),
             state,
@@ -664,6 +780,16 @@ mod tests {
     }
 
     #[test]
+    fn a_task_without_a_method_is_unreadable() {
+        let list = task_list_utc(Value::Array(vec![
+            flat(3, 0, None, 1, 1, "2025-03-12 17:24:19").into_struct_without("method"),
+        ]))
+        .unwrap();
+        assert_eq!(list.tasks, []);
+        assert_eq!(list.unreadable, ["task 3: the field method is missing"]);
+    }
+
+    #[test]
     fn long_lists_are_cut_in_warnings() {
         let items: Vec<String> = (1..=5).map(|i| format!("task {i}")).collect();
         assert_eq!(examples(&items), "task 1; task 2; task 3 (and 2 more)");
@@ -671,13 +797,46 @@ mod tests {
     }
 
     #[test]
-    fn created_times() {
-        assert_eq!(created(&s("2024-07-29 10:12:10")), Ok(1_722_247_930.0));
-        let dt: dxr::DateTime = "20240729T10:12:10".parse().unwrap();
-        assert_eq!(created(&Value::DateTime(dt)), Ok(1_722_247_930.0));
+    fn datetimes() {
         assert_eq!(
-            created(&Value::Nil).unwrap_err(),
-            "the field dt_created is nil, not a string"
+            datetime("dt_created", &s("2024-07-29 10:12:10")),
+            Ok(Some(1_722_247_930_000_000))
+        );
+        let dt: dxr::DateTime = "20240729T10:12:10".parse().unwrap();
+        assert_eq!(
+            datetime("dt_started", &Value::DateTime(dt)),
+            Ok(Some(1_722_247_930_000_000))
+        );
+        assert_eq!(datetime("dt_finished", &Value::Nil), Ok(None));
+        assert_eq!(
+            datetime("dt_finished", &Value::Integer(3)).unwrap_err(),
+            "the field dt_finished is an integer, not a string"
+        );
+        // A created time is required; times are read in the hub's zone.
+        let no_created = st(vec![
+            ("id", Value::Integer(3)),
+            ("state", Value::Integer(0)),
+            ("worker", Value::Nil),
+            ("arch", Value::Integer(1)),
+            ("channel", Value::Integer(1)),
+            ("method", s("Build")),
+            ("dt_created", Value::Nil),
+        ]);
+        assert_eq!(
+            task_list_utc(Value::Array(vec![no_created]))
+                .unwrap()
+                .unreadable,
+            ["task 3: the field dt_created is nil, not a string"]
+        );
+        let prague = HubZone::named("Europe/Prague").unwrap();
+        let list = task_list(
+            Value::Array(vec![flat(4, 0, None, 1, 1, "2024-07-29 10:12:10")]),
+            &prague,
+        )
+        .unwrap();
+        assert_eq!(
+            list.tasks[0].created, 1_722_240_730_000_000,
+            "CEST is UTC+2"
         );
     }
 }

@@ -290,6 +290,10 @@ fn fixture_handler(quirks: Quirks) -> impl Fn(&Request) -> Reply + Send + Sync +
                     }
                     ("client.list_workers", [] | [Value::Boolean(true)]) => list_result(true),
                     ("client.list_workers", [Value::Boolean(false)]) => list_result(false),
+                    ("client.get_tasks", [ids, states @ ..]) if states.len() <= 1 => {
+                        let states = states.first().map(ints).unwrap_or_default();
+                        Ok(py::value(&hub.get_tasks(&ints(ids), &states)))
+                    }
                     ("client.task_info", [id]) => match int(id)
                         .and_then(|id| hub.task(id).filter(|_| !quirks.gone_tasks.contains(&id)))
                     {

@@ -347,6 +347,21 @@ fn sorted_summary(summary: &TaskSummary) -> (Vec<TaskGroup>, Vec<WorkerTaskCount
     (groups, per_worker)
 }
 
+/// The task ids of the inner `client.get_tasks(ids, [])` calls of a task-flow multicall, in order.
+fn flow_ids(call: &Call) -> Vec<i64> {
+    assert_eq!(call.method, "system.multicall");
+    call.inner_calls()
+        .iter()
+        .flat_map(|inner| {
+            assert_eq!(inner.method, "client.get_tasks");
+            match inner.params.as_slice() {
+                [ids, states] if ints(states).is_empty() => ints(ids),
+                _ => panic!("{inner:?}"),
+            }
+        })
+        .collect()
+}
+
 /// The task ids of the inner `client.task_info` calls of a multicall request.
 fn task_info_ids(call: &Call) -> Vec<i64> {
     assert_eq!(call.method, "system.multicall");
@@ -494,8 +509,9 @@ async fn task_metrics_of_the_fixture_hub_equal_the_sqlite_sources() {
         &text,
     );
 
-    // The requests: the workers as for a scrape, one get_tasks of the active states, one multicall of
-    // task_info for one task of each arch no worker has (i386: task 2, ppc64le: task 34).
+    // The requests: the workers as for a scrape, one get_tasks of the active states, the task flow's
+    // baseline (one multicall of get_tasks(ids, []) for the 100 ids above the newest active task), one
+    // multicall of task_info for one task of each arch no worker has (i386: task 2, ppc64le: task 34).
     let calls = calls(&hub);
     assert_eq!(
         hub.methods(),
@@ -503,14 +519,31 @@ async fn task_metrics_of_the_fixture_hub_equal_the_sqlite_sources() {
             "system.multicall",
             "system.multicall",
             "client.get_tasks",
+            "system.multicall",
             "system.multicall"
         ]
+    );
+    let newest_active = TaskHub::fixture()
+        .tasks
+        .iter()
+        .filter(|t| !t.archive && [0, 1, 2, 8].contains(&t.state))
+        .map(|t| t.id)
+        .max()
+        .expect("active tasks");
+    assert_eq!(
+        flow_ids(&calls[3]),
+        (newest_active + 1..=newest_active + kobo_backend_xmlrpc::flow::PROBE).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        snapshot.flow,
+        Some(Default::default()),
+        "a baseline counts nothing"
     );
     let [ids, states] = calls[2].params.as_slice() else {
         panic!("get_tasks(ids, states): {:?}", calls[2])
     };
     assert_eq!((ints(ids), ints(states)), (vec![], vec![0, 1, 2, 8]));
-    assert_eq!(task_info_ids(&calls[3]), [2, 34]);
+    assert_eq!(task_info_ids(&calls[4]), [2, 34]);
     for call in &calls {
         assert!(ALLOWED_METHODS.contains(&call.method.as_str()));
     }
@@ -521,7 +554,7 @@ async fn task_metrics_of_the_fixture_hub_equal_the_sqlite_sources() {
     assert_eq!(plain.workers, snapshot.workers);
     let timings: Vec<&str> = plain.timings.iter().map(|(part, _)| part.name()).collect();
     assert_eq!(timings, ["workers"]);
-    assert_eq!(hub.methods()[4..], ["system.multicall", "system.multicall"]);
+    assert_eq!(hub.methods()[5..], ["system.multicall", "system.multicall"]);
 }
 
 #[tokio::test]
@@ -548,8 +581,8 @@ async fn task_metrics_cost_one_get_tasks_and_at_most_one_task_info_multicall() {
         started.elapsed()
     );
     assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
-    // 1 multicall of the lists + ceil(5 / 2) multicalls of workers + 1 get_tasks + 1 multicall of
-    // task_info.
+    // 1 multicall of the lists + ceil(5 / 2) multicalls of workers + 1 get_tasks + the task flow's baseline
+    // multicall + 1 multicall of task_info.
     let calls = calls(&hub);
     let methods: Vec<&str> = calls.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(
@@ -560,11 +593,13 @@ async fn task_metrics_cost_one_get_tasks_and_at_most_one_task_info_multicall() {
             "system.multicall",
             "system.multicall",
             "client.get_tasks",
+            "system.multicall",
             "system.multicall"
         ]
     );
+    assert_eq!(flow_ids(&calls[5]).len(), 100, "the baseline's probe");
     // Thousands of i386 and ppc64le tasks, still one lookup per arch: the lowest task id of each.
-    assert_eq!(task_info_ids(&calls[5]), [2, 34]);
+    assert_eq!(task_info_ids(&calls[6]), [2, 34]);
 
     let reference = sqlite_with_tasks(&extra).await;
     assert_eq!(
@@ -695,5 +730,5 @@ async fn an_arch_that_cannot_be_named_leaves_its_tasks_out_with_a_warning() {
             .expect("render")
             .contains("i386")
     );
-    assert_eq!(task_info_ids(&calls(&hub)[3]), [2, 34]);
+    assert_eq!(task_info_ids(&calls(&hub)[4]), [2, 34]);
 }
