@@ -8,17 +8,33 @@
 # the two task queries of backends/api/src/tasks.rs (median of RUNS runs, server-side where the database
 # reports it) before and after creating the index, and prints a Markdown table.
 #
-# Usage: bench/task-query-cost.sh [sqlite] [postgres] [mariadb]      (default: all three)
+# FLOW=1 measures the task flow's read instead (backends/sql/src/sql.rs: the latest times, then the tasks
+# that started or finished since the last refresh, here the last 5 minutes of the synthetic history), before
+# and after the two indexes the README documents:
+#   CREATE INDEX hub_task_dt_started ON hub_task (dt_started)
+#   CREATE INDEX hub_task_dt_finished ON hub_task (dt_finished)
+#
+# Usage: [FLOW=1] bench/task-query-cost.sh [sqlite] [postgres] [mariadb]      (default: all three)
 # Env: TASKS (default 1000000), RUNS (default 5), PGUSER (default: postgres, else root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TASKS=${TASKS:-1000000}
+FLOW=${FLOW:-}
 RUNS=${RUNS:-5}
 SHARED=testkit/data
 DB=kobo_bench_taskcost
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(sqlite postgres mariadb)
 
 GROUPS_SQL="SELECT t.state, a.name, c.name, t.n, t.oldest FROM (SELECT state, arch_id, channel_id, count(*) AS n, min(dt_created) AS oldest FROM hub_task WHERE archive = false AND state IN (0, 1, 2, 8) GROUP BY state, arch_id, channel_id) t JOIN hub_arch a ON a.id = t.arch_id JOIN hub_channel c ON c.id = t.channel_id"
+# The task flow's statements: a task is created every 30 s, started 60 s and finished 600 s after its creation;
+# the last refresh was 5 minutes before the newest creation.
+SINCE_EPOCH=$((1700000000 + TASKS * 30 - 300))
+SINCE_TEXT=$(date -u -d "@$SINCE_EPOCH" '+%Y-%m-%d %H:%M:%S')
+# One subquery per column: SQLite reads a lone max() from the index, not two in one SELECT.
+LATEST_SQL="SELECT (SELECT max(dt_started) FROM hub_task), (SELECT max(dt_finished) FROM hub_task)"
+FLOW_SQL="SELECT t.id, t.state, t.method, c.name, t.dt_created, t.dt_started, t.dt_finished FROM hub_task t JOIN hub_channel c ON c.id = t.channel_id WHERE (t.dt_started >= SINCE OR t.dt_finished >= SINCE) AND t.archive = false"
+STARTED_EXPR="CASE WHEN n % 100 = 0 AND n % 400 <> 200 THEN NULL ELSE 60 END"
+FINISHED_EXPR="CASE WHEN n % 100 = 0 THEN NULL ELSE 600 END"
 WORKERS_SQL="SELECT w.name, t.state, t.n FROM (SELECT state, worker_id, count(*) AS n FROM hub_task WHERE archive = false AND state IN (1, 2) GROUP BY state, worker_id) t JOIN hub_worker w ON w.id = t.worker_id"
 
 # The synthetic rows, in SQL every database understands once `n` (1..TASKS) and `wid` (1..1000) exist.
@@ -33,9 +49,10 @@ row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
 
 bench_sqlite() {
   local file; file=$(mktemp -d)/hub.sqlite3
-  python3 - "$file" "$SHARED" "$TASKS" "$RUNS" "$GROUPS_SQL" "$WORKERS_SQL" "$STATE_EXPR" "$ARCHIVE_EXPR" "$WORKER_EXPR" <<'PY'
+  python3 - "$file" "$SHARED" "$TASKS" "$RUNS" "$GROUPS_SQL" "$WORKERS_SQL" "$STATE_EXPR" "$ARCHIVE_EXPR" "$WORKER_EXPR" \
+    "$FLOW" "$LATEST_SQL" "${FLOW_SQL//SINCE/\'$SINCE_TEXT\'}" "$STARTED_EXPR" "$FINISHED_EXPR" <<'PY'
 import sqlite3, sys, time, statistics
-file, shared, tasks, runs, groups_sql, workers_sql, state, archive, worker = sys.argv[1:]
+file, shared, tasks, runs, groups_sql, workers_sql, state, archive, worker, flow, latest_sql, flow_sql, started, finished = sys.argv[1:]
 tasks, runs = int(tasks), int(runs)
 c = sqlite3.connect(file)
 c.executescript(open(f"{shared}/schema-sqlite.sql").read())
@@ -45,8 +62,10 @@ c.execute("WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE 
           "INSERT INTO hub_worker (id, worker_key, name, enabled, max_load, max_tasks, ready, task_count, current_load, min_priority) "
           "SELECT n, 'key' || n, printf('worker-%05d.example.com', n), 1, 4, 0, 1, 0, 0, 0 FROM s")
 c.execute(f"WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {tasks}) "
-          "INSERT INTO hub_task (id, archive, state, label, exclusive, method, args, result, waiting, awaited, dt_created, priority, weight, subtask_count, arch_id, channel_id, owner_id, worker_id) "
-          f"SELECT n, {archive}, {state}, '', 0, 'Method', '{{}}', '', 0, 0, datetime(1700000000 + n * 30, 'unixepoch'), 10, 1, 0, 1 + n % 6, 1 + n % 4, 1, {worker} FROM s")
+          "INSERT INTO hub_task (id, archive, state, label, exclusive, method, args, result, waiting, awaited, dt_created, dt_started, dt_finished, priority, weight, subtask_count, arch_id, channel_id, owner_id, worker_id) "
+          f"SELECT n, {archive}, {state}, '', 0, 'Method', '{{}}', '', 0, 0, datetime(1700000000 + n * 30, 'unixepoch'), "
+          f"datetime(1700000000 + n * 30 + ({started}), 'unixepoch'), datetime(1700000000 + n * 30 + ({finished}), 'unixepoch'), "
+          f"10, 1, 0, 1 + n % 6, 1 + n % 4, 1, {worker} FROM s")
 c.commit(); c.execute("ANALYZE"); c.commit()
 def timed(sql):
     out = []
@@ -55,9 +74,18 @@ def timed(sql):
     return statistics.median(out)
 res = {}
 for label in ("no index", "index"):
-    if label == "index":
+    if label == "index" and flow:
+        c.execute("CREATE INDEX hub_task_dt_started ON hub_task (dt_started)")
+        c.execute("CREATE INDEX hub_task_dt_finished ON hub_task (dt_finished)"); c.execute("ANALYZE"); c.commit()
+    elif label == "index":
         c.execute("CREATE INDEX hub_task_archive_state ON hub_task (state, archive) WHERE archive = false"); c.execute("ANALYZE"); c.commit()
-    res[label] = (timed(groups_sql), timed(workers_sql))
+    if flow:
+        rows = len(c.execute(flow_sql).fetchall())
+        plan = " / ".join(r[-1] for r in c.execute("EXPLAIN QUERY PLAN " + flow_sql).fetchall())
+        print(f"SQLite, {label}: {rows} rows; plan: {plan}", file=sys.stderr)
+        res[label] = (timed(latest_sql), timed(flow_sql))
+    else:
+        res[label] = (timed(groups_sql), timed(workers_sql))
 for label, (g, w) in res.items():
     print(f"| SQLite | {label} | {g:.1f} | {w:.1f} | {g + w:.1f} |")
 PY
@@ -76,18 +104,29 @@ bench_postgres() {
 SET TIME ZONE 'UTC';
 INSERT INTO hub_worker (id, worker_key, name, enabled, max_load, max_tasks, ready, task_count, current_load, min_priority)
   SELECT n, 'key' || n, format('worker-%s.example.com', lpad(n::text, 5, '0')), true, 4, 0, true, 0, 0, 0 FROM generate_series(1, 1000) n;
-INSERT INTO hub_task (id, archive, state, label, exclusive, method, args, result, waiting, awaited, dt_created, priority, weight, subtask_count, arch_id, channel_id, owner_id, worker_id)
-  SELECT n, ($ARCHIVE_EXPR) = 1, $STATE_EXPR, '', false, 'Method', '{}', '', false, false, to_timestamp(1700000000 + n * 30), 10, 1, 0, 1 + n % 6, 1 + n % 4, 1, $WORKER_EXPR
+INSERT INTO hub_task (id, archive, state, label, exclusive, method, args, result, waiting, awaited, dt_created, dt_started, dt_finished, priority, weight, subtask_count, arch_id, channel_id, owner_id, worker_id)
+  SELECT n, ($ARCHIVE_EXPR) = 1, $STATE_EXPR, '', false, 'Method', '{}', '', false, false, to_timestamp(1700000000 + n * 30),
+    to_timestamp(1700000000 + n * 30 + ($STARTED_EXPR)), to_timestamp(1700000000 + n * 30 + ($FINISHED_EXPR)), 10, 1, 0, 1 + n % 6, 1 + n % 4, 1, $WORKER_EXPR
   FROM generate_series(1, $TASKS) n;
 VACUUM ANALYZE hub_task;
 SQL
   for label in "no index" "index"; do
-    if [ "$label" = index ]; then
+    local first=$GROUPS_SQL second=$WORKERS_SQL
+    if [ -n "$FLOW" ]; then
+      first=$LATEST_SQL second=${FLOW_SQL//SINCE/TIMESTAMPTZ \'$SINCE_TEXT+00\'}
+    fi
+    if [ "$label" = index ] && [ -n "$FLOW" ]; then
+      psql_cmd -d $DB -c "CREATE INDEX hub_task_dt_started ON hub_task (dt_started)" -c "CREATE INDEX hub_task_dt_finished ON hub_task (dt_finished)" -c "ANALYZE hub_task" >/dev/null
+    elif [ "$label" = index ]; then
       psql_cmd -d $DB -c "CREATE INDEX hub_task_archive_state ON hub_task (state, archive) WHERE archive = false" -c "ANALYZE hub_task" >/dev/null
     fi
+    if [ -n "$FLOW" ]; then
+      echo "PostgreSQL, $label:" >&2
+      psql_cmd -d $DB -At -c "EXPLAIN $second" | sed 's/^/    /' >&2
+    fi
     local g w
-    g=$(for _ in $(seq "$RUNS"); do psql_cmd -d $DB -At -c "EXPLAIN (ANALYZE, FORMAT JSON) $GROUPS_SQL" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Execution Time"])'; done | median)
-    w=$(for _ in $(seq "$RUNS"); do psql_cmd -d $DB -At -c "EXPLAIN (ANALYZE, FORMAT JSON) $WORKERS_SQL" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Execution Time"])'; done | median)
+    g=$(for _ in $(seq "$RUNS"); do psql_cmd -d $DB -At -c "EXPLAIN (ANALYZE, FORMAT JSON) $first" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Execution Time"])'; done | median)
+    w=$(for _ in $(seq "$RUNS"); do psql_cmd -d $DB -At -c "EXPLAIN (ANALYZE, FORMAT JSON) $second" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Execution Time"])'; done | median)
     row PostgreSQL "$label" "$(printf %.1f "$g")" "$(printf %.1f "$w")" "$(awk "BEGIN {printf \"%.1f\", $g + $w}")"
   done
   psql_cmd -d test -c "DROP DATABASE $DB" >/dev/null
@@ -99,31 +138,49 @@ bench_mariadb() {
   my -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
   my $DB < "$SHARED/schema-mysql.sql"
   grep -E '^INSERT INTO (auth_user|hub_arch|hub_channel) ' "$SHARED/fixture.sql" | my $DB
-  my $DB <<SQL
+  my $DB >/dev/null <<SQL
 INSERT INTO hub_worker (id, worker_key, name, enabled, max_load, max_tasks, ready, task_count, current_load, min_priority)
   SELECT seq, CONCAT('key', seq), CONCAT('worker-', LPAD(seq, 5, '0'), '.example.com'), 1, 4, 0, 1, 0, 0, 0 FROM seq_1_to_1000;
 SET @@session.foreign_key_checks = 0;
-INSERT INTO hub_task (id, archive, state, label, exclusive, method, args, result, waiting, awaited, dt_created, priority, weight, subtask_count, arch_id, channel_id, owner_id, worker_id)
-  SELECT n, $ARCHIVE_EXPR, $STATE_EXPR, '', 0, 'Method', '{}', '', 0, 0, FROM_UNIXTIME(1700000000 + n * 30), 10, 1, 0, 1 + n % 6, 1 + n % 4, 1, $WORKER_EXPR
+SET time_zone = '+00:00';
+INSERT INTO hub_task (id, archive, state, label, exclusive, method, args, result, waiting, awaited, dt_created, dt_started, dt_finished, priority, weight, subtask_count, arch_id, channel_id, owner_id, worker_id)
+  SELECT n, $ARCHIVE_EXPR, $STATE_EXPR, '', 0, 'Method', '{}', '', 0, 0, FROM_UNIXTIME(1700000000 + n * 30),
+    FROM_UNIXTIME(1700000000 + n * 30 + ($STARTED_EXPR)), FROM_UNIXTIME(1700000000 + n * 30 + ($FINISHED_EXPR)), 10, 1, 0, 1 + n % 6, 1 + n % 4, 1, $WORKER_EXPR
   FROM (SELECT seq AS n FROM seq_1_to_$TASKS) s;
 ANALYZE TABLE hub_task;
 SQL
   for label in "no index" "index"; do
-    if [ "$label" = index ]; then
+    local first=$GROUPS_SQL second=$WORKERS_SQL
+    if [ -n "$FLOW" ]; then
+      first=$LATEST_SQL second=${FLOW_SQL//SINCE/\'$SINCE_TEXT\'}
+    fi
+    if [ "$label" = index ] && [ -n "$FLOW" ]; then
+      my $DB -e "CREATE INDEX hub_task_dt_started ON hub_task (dt_started); CREATE INDEX hub_task_dt_finished ON hub_task (dt_finished); ANALYZE TABLE hub_task" >/dev/null
+    elif [ "$label" = index ]; then
       my $DB -e "CREATE INDEX hub_task_archive_state ON hub_task (state, archive); ANALYZE TABLE hub_task" >/dev/null
+    fi
+    if [ -n "$FLOW" ]; then
+      echo "MariaDB, $label:" >&2
+      my $DB -e "EXPLAIN $second" | sed 's/^/    /' >&2
     fi
     # Server-side duration from the profiler, in ms.
     local g w
-    g=$(for _ in $(seq "$RUNS"); do my $DB -N -e "SET profiling = 1; $GROUPS_SQL; SHOW PROFILES" | tail -n 1 | awk '{print $2 * 1000}'; done | median)
-    w=$(for _ in $(seq "$RUNS"); do my $DB -N -e "SET profiling = 1; $WORKERS_SQL; SHOW PROFILES" | tail -n 1 | awk '{print $2 * 1000}'; done | median)
+    g=$(for _ in $(seq "$RUNS"); do my $DB -N -e "SET profiling = 1; $first; SHOW PROFILES" | tail -n 1 | awk '{print $2 * 1000}'; done | median)
+    w=$(for _ in $(seq "$RUNS"); do my $DB -N -e "SET profiling = 1; $second; SHOW PROFILES" | tail -n 1 | awk '{print $2 * 1000}'; done | median)
     row MariaDB "$label" "$(printf %.1f "$g")" "$(printf %.1f "$w")" "$(awk "BEGIN {printf \"%.1f\", $g + $w}")"
   done
   my -e "DROP DATABASE $DB"
 }
 
-echo "Task collector cost, $TASKS tasks (1% active), 1,000 workers; median of $RUNS runs, ms"
-echo
-row database index "per (state, arch, channel)" "per (worker, state)" "task refresh total"
+if [ -n "$FLOW" ]; then
+  echo "Task flow read, $TASKS tasks (1% active), 1,000 workers, since $SINCE_TEXT; median of $RUNS runs, ms"
+  echo
+  row database "dt_started, dt_finished indexes" "latest times" "tasks since" "flow total"
+else
+  echo "Task collector cost, $TASKS tasks (1% active), 1,000 workers; median of $RUNS runs, ms"
+  echo
+  row database index "per (state, arch, channel)" "per (worker, state)" "task refresh total"
+fi
 row --- --- --- --- ---
 for t in "${targets[@]}"; do
   case $t in

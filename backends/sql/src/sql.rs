@@ -247,9 +247,9 @@ fn worker_tasks_sql() -> Statement {
 /// `dt_finished` exist (README, "Task flow"), a scan where they do not; read once, at the first refresh.
 fn flow_latest_sql(dialect: &Dialect) -> Statement {
     Statement::select(format!(
-        "{started} AS started, {finished} AS finished FROM hub_task",
-        started = (dialect.datetime_as_text)("max(dt_started)"),
-        finished = (dialect.datetime_as_text)("max(dt_finished)"),
+        "{started} AS started, {finished} AS finished",
+        started = (dialect.datetime_as_text)("(SELECT max(dt_started) FROM hub_task)"),
+        finished = (dialect.datetime_as_text)("(SELECT max(dt_finished) FROM hub_task)"),
     ))
 }
 
