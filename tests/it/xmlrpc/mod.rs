@@ -223,13 +223,18 @@ struct Quirks {
     gone_tasks: Vec<i64>,
     /// Tasks the hub has besides the fixture's.
     extra_tasks: Vec<tasks::TaskRow>,
+    /// The hub's tasks, for a test that changes them between scrapes (the fixture's when unset).
+    live: Option<std::sync::Arc<std::sync::Mutex<tasks::TaskHub>>>,
 }
 
 /// The fixture hub, served from the captures where they exist.
 fn fixture_handler(quirks: Quirks) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
-    let mut hub = tasks::TaskHub::fixture();
-    hub.tasks.extend(quirks.extra_tasks.iter().cloned());
-    let exports = hub.exports.clone();
+    let live = quirks.live.clone().unwrap_or_else(|| {
+        let mut hub = tasks::TaskHub::fixture();
+        hub.tasks.extend(quirks.extra_tasks.iter().cloned());
+        std::sync::Arc::new(std::sync::Mutex::new(hub))
+    });
+    let exports = live.lock().expect("the hub's tasks").exports.clone();
     let captured: BTreeMap<String, String> = [INFO_SEEN, INFO_NEVER_SEEN]
         .iter()
         .map(|h| {
@@ -271,6 +276,7 @@ fn fixture_handler(quirks: Quirks) -> impl Fn(&Request) -> Reply + Send + Sync +
         }
     };
     move |request: &Request| {
+        let hub = live.lock().expect("the hub's tasks").clone();
         let call = call_of(request);
         let response = match (call.method.as_str(), call.params.as_slice()) {
             ("client.list_workers", [] | [Value::Boolean(true)]) => list_enabled.clone(),

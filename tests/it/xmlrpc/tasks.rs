@@ -126,6 +126,11 @@ impl TaskHub {
         }
     }
 
+    /// The name of channel `id`.
+    pub(super) fn channel_name(&self, id: i64) -> String {
+        self.channels[&id].clone()
+    }
+
     /// The task as kobo's default manager sees it: archived tasks do not exist.
     pub(super) fn task(&self, id: i64) -> Option<&TaskRow> {
         self.tasks.iter().find(|t| t.id == id && !t.archive)
@@ -555,6 +560,130 @@ async fn task_metrics_of_the_fixture_hub_equal_the_sqlite_sources() {
     let timings: Vec<&str> = plain.timings.iter().map(|(part, _)| part.name()).collect();
     assert_eq!(timings, ["workers"]);
     assert_eq!(hub.methods()[5..], ["system.multicall", "system.multicall"]);
+}
+
+/// Through the collector, as the exporter runs it: a baseline, then tasks that close, fail and are created,
+/// run and time out between two refreshes, each counted once with its wait and run; a refresh with nothing
+/// new changes nothing.
+#[tokio::test]
+async fn the_task_flow_over_xmlrpc_counts_each_lifecycle_once() {
+    let live = Arc::new(std::sync::Mutex::new(TaskHub::fixture()));
+    let hub = hub(fixture_handler(Quirks {
+        live: Some(live.clone()),
+        ..Quirks::default()
+    }))
+    .await;
+    let collector = HubCollector::new(
+        Arc::new(source(&hub)),
+        CollectorOptions {
+            task_metrics: true,
+            task_refresh_interval: std::time::Duration::ZERO,
+            min_scrape_interval: std::time::Duration::ZERO,
+            ..CollectorOptions::default()
+        },
+    );
+    let scrape = || async { parse(&collector.scrape(None).await.expect("scrape")).expect("parse") };
+    let baseline = scrape().await;
+    assert_eq!(baseline.sample("kobo_up", &[]), Some(1.0));
+    for name in ["kobo_tasks_finished_total", "kobo_task_run_seconds"] {
+        assert!(
+            baseline
+                .families
+                .get(name)
+                .is_none_or(|f| f.samples.is_empty()),
+            "the baseline counts nothing: {name}"
+        );
+    }
+
+    let (closed, newest, channel) = {
+        let mut tasks = live.lock().expect("tasks");
+        // Task 37 (OPEN, ErrataDiffBuild, started 2025-03-12 17:34:19) closes 5 minutes later.
+        let task = tasks
+            .tasks
+            .iter_mut()
+            .find(|t| t.id == 37)
+            .expect("task 37");
+        task.state = 3;
+        task.dt_finished = Some("2025-03-12 17:39:19".into());
+        let channel = task.channel;
+        // A task created, started 90 s later and timed out 1 h after that, all between two refreshes (after
+        // every time the baseline read: a task it did not follow counts only from then).
+        let newest = tasks.tasks.iter().map(|t| t.id).max().expect("tasks") + 1;
+        let mut new = task_clone(&tasks.tasks, 37);
+        new.id = newest;
+        new.state = 7;
+        new.method = "ComposeTask".into();
+        new.dt_created = "2026-01-10 08:00:00".into();
+        new.dt_started = Some("2026-01-10 08:01:30".into());
+        new.dt_finished = Some("2026-01-10 09:01:30".into());
+        tasks.tasks.push(new);
+        let name = tasks.channel_name(channel);
+        (37, newest, name)
+    };
+    let after = scrape().await;
+    fn series<'a>(method: &'a str, channel: &'a str) -> [(&'a str, &'a str); 2] {
+        [("method", method), ("channel", channel)]
+    }
+    let errata = series("ErrataDiffBuild", &channel);
+    let compose = series("ComposeTask", &channel);
+    assert_eq!(
+        after.sample(
+            "kobo_tasks_finished_total",
+            &[("state", "CLOSED"), errata[0], errata[1]]
+        ),
+        Some(1.0),
+        "task {closed}"
+    );
+    assert_eq!(
+        after.sample(
+            "kobo_tasks_finished_total",
+            &[("state", "TIMEOUT"), compose[0], compose[1]]
+        ),
+        Some(1.0),
+        "task {newest}"
+    );
+    assert_eq!(
+        after.sample("kobo_task_run_seconds_sum", &errata),
+        Some(300.0)
+    );
+    assert_eq!(
+        after.sample("kobo_task_run_seconds_sum", &compose),
+        Some(3600.0)
+    );
+    assert_eq!(
+        after.sample("kobo_task_wait_seconds_count", &compose),
+        Some(1.0)
+    );
+    assert_eq!(
+        after.sample("kobo_task_wait_seconds_sum", &compose),
+        Some(90.0)
+    );
+    assert_eq!(
+        after.sample("kobo_task_wait_seconds_count", &errata),
+        None,
+        "task 37 started before the baseline"
+    );
+    let finished: f64 = after.families["kobo_tasks_finished_total"]
+        .samples
+        .values()
+        .sum();
+    assert_eq!(finished, 2.0, "nothing else");
+
+    // Nothing new: the same values.
+    let again = scrape().await;
+    assert_eq!(
+        again.families.get("kobo_tasks_finished_total"),
+        after.families.get("kobo_tasks_finished_total")
+    );
+    assert_eq!(
+        again.families.get("kobo_task_run_seconds"),
+        after.families.get("kobo_task_run_seconds")
+    );
+}
+
+/// A copy of task `id`'s row.
+fn task_clone(tasks: &[TaskRow], id: i64) -> TaskRow {
+    tasks.iter().find(|t| t.id == id).expect("the task").clone()
 }
 
 #[tokio::test]
