@@ -21,7 +21,7 @@
 //! from, and the next refresh is the baseline again. A task is counted once: its start when a refresh
 //! first sees it started (`dt_started - dt_created`), its end when one first sees it finished; tasks not
 //! followed since the baseline count only with times at or after the newest time the baseline read.
-//! Nothing is kept unless the whole collection succeeds ([`FlowState`] is replaced at its end).
+//! Nothing is kept unless the whole collection succeeds (the kept `FlowState` is replaced at its end).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};

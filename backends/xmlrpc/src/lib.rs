@@ -27,12 +27,15 @@
 //!    exports every such task (its owner, arguments and result too) in one response, which must arrive
 //!    within [`XmlRpcOptions::request_timeout`] and fit in [`XmlRpcOptions::max_response_bytes`] (roughly 2
 //!    KB per task);
-//! 2. at most one `system.multicall` of `client.task_info(id)`, only when a task refers to an arch or
+//! 2. one `system.multicall` of `client.get_tasks(ids, [])` for the task flow ([`flow`]): the ids that left
+//!    the active set, the new ids and the late ones, sized by what changed since the last refresh (none
+//!    when a first refresh finds no active task);
+//! 3. at most one `system.multicall` of `client.task_info(id)`, only when a task refers to an arch or
 //!    channel that no worker export names (an arch nobody serves, i.e. a stranded queue): one task per such
-//!    id, whose nested `arch` and `channel` structs give the names.
+//!    id, whose nested `arch` and `channel` structs give the names (the flow's tasks included).
 //!
-//! That is `1 + ceil(workers / chunk) + 1` requests (3 up to the chunk size), plus one when an arch or
-//! channel needs a name. The exporter's collector calls it only when the operator sets `task_metrics =
+//! That is at most `1 + ceil(workers / chunk) + 2` requests (4 up to the chunk size), plus one when an arch
+//! or channel needs a name. The exporter's collector calls it only when the operator sets `task_metrics =
 //! true` for an XML-RPC source (the default there is `false`), and then at most once every
 //! `task_refresh_interval`; the scrapes in between use [`DataSource::collect`] and the cached task data.
 //! When it fails (a fault on `client.get_tasks`, a timeout, a response over the size cap), the collector
@@ -56,7 +59,7 @@
 //! hub cannot forge log lines.
 //!
 //! Modules: [`options`] (settings), `client` (HTTP), `rpc` (XML-RPC encoding, decoding, the allow-list),
-//! `decode` (worker exports to records), `tasks` (task exports to aggregates).
+//! `decode` (worker exports to records), `tasks` (task exports to aggregates), [`flow`] (the task flow).
 
 pub mod backend;
 mod client;
@@ -310,8 +313,9 @@ impl DataSource for XmlRpcSource {
     }
 
     /// The workers: `1 + ceil(workers / multicall_chunk)` requests (2 up to the chunk size); with
-    /// `request.tasks` then one `client.get_tasks` and at most one multicall of `client.task_info` (see the
-    /// crate documentation). The request in flight at the deadline is dropped (its connection closed).
+    /// `request.tasks` then one `client.get_tasks`, at most one multicall of `client.get_tasks(ids, [])` for
+    /// the task flow and at most one of `client.task_info` (see the crate documentation). The request in
+    /// flight at the deadline is dropped (its connection closed).
     async fn collect(&self, request: &CollectRequest) -> Result<HubSnapshot, SourceError> {
         let began = tokio::time::Instant::now();
         match tokio::time::timeout_at(request.deadline, self.read(request.tasks)).await {
