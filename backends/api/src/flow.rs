@@ -127,23 +127,25 @@ impl FlowTracker {
                 && counting
                 && let Some(created) = row.created
             {
-                flow.started.push(StartedTask {
-                    method: row.method.clone(),
-                    channel: row.channel.clone(),
-                    wait: seconds(started - created),
-                });
+                flow.started.push(StartedTask::new(
+                    &row.method,
+                    &row.channel,
+                    created,
+                    started,
+                ));
             }
             if let Some(finished) = row.finished.filter(|at| *at >= since)
                 && row.state.is_finished()
                 && cursor.finished.insert(row.id, finished) != Some(finished)
                 && counting
             {
-                flow.finished.push(FinishedTask {
-                    state: row.state,
-                    method: row.method.clone(),
-                    channel: row.channel.clone(),
-                    run: row.started.map(|started| seconds(finished - started)),
-                });
+                flow.finished.push(FinishedTask::new(
+                    row.state,
+                    &row.method,
+                    &row.channel,
+                    row.started,
+                    Some(finished),
+                ));
             }
         }
         (flow, cursor)
@@ -158,7 +160,7 @@ impl FlowTracker {
 const DAY: Micros = 86_400 * 1_000_000;
 
 /// Microseconds as seconds, at least 0 (the hub's clocks may disagree).
-pub fn seconds(micros: Micros) -> f64 {
+pub(crate) fn seconds(micros: Micros) -> f64 {
     micros.max(0) as f64 / 1e6
 }
 

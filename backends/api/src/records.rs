@@ -3,6 +3,7 @@
 //! Sources fill these and nothing else; the renderer reads only these. New metrics add fields or new record
 //! kinds here (the structs are `#[non_exhaustive]` so that adding one breaks no caller outside this crate).
 
+use crate::clock::Micros;
 use crate::request::{Part, Warning};
 
 /// One scrape's view of the hub.
@@ -252,6 +253,37 @@ pub struct FinishedTask {
     pub method: String,
     pub channel: String,
     pub run: Option<f64>,
+}
+
+impl StartedTask {
+    /// The start of a task of `method` in `channel`, created and started at these instants.
+    pub fn new(method: &str, channel: &str, created: Micros, started: Micros) -> Self {
+        StartedTask {
+            method: method.to_string(),
+            channel: channel.to_string(),
+            wait: crate::flow::seconds(started - created),
+        }
+    }
+}
+
+impl FinishedTask {
+    /// The end of a task of `method` in `channel` in `state`; it ran if both instants are known.
+    pub fn new(
+        state: TaskState,
+        method: &str,
+        channel: &str,
+        started: Option<Micros>,
+        finished: Option<Micros>,
+    ) -> Self {
+        FinishedTask {
+            state,
+            method: method.to_string(),
+            channel: channel.to_string(),
+            run: started
+                .zip(finished)
+                .map(|(started, finished)| crate::flow::seconds(finished - started)),
+        }
+    }
 }
 
 /// When a worker last talked to the hub.

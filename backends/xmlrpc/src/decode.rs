@@ -111,16 +111,9 @@ pub(crate) fn last_seen(value: &Value) -> Result<LastSeen, String> {
         Value::String(text) => parse_utc(text)
             .map(LastSeen::At)
             .ok_or_else(|| format!("{text:?} is not YYYY-MM-DDTHH:MM:SSZ")),
-        Value::DateTime(dt) => unix_seconds(
-            i32::from(dt.year()),
-            dt.month(),
-            dt.day(),
-            dt.hour(),
-            dt.minute(),
-            dt.second(),
-        )
-        .map(LastSeen::At)
-        .ok_or_else(|| format!("{dt} is not a valid date and time")),
+        Value::DateTime(dt) => datetime_seconds(dt)
+            .map(LastSeen::At)
+            .ok_or_else(|| format!("{dt} is not a valid date and time")),
         other => Err(format!("it is {}", kind(other))),
     }
 }
@@ -131,6 +124,18 @@ fn parse_utc(text: &str) -> Option<i64> {
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     let datetime = time::PrimitiveDateTime::parse(text, &format).ok()?;
     Some(datetime.assume_utc().unix_timestamp())
+}
+
+/// Unix seconds of a `dateTime.iso8601` value, its fields read as UTC; `None` for an impossible date.
+pub(crate) fn datetime_seconds(dt: &dxr::DateTime) -> Option<i64> {
+    unix_seconds(
+        i32::from(dt.year()),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+    )
 }
 
 fn unix_seconds(year: i32, month: u8, day: u8, hour: u8, minute: u8, second: u8) -> Option<i64> {

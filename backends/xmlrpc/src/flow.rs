@@ -27,7 +27,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use kobo_backend_api::clock::Micros;
-use kobo_backend_api::flow::seconds;
 use kobo_backend_api::{FinishedTask, StartedTask, TaskFlow};
 
 use crate::tasks::TaskExport;
@@ -169,7 +168,7 @@ pub(crate) fn advance(
     };
     let mut flow = TaskFlow::default();
     let mut unnamed = 0;
-    let mut count = |task: &TaskExport, start_counted: bool, flow: &mut TaskFlow| {
+    let mut count = |task: &TaskExport, start_counted: bool| {
         // Not followed since the baseline: only what happened from the baseline's newest time on.
         let followed = state.active.contains_key(&task.id);
         let since = if followed { Micros::MIN } else { state.since };
@@ -183,27 +182,26 @@ pub(crate) fn advance(
             return;
         };
         if let Some(started) = starts {
-            flow.started.push(StartedTask {
-                method: task.method.clone(),
-                channel: channel.clone(),
-                wait: seconds(started - task.created),
-            });
+            flow.started.push(StartedTask::new(
+                &task.method,
+                channel,
+                task.created,
+                started,
+            ));
         }
         if ends {
-            flow.finished.push(FinishedTask {
-                state: task.state,
-                method: task.method.clone(),
-                channel: channel.clone(),
-                run: task
-                    .started
-                    .zip(task.finished)
-                    .map(|(started, finished)| seconds(finished - started)),
-            });
+            flow.finished.push(FinishedTask::new(
+                task.state,
+                &task.method,
+                channel,
+                task.started,
+                task.finished,
+            ));
         }
     };
     for task in active.iter().chain(fetched.iter().copied()) {
         let counted = state.active.get(&task.id).copied().unwrap_or(false);
-        count(task, counted, &mut flow);
+        count(task, counted);
         if !task.state.is_finished() {
             next.active
                 .insert(task.id, counted || task.started.is_some());

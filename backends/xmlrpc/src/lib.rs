@@ -211,9 +211,7 @@ impl XmlRpcSource {
             .clone();
         let plan = Plan::new(kept.as_ref(), &list.tasks);
         let (fetched, unreadable) = self.fetch_flow(&plan).await?;
-        let mut named: Vec<TaskExport> = list.tasks.clone();
-        named.extend(fetched.iter().cloned());
-        let lookups = tasks::lookups(&named, &directory);
+        let lookups = tasks::lookups(list.tasks.iter().chain(&fetched), &directory);
         let mut failed = BTreeMap::new();
         if !lookups.is_empty() {
             let ids: Vec<i64> = lookups.iter().map(|l| l.task).collect();

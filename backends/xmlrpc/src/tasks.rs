@@ -16,12 +16,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use dxr::Value;
 use kobo_backend_api::clock::{HubZone, Micros};
-use kobo_backend_api::tasks::parse_utc_micros;
+use kobo_backend_api::tasks::instant_from_text;
 use kobo_backend_api::{
     TaskCount, TaskGroup, TaskState, TaskSummary, WorkerRecord, WorkerTaskCount,
 };
 
-use crate::decode::Fields;
+use crate::decode::{Fields, datetime_seconds};
 use crate::rpc::kind;
 use crate::sentence;
 
@@ -191,9 +191,7 @@ fn task_export(
                 state.name()
             ));
         }
-        let time = |field: &str| -> Result<Option<Micros>, String> {
-            datetime(field, fields.get(field)?).map(|naive| naive.map(|n| zone.instant(n)))
-        };
+        let time = |field: &str| datetime(field, fields.get(field)?, zone);
         Ok(TaskExport {
             id,
             state,
@@ -218,24 +216,15 @@ fn task_export(
     read().map_err(|why| (Some(id), why))
 }
 
-/// A kobo datetime field (`YYYY-MM-DD HH:MM:SS`, a `dateTime.iso8601` too, or nil) as naive microseconds
-/// (its fields read as UTC: [`HubZone::instant`] makes it an instant).
-fn datetime(field: &str, value: &Value) -> Result<Option<Micros>, String> {
+/// A kobo datetime field (`YYYY-MM-DD HH:MM:SS`, a `dateTime.iso8601` too, or nil), naive in `zone`, as
+/// an instant.
+fn datetime(field: &str, value: &Value, zone: &HubZone) -> Result<Option<Micros>, String> {
     match value {
         Value::Nil => Ok(None),
-        Value::String(text) => parse_utc_micros(text)
-            .map(Some)
-            .ok_or_else(|| format!("{field} {text:?} is not a date and time")),
-        Value::DateTime(dt) => {
-            let at = time::Month::try_from(dt.month())
-                .ok()
-                .and_then(|month| {
-                    time::Date::from_calendar_date(i32::from(dt.year()), month, dt.day()).ok()
-                })
-                .and_then(|date| date.with_hms(dt.hour(), dt.minute(), dt.second()).ok());
-            at.map(|at| Some(at.assume_utc().unix_timestamp() * 1_000_000))
-                .ok_or_else(|| format!("{field} {dt} is not a valid date and time"))
-        }
+        Value::String(text) => instant_from_text(Some(text), zone, field),
+        Value::DateTime(dt) => datetime_seconds(dt)
+            .map(|seconds| Some(zone.instant(seconds * 1_000_000)))
+            .ok_or_else(|| format!("{field} {dt} is not a valid date and time")),
         other => Err(Fields::wrong(field, other, "a string")),
     }
 }
@@ -251,8 +240,11 @@ pub(crate) struct Lookup {
 /// The tasks to ask `client.task_info` for so that every arch and channel id in `tasks` gets a name: one
 /// task per id the directory lacks, fewer where one task carries an unknown arch and an unknown channel.
 /// Tasks are taken in id order, so the choice does not depend on the order of the hub's answer.
-pub(crate) fn lookups(tasks: &[TaskExport], directory: &Directory) -> Vec<Lookup> {
-    let mut by_id: Vec<&TaskExport> = tasks.iter().collect();
+pub(crate) fn lookups<'a>(
+    tasks: impl IntoIterator<Item = &'a TaskExport>,
+    directory: &Directory,
+) -> Vec<Lookup> {
+    let mut by_id: Vec<&TaskExport> = tasks.into_iter().collect();
     by_id.sort_by_key(|t| t.id);
     let mut arches: BTreeSet<i64> = BTreeSet::new();
     let mut channels: BTreeSet<i64> = BTreeSet::new();
@@ -799,17 +791,20 @@ mod tests {
     #[test]
     fn datetimes() {
         assert_eq!(
-            datetime("dt_created", &s("2024-07-29 10:12:10")),
+            datetime("dt_created", &s("2024-07-29 10:12:10"), &HubZone::utc()),
             Ok(Some(1_722_247_930_000_000))
         );
         let dt: dxr::DateTime = "20240729T10:12:10".parse().unwrap();
         assert_eq!(
-            datetime("dt_started", &Value::DateTime(dt)),
+            datetime("dt_started", &Value::DateTime(dt), &HubZone::utc()),
             Ok(Some(1_722_247_930_000_000))
         );
-        assert_eq!(datetime("dt_finished", &Value::Nil), Ok(None));
         assert_eq!(
-            datetime("dt_finished", &Value::Integer(3)).unwrap_err(),
+            datetime("dt_finished", &Value::Nil, &HubZone::utc()),
+            Ok(None)
+        );
+        assert_eq!(
+            datetime("dt_finished", &Value::Integer(3), &HubZone::utc()).unwrap_err(),
             "the field dt_finished is an integer, not a string"
         );
         // A created time is required; times are read in the hub's zone.
