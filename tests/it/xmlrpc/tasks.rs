@@ -352,34 +352,33 @@ fn sorted_summary(summary: &TaskSummary) -> (Vec<TaskGroup>, Vec<WorkerTaskCount
     (groups, per_worker)
 }
 
-/// The task ids of the inner `client.get_tasks(ids, [])` calls of a task-flow multicall, in order.
-fn flow_ids(call: &Call) -> Vec<i64> {
+/// The task ids of the inner calls of a multicall request, each of `method` and read by `ids` from its
+/// parameters, in order.
+fn inner_ids(call: &Call, method: &str, ids: impl Fn(&[Value]) -> Option<Vec<i64>>) -> Vec<i64> {
     assert_eq!(call.method, "system.multicall");
     call.inner_calls()
         .iter()
         .flat_map(|inner| {
-            assert_eq!(inner.method, "client.get_tasks");
-            match inner.params.as_slice() {
-                [ids, states] if ints(states).is_empty() => ints(ids),
-                _ => panic!("{inner:?}"),
-            }
+            assert_eq!(inner.method, method);
+            ids(&inner.params).unwrap_or_else(|| panic!("{inner:?}"))
         })
         .collect()
 }
 
+/// The task ids of the inner `client.get_tasks(ids, [])` calls of a task-flow multicall, in order.
+fn flow_ids(call: &Call) -> Vec<i64> {
+    inner_ids(call, "client.get_tasks", |params| match params {
+        [ids, states] if ints(states).is_empty() => Some(ints(ids)),
+        _ => None,
+    })
+}
+
 /// The task ids of the inner `client.task_info` calls of a multicall request.
 fn task_info_ids(call: &Call) -> Vec<i64> {
-    assert_eq!(call.method, "system.multicall");
-    call.inner_calls()
-        .iter()
-        .map(|inner| {
-            assert_eq!(inner.method, "client.task_info");
-            match inner.params.as_slice() {
-                [id] => int(id).expect("a task id"),
-                _ => panic!("{inner:?}"),
-            }
-        })
-        .collect()
+    inner_ids(call, "client.task_info", |params| match params {
+        [id] => Some(vec![int(id).expect("a task id")]),
+        _ => None,
+    })
 }
 
 #[test]
@@ -626,38 +625,26 @@ async fn the_task_flow_over_xmlrpc_counts_each_lifecycle_once() {
     }
     let errata = series("ErrataDiffBuild", &channel);
     let compose = series("ComposeTask", &channel);
-    assert_eq!(
-        after.sample(
-            "kobo_tasks_finished_total",
-            &[("state", "CLOSED"), errata[0], errata[1]]
-        ),
-        Some(1.0),
-        "task {closed}"
-    );
-    assert_eq!(
-        after.sample(
-            "kobo_tasks_finished_total",
-            &[("state", "TIMEOUT"), compose[0], compose[1]]
-        ),
-        Some(1.0),
-        "task {newest}"
-    );
-    assert_eq!(
-        after.sample("kobo_task_run_seconds_sum", &errata),
-        Some(300.0)
-    );
-    assert_eq!(
-        after.sample("kobo_task_run_seconds_sum", &compose),
-        Some(3600.0)
-    );
-    assert_eq!(
-        after.sample("kobo_task_wait_seconds_count", &compose),
-        Some(1.0)
-    );
-    assert_eq!(
-        after.sample("kobo_task_wait_seconds_sum", &compose),
-        Some(90.0)
-    );
+    for (task, state, [method, channel]) in
+        [(closed, "CLOSED", errata), (newest, "TIMEOUT", compose)]
+    {
+        assert_eq!(
+            after.sample(
+                "kobo_tasks_finished_total",
+                &[("state", state), method, channel]
+            ),
+            Some(1.0),
+            "task {task}"
+        );
+    }
+    for (name, labels, want) in [
+        ("kobo_task_run_seconds_sum", errata, 300.0),
+        ("kobo_task_run_seconds_sum", compose, 3600.0),
+        ("kobo_task_wait_seconds_count", compose, 1.0),
+        ("kobo_task_wait_seconds_sum", compose, 90.0),
+    ] {
+        assert_eq!(after.sample(name, &labels), Some(want), "{name} {labels:?}");
+    }
     assert_eq!(
         after.sample("kobo_task_wait_seconds_count", &errata),
         None,
