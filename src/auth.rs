@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -111,6 +111,29 @@ fn decode(header: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// The basic-auth users in force, replaced on a reload; none: auth is off. Clones share it.
+#[derive(Clone, Default)]
+pub struct AuthState(Arc<RwLock<Option<Arc<BasicAuth>>>>);
+
+impl AuthState {
+    pub fn new(auth: Option<BasicAuth>) -> AuthState {
+        AuthState(Arc::new(RwLock::new(auth.map(Arc::new))))
+    }
+
+    /// The users in force now.
+    pub fn current(&self) -> Option<Arc<BasicAuth>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lets these users in from now on (none: everyone).
+    pub fn replace(&self, auth: Option<BasicAuth>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = auth.map(Arc::new);
+    }
+}
+
 /// A request that may be served: basic auth is off, or its credentials are right.
 pub struct Authorized;
 
@@ -119,7 +142,11 @@ impl<'r> FromRequest<'r> for Authorized {
     type Error = ();
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        let Some(auth) = request.rocket().state::<BasicAuth>() else {
+        let Some(auth) = request
+            .rocket()
+            .state::<AuthState>()
+            .and_then(AuthState::current)
+        else {
             return Outcome::Success(Authorized);
         };
         if auth

@@ -1,4 +1,4 @@
-//! The command line: `--config FILE`, `--check-config`, `--once`, or (by default) serve.
+//! The command line: `--config FILE`, `--check-config`, `--once [--target NAME]`, or (by default) serve.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use clap::Parser;
 use figment::Figment;
-use kobo_backend_api::DataSource;
 
-use crate::auth::BasicAuth;
-use crate::collector::HubCollector;
-use crate::config::{self, ConfigError, Settings};
+use crate::auth::{AuthState, BasicAuth};
+use crate::config::{self, ConfigError, ExporterConfig, Settings};
 use crate::exposition::Format;
-use crate::{routes, source};
+use crate::hubs::{Hub, HubSet, Hubs};
+use crate::reload::{Launched, Reloader};
+use crate::routes;
 
 /// Prometheus exporter for kobo hubs. Configured by Rocket.toml (profiles picked with ROCKET_PROFILE),
 /// ROCKET_* and KOBO_* environment variables; see the README.
@@ -23,47 +23,44 @@ pub struct Cli {
     /// The config file to read instead of Rocket.toml (the same as ROCKET_CONFIG=FILE).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Load and validate the configuration, read the source once, print a one-line verdict and exit: 0 if
-    /// everything works, 1 if not.
+    /// Load and validate the configuration, read every hub once, print a one-line verdict per hub and
+    /// exit: 0 if everything works, 1 if not.
     #[arg(long, conflicts_with = "once")]
     pub check_config: bool,
     /// Collect once, print the metrics (Prometheus text format) to stdout and exit: 0 on success, 1 with
     /// the error on stderr.
     #[arg(long)]
     pub once: bool,
+    /// With --once: the named hub (`kobo.hubs.NAME`) to collect from, instead of the kobo table's own.
+    #[arg(long, value_name = "NAME", requires = "once")]
+    pub target: Option<String>,
 }
 
 /// Everything start-up prepares from the configuration.
 struct Prepared {
     figment: Figment,
-    settings: Settings,
-    source: Arc<dyn DataSource>,
-    basic_auth: Option<BasicAuth>,
+    config: ExporterConfig,
 }
 
-/// Reads and validates the configuration (the exporter's `kobo` table and Rocket's own keys) and opens the
-/// source. The error is one line, without secrets.
+/// Reads and validates the configuration (the exporter's `kobo` table, its hubs and Rocket's own keys).
+/// The error is one line, without secrets.
 fn prepare() -> Result<Prepared, ConfigError> {
     let figment = config::figment();
-    let settings = Settings::from_figment(&figment)?;
+    let config = ExporterConfig::from_figment(&figment)?;
     figment
         .extract::<rocket::Config>()
         .map_err(|e| ConfigError(format!("Rocket's settings: {e}")))?;
-    let source = source::open(&settings)?;
-    let basic_auth = if settings.basic_auth_users.0.is_empty() {
-        None
-    } else {
-        Some(
-            BasicAuth::new(settings.basic_auth_users.0.clone())
-                .map_err(|e| ConfigError(format!("`kobo.basic_auth_users`: {e}")))?,
-        )
-    };
-    Ok(Prepared {
-        figment,
-        settings,
-        source,
-        basic_auth,
-    })
+    Ok(Prepared { figment, config })
+}
+
+/// The basic-auth users of the configuration (none: auth is off).
+fn basic_auth(config: &ExporterConfig) -> Result<Option<BasicAuth>, ConfigError> {
+    if config.basic_auth_users.0.is_empty() {
+        return Ok(None);
+    }
+    BasicAuth::new(config.basic_auth_users.0.clone())
+        .map(Some)
+        .map_err(|e| ConfigError(format!("`kobo.basic_auth_users`: {e}")))
 }
 
 /// Runs the command line: parses the arguments, then checks, collects once or serves.
@@ -113,19 +110,18 @@ async fn run(cli: Cli) -> ExitCode {
         Err(e) => return fail(&e),
     };
     if cli.check_config {
-        let description = prepared.source.describe();
-        let collector = HubCollector::new(prepared.source, prepared.settings.collector);
-        return verdict(
-            collector
-                .collect_once(Format::Text)
-                .await
-                .map(|(workers, _)| format!("{description}, {workers} workers"))
-                .map_err(|e| e.0),
-        );
+        return check_every_hub(&prepared.config).await;
     }
     if cli.once {
-        let collector = HubCollector::new(prepared.source, prepared.settings.collector);
-        return match collector.collect_once(Format::Text).await {
+        let settings = match once_settings(&prepared.config, cli.target.as_deref()) {
+            Ok(settings) => settings,
+            Err(e) => return fail(&e),
+        };
+        let hub = match Hub::open(settings) {
+            Ok(hub) => hub,
+            Err(e) => return fail(&e),
+        };
+        return match hub.collector.collect_once(Format::Text).await {
             Ok((_, text)) => {
                 // Not print!: a closed pipe (`| head`) is an error to report, not a panic.
                 let mut stdout = std::io::stdout().lock();
@@ -143,6 +139,79 @@ async fn run(cli: Cli) -> ExitCode {
         };
     }
     serve(prepared).await
+}
+
+/// The hub `--once` reads: `--target NAME`'s, else the `kobo` table's own.
+fn once_settings<'a>(
+    config: &'a ExporterConfig,
+    target: Option<&str>,
+) -> Result<&'a Settings, ConfigError> {
+    let names = || {
+        let names: Vec<&str> = config.hubs.keys().map(String::as_str).collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    match target {
+        Some(name) => config.hubs.get(name).ok_or_else(|| {
+            ConfigError(format!(
+                "--target: no hub of that name in `kobo.hubs` (the hubs configured: {})",
+                names()
+            ))
+        }),
+        None => config.default.as_ref().ok_or_else(|| {
+            ConfigError(format!(
+                "the kobo table has no hub of its own (no `kobo.url`): give --target NAME (the hubs \
+                 configured: {})",
+                names()
+            ))
+        }),
+    }
+}
+
+/// `--check-config`: every hub opened and read once, all at the same time; a verdict line per hub, in
+/// the configuration's order (the `kobo` table's own first). With the `kobo` table's hub alone the line
+/// is the one it always was.
+async fn check_every_hub(config: &ExporterConfig) -> ExitCode {
+    let single = config.hubs.is_empty();
+    let mut checks = Vec::new();
+    for (name, settings) in config.every_hub() {
+        let prefix = match name {
+            Some(name) => format!("hub {name}: "),
+            None if single => String::new(),
+            None => "hub (kobo table): ".into(),
+        };
+        let hub = Hub::open(settings);
+        checks.push((
+            prefix,
+            tokio::spawn(async move {
+                let hub = hub.map_err(|e| e.to_string())?;
+                let description = hub.collector.source().describe();
+                hub.collector
+                    .collect_once(Format::Text)
+                    .await
+                    .map(|(workers, _)| format!("{description}, {workers} workers"))
+                    .map_err(|e| e.0)
+            }),
+        ));
+    }
+    let mut code = ExitCode::SUCCESS;
+    for (prefix, check) in checks {
+        let result = check
+            .await
+            .unwrap_or_else(|e| Err(format!("the check did not finish: {e}")));
+        if verdict(
+            result
+                .map(|ok| format!("{prefix}{ok}"))
+                .map_err(|e| format!("{prefix}{e}")),
+        ) != ExitCode::SUCCESS
+        {
+            code = ExitCode::FAILURE;
+        }
+    }
+    code
 }
 
 /// A file named with `--config` must exist (Rocket.toml may be absent: then the defaults and the
@@ -236,21 +305,42 @@ async fn serve(prepared: Prepared) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&ConfigError(format!("Rocket's settings: {e}"))),
     };
+    let config = prepared.config;
+    let (hubs, auth) = match HubSet::open(&config, None).and_then(|(set, _)| {
+        let auth = basic_auth(&config)?;
+        Ok((set, auth))
+    }) {
+        Ok(opened) => opened,
+        Err(e) => return fail(&e),
+    };
+    for hub in hubs.every() {
+        match &hub.name {
+            None => eprintln!(
+                "kobo-exporter: serving metrics from {}",
+                hub.collector.source().describe()
+            ),
+            Some(name) => eprintln!(
+                "kobo-exporter: serving hub {name} at /probe?target={name} from {}",
+                hub.collector.source().describe()
+            ),
+        }
+    }
+    let hubs = Arc::new(Hubs::new(hubs));
+    let auth = AuthState::new(auth);
+    let reloader = Arc::new(Reloader::new(
+        Arc::clone(&hubs),
+        auth.clone(),
+        &config,
+        Launched::of(&figment, &config),
+        Reloader::from_environment(),
+    ));
     // Both before Rocket starts: its logger is installed when the instance is built, and a HUP that came
     // before the handlers would end the process.
     crate::logging::install(&rocket_config);
-    crate::signals::ignore_unused(&rocket_config);
-    eprintln!(
-        "kobo-exporter: serving metrics from {}",
-        prepared.source.describe()
-    );
-    let collector = HubCollector::new(prepared.source, prepared.settings.collector.clone());
-    let web = routes::WebOptions {
-        path_prefix: prepared.settings.path_prefix.clone(),
-        basic_auth: prepared.basic_auth,
-    };
+    crate::signals::handle(&rocket_config, &reloader);
     // Rocket never times out a connection that sends no request: the watchdog closes them.
-    let rocket = routes::build_with(figment, collector, web).attach(crate::idle::watchdog());
+    let rocket = routes::build_hubs(figment, hubs, auth, &config.path_prefix, Some(reloader))
+        .attach(crate::idle::watchdog());
     match rocket.launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("cannot serve: {e}")),
@@ -260,7 +350,7 @@ async fn serve(prepared: Prepared) -> ExitCode {
 /// Rocket's `ip_header` (the header its client address is taken from) is off unless the configuration
 /// sets it: without a proxy in front any client could name itself in it, and the client that log lines
 /// name (refused credentials) is then the connection's peer.
-fn client_from_peer_by_default(figment: Figment) -> Figment {
+pub(crate) fn client_from_peer_by_default(figment: Figment) -> Figment {
     let rockets_default = figment
         .find_metadata(rocket::Config::IP_HEADER)
         .is_none_or(|meta| meta.name.starts_with("rocket::Config"));

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kobo_backend_api::{CollectRequest, DataSource, HubSnapshot, Part, SourceError, TaskSummary};
+use prometheus::proto::MetricFamily;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
@@ -79,6 +80,8 @@ pub struct HubCollector {
     flow: Mutex<Option<FlowTotals>>,
     /// Set by [`shut_down`](Self::shut_down): when collections still running are abandoned.
     shutdown: watch::Sender<Option<Instant>>,
+    /// The hub's name, for a named hub (`kobo.hubs.<name>`): in log lines and error messages.
+    hub: Option<String>,
 }
 
 #[derive(Default)]
@@ -102,7 +105,24 @@ struct Stats {
 }
 
 impl HubCollector {
+    /// The collector of the hub `/metrics` serves: its exposition has the process metrics.
     pub fn new(source: Arc<dyn DataSource>, options: CollectorOptions) -> Self {
+        let renderer = Renderer::new(options.metrics);
+        HubCollector::with_renderer(source, options, renderer)
+    }
+
+    /// The collector of a named hub, served on `/probe`: no `process_*` families (they are the process's,
+    /// on `/metrics`).
+    pub fn for_probe(source: Arc<dyn DataSource>, options: CollectorOptions) -> Self {
+        let renderer = Renderer::without_process_metrics(options.metrics);
+        HubCollector::with_renderer(source, options, renderer)
+    }
+
+    fn with_renderer(
+        source: Arc<dyn DataSource>,
+        options: CollectorOptions,
+        renderer: Renderer,
+    ) -> Self {
         let mut stats = Stats::default();
         // Counters exist from the start, at 0, as Prometheus practice wants.
         stats.errors.insert(Part::Workers, 0);
@@ -111,12 +131,13 @@ impl HubCollector {
         }
         HubCollector {
             source,
-            renderer: Renderer::new(options.metrics),
+            renderer,
             options,
             collection: tokio::sync::Mutex::new(Cache::default()),
             stats: Mutex::new(stats),
             flow: Mutex::new(None),
             shutdown: watch::Sender::new(None),
+            hub: None,
         }
     }
 
@@ -150,6 +171,20 @@ impl HubCollector {
 
     pub fn source(&self) -> &dyn DataSource {
         self.source.as_ref()
+    }
+
+    /// Names this collector's hub (a named one) in its log lines and error messages.
+    pub fn named(mut self, hub: &str) -> Self {
+        self.hub = Some(hub.to_string());
+        self
+    }
+
+    /// `the postgres source`, or `the postgres source of hub pub-prod` for a named hub.
+    fn source_name(&self) -> String {
+        match &self.hub {
+            Some(hub) => format!("the {} source of hub {hub}", self.source.kind()),
+            None => format!("the {} source", self.source.kind()),
+        }
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
@@ -199,11 +234,21 @@ impl HubCollector {
         prometheus_timeout: Option<Duration>,
         format: Format,
     ) -> Result<String, ScrapeError> {
+        self.scrape_with(prometheus_timeout, format, &[]).await
+    }
+
+    /// [`scrape_as`](Self::scrape_as), with process-wide families after the exporter's own (full set).
+    pub async fn scrape_with(
+        &self,
+        prometheus_timeout: Option<Duration>,
+        format: Format,
+        process_wide: &[MetricFamily],
+    ) -> Result<String, ScrapeError> {
         let arrived = Instant::now();
         let outcome = self
             .outcome(arrived, self.deadline(arrived, prometheus_timeout))
             .await;
-        self.render(&outcome, format)
+        self.render(&outcome, format, process_wide)
     }
 
     /// One collection for the command line (`--check-config`, `--once`): the number of workers read and
@@ -214,7 +259,7 @@ impl HubCollector {
         let outcome = self.outcome(arrived, self.deadline(arrived, None)).await;
         match &outcome {
             Ok(snapshot) => {
-                let text = self.render(&outcome, format)?;
+                let text = self.render(&outcome, format, &[])?;
                 Ok((snapshot.workers.len(), text))
             }
             Err(message) => Err(ScrapeError(message.clone())),
@@ -239,8 +284,8 @@ impl HubCollector {
                 self.count_error(Part::Workers);
                 self.stats().up = Some(false);
                 let message = format!(
-                    "the exporter is shutting down: the collection from the {} source was abandoned",
-                    self.source.kind()
+                    "the exporter is shutting down: the collection from {} was abandoned",
+                    self.source_name()
                 );
                 log::warn!("{message}");
                 Err(message)
@@ -267,8 +312,8 @@ impl HubCollector {
         }
         if let Some(retry_at) = cache.retry_at.filter(|at| *at > Instant::now()) {
             let message = format!(
-                "the {} source failed {} time(s) in a row; it is tried again in {:.1} s",
-                self.source.kind(),
+                "{} failed {} time(s) in a row; it is tried again in {:.1} s",
+                self.source_name(),
                 cache.failures,
                 retry_at
                     .saturating_duration_since(Instant::now())
@@ -286,8 +331,8 @@ impl HubCollector {
             Ok(Err(message)) => Err(message),
             Err(_) => {
                 let message = format!(
-                    "collecting from the {} source took longer than {budget:?}; abandoned",
-                    self.source.kind()
+                    "collecting from {} took longer than {budget:?}; abandoned",
+                    self.source_name()
                 );
                 self.collection_failed(&message, started.elapsed());
                 Err(message)
@@ -312,7 +357,12 @@ impl HubCollector {
     }
 
     /// The exposition of `outcome` with the exporter's own status.
-    fn render(&self, outcome: &Outcome, format: Format) -> Result<String, ScrapeError> {
+    fn render(
+        &self,
+        outcome: &Outcome,
+        format: Format,
+        process_wide: &[MetricFamily],
+    ) -> Result<String, ScrapeError> {
         let status = {
             let stats = self.stats();
             ExporterStatus {
@@ -330,7 +380,8 @@ impl HubCollector {
         };
         let flow = self.flow.lock().unwrap_or_else(PoisonError::into_inner);
         let flow = flow.as_ref().filter(|totals| totals.counting());
-        self.renderer.render(outcome, &status, flow, format)
+        self.renderer
+            .render(outcome, &status, flow, format, process_wide)
     }
 
     /// Adds a task refresh's flow to the totals, and gives its counts by method their label values (the
@@ -377,10 +428,7 @@ impl HubCollector {
                 Err(e) => {
                     // No stale task numbers: they are dropped until the next refresh works. The workers are
                     // still worth a try.
-                    log::error!(
-                        "collecting tasks from the {} source failed: {e}",
-                        self.source.kind()
-                    );
+                    log::error!("collecting tasks from {} failed: {e}", self.source_name());
                     self.count_error(Part::Tasks);
                     cache.tasks = None;
                     let workers = self.source.collect(&request.tasks(false)).await;
@@ -397,10 +445,7 @@ impl HubCollector {
         let mut snapshot = match result {
             Ok(snapshot) => snapshot,
             Err(e) => {
-                let message = format!(
-                    "collecting from the {} source failed: {e}",
-                    self.source.kind()
-                );
+                let message = format!("collecting from {} failed: {e}", self.source_name());
                 self.collection_failed(&message, elapsed);
                 return Err(message);
             }
@@ -414,7 +459,10 @@ impl HubCollector {
                 stats.durations.insert(*part, duration.as_secs_f64());
             }
             for warning in &snapshot.warnings {
-                log::warn!("{warning}");
+                match &self.hub {
+                    Some(hub) => log::warn!("hub {hub}: {warning}"),
+                    None => log::warn!("{warning}"),
+                }
                 *stats.errors.entry(warning.part).or_default() += 1;
             }
         }

@@ -51,7 +51,7 @@ pub const MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 1..=100;
 
 /// The keys of the `kobo` table that every source shares: the fields of [`KoboTable`] (a test holds the
 /// two together). The backends own theirs ([`Backend::keys`]).
-const COMMON_KEYS: [&str; 19] = [
+const COMMON_KEYS: [&str; 20] = [
     "url",
     "worker_dir",
     "password_file",
@@ -71,7 +71,15 @@ const COMMON_KEYS: [&str; 19] = [
     "task_late_commit_window",
     "task_duration_buckets",
     "max_task_methods",
+    "enable_reload",
 ];
+
+/// The keys of the `kobo` table that are the process's, not a hub's: a `kobo.hubs.<name>` table may not
+/// set them.
+pub const PROCESS_KEYS: [&str; 3] = ["path_prefix", "basic_auth_users", "enable_reload"];
+
+/// The longest hub name.
+pub const MAX_HUB_NAME: usize = 64;
 
 /// The bounds of `max_task_methods`.
 pub const MAX_TASK_METHODS: std::ops::RangeInclusive<u32> = 1..=10_000;
@@ -95,7 +103,7 @@ fn env_keys() -> Vec<&'static str> {
 }
 
 /// The shared keys of the `kobo` table as written (the backends read their own, [`FigmentKeys`]).
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 struct KoboTable {
     url: Option<String>,
     worker_dir: Option<PathBuf>,
@@ -126,6 +134,39 @@ struct KoboTable {
     /// Upper bounds in seconds.
     task_duration_buckets: Option<Vec<Seconds>>,
     max_task_methods: Option<u32>,
+    enable_reload: Option<bool>,
+}
+
+impl KoboTable {
+    /// A hub's table with what it leaves out taken from the `kobo` table's (the process-wide keys are the
+    /// `kobo` table's alone: [`check_known_keys`] refuses them in a hub's table).
+    fn inherit(self, parent: &KoboTable) -> KoboTable {
+        let parent = parent.clone();
+        KoboTable {
+            url: self.url.or(parent.url),
+            worker_dir: self.worker_dir.or(parent.worker_dir),
+            password_file: self.password_file.or(parent.password_file),
+            ca_file: self.ca_file.or(parent.ca_file),
+            max_connections: self.max_connections.or(parent.max_connections),
+            connect_timeout: self.connect_timeout.or(parent.connect_timeout),
+            query_timeout: self.query_timeout.or(parent.query_timeout),
+            metrics: self.metrics.or(parent.metrics),
+            task_metrics: self.task_metrics.or(parent.task_metrics),
+            task_refresh_interval: self.task_refresh_interval.or(parent.task_refresh_interval),
+            scrape_timeout: self.scrape_timeout.or(parent.scrape_timeout),
+            min_scrape_interval: self.min_scrape_interval.or(parent.min_scrape_interval),
+            path_prefix: parent.path_prefix,
+            reconnect_backoff_max: self.reconnect_backoff_max.or(parent.reconnect_backoff_max),
+            basic_auth_users: parent.basic_auth_users,
+            time_zone: self.time_zone.or(parent.time_zone),
+            task_late_commit_window: self
+                .task_late_commit_window
+                .or(parent.task_late_commit_window),
+            task_duration_buckets: self.task_duration_buckets.or(parent.task_duration_buckets),
+            max_task_methods: self.max_task_methods.or(parent.max_task_methods),
+            enable_reload: parent.enable_reload,
+        }
+    }
 }
 
 /// A number of seconds as written: a number, or a string holding one (figment reads `KOBO_X=1e19` or
@@ -167,6 +208,56 @@ struct Root {
     kobo: Option<KoboTable>,
 }
 
+/// The named hubs' tables, `kobo.hubs.<name>`, read through the whole figment as [`Root`] is (so that an
+/// error names the key's full path).
+#[derive(Debug, Deserialize)]
+struct HubsRoot {
+    kobo: Option<HubTables>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HubTables {
+    hubs: Option<BTreeMap<String, KoboTable>>,
+}
+
+/// Where a hub's keys are looked up: the `kobo` table's own hub reads `kobo.<key>`; a named hub reads
+/// `kobo.hubs.<name>.<key>`, then `kobo.<key>`.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    figment: &'a Figment,
+    hub: Option<&'a str>,
+}
+
+impl Scope<'_> {
+    /// The key's own path in this hub's table: `kobo.url`, `kobo.hubs.pub.url`.
+    fn own_path(&self, key: &str) -> String {
+        match self.hub {
+            Some(name) => format!("kobo.hubs.{name}.{key}"),
+            None => format!("kobo.{key}"),
+        }
+    }
+
+    /// The path the hub's value of `key` comes from: its own table's if set there, else the `kobo` table's
+    /// (for a key set nowhere, the hub's own, which is where to set it).
+    fn path(&self, key: &str) -> String {
+        let own = self.own_path(key);
+        if self.hub.is_none() || self.figment.find_value(&own).is_ok() {
+            return own;
+        }
+        let inherited = format!("kobo.{key}");
+        if self.figment.find_value(&inherited).is_ok() {
+            inherited
+        } else {
+            own
+        }
+    }
+
+    /// The value of `key` for this hub, if it is set.
+    fn find_value(&self, key: &str) -> Option<figment::value::Value> {
+        self.figment.find_value(&self.path(key)).ok()
+    }
+}
+
 /// The validated exporter settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -186,6 +277,219 @@ pub struct Settings {
     pub url_origin: String,
     /// Where `kobo.worker_dir` came from, for error messages.
     pub worker_dir_origin: String,
+    /// The hub's name: `None` for the `kobo` table's own hub, the `<name>` of `kobo.hubs.<name>`.
+    pub hub: Option<String>,
+    /// The key the URL was read from (`kobo.url`, `kobo.hubs.<name>.url`), for error messages.
+    pub url_key: String,
+    /// The key the worker directory was read from, for error messages.
+    pub worker_dir_key: String,
+    /// What the hub was made from: its keys' values and the contents of the files they name (password,
+    /// token, CA). Two equal identities are the same hub: a reload keeps it, with its connections and
+    /// caches. A hash, so that it holds no secret.
+    pub identity: u64,
+}
+
+/// The whole configuration: the process-wide settings and every hub.
+#[derive(Debug, Clone)]
+pub struct ExporterConfig {
+    /// The `kobo` table's own hub (served on `/metrics`): there when `kobo.url` is set, or when no named
+    /// hub is (then a missing `kobo.url` is the error it always was).
+    pub default: Option<Settings>,
+    /// The named hubs, `kobo.hubs.<name>` (served on `/probe?target=<name>`), by name.
+    pub hubs: BTreeMap<String, Settings>,
+    /// Where the routes are mounted: `/`, or a prefix such as `/kobo` behind a reverse proxy.
+    pub path_prefix: String,
+    /// HTTP basic auth: user name -> bcrypt hash (none: no auth).
+    pub basic_auth_users: BasicAuthUsers,
+    /// Whether `POST /-/reload` reloads the configuration (`kobo.enable_reload`; SIGHUP always does).
+    pub enable_reload: bool,
+}
+
+impl ExporterConfig {
+    /// Reads and validates the `kobo` table and every `kobo.hubs.<name>` table.
+    pub fn from_figment(figment: &Figment) -> Result<ExporterConfig, ConfigError> {
+        let names = hub_names(figment)?;
+        let url_set = figment
+            .find_value("kobo.url")
+            .ok()
+            .and_then(|value| value.into_string())
+            .is_some_and(|url| !url.trim().is_empty());
+        let default = if url_set || names.is_empty() {
+            Some(Settings::read(figment, None)?)
+        } else {
+            check_known_keys(figment)?;
+            None
+        };
+        let mut hubs = BTreeMap::new();
+        for name in &names {
+            hubs.insert(name.clone(), Settings::read(figment, Some(name))?);
+        }
+        let (path_prefix, basic_auth_users) = match &default {
+            Some(settings) => (
+                settings.path_prefix.clone(),
+                settings.basic_auth_users.clone(),
+            ),
+            None => process_settings(figment, &table_of(figment)?)?,
+        };
+        let enable_reload = table_of(figment)?.enable_reload.unwrap_or(false);
+        Ok(ExporterConfig {
+            default,
+            hubs,
+            path_prefix,
+            basic_auth_users,
+            enable_reload,
+        })
+    }
+
+    /// Every hub: the `kobo` table's own (`None`) first, then the named ones.
+    pub fn every_hub(&self) -> impl Iterator<Item = (Option<&str>, &Settings)> {
+        self.default
+            .iter()
+            .map(|settings| (None, settings))
+            .chain(self.hubs.iter().map(|(name, s)| (Some(name.as_str()), s)))
+    }
+}
+
+/// The `kobo` table as written (empty when there is none).
+fn table_of(figment: &Figment) -> Result<KoboTable, ConfigError> {
+    // Extracted through the whole figment (not `extract_inner`) so that errors give the key's full path.
+    Ok(figment
+        .extract::<Root>()
+        .map_err(|e| ConfigError(format_figment_error(e)))?
+        .kobo
+        .unwrap_or_default())
+}
+
+/// The names of the `kobo.hubs.<name>` tables, checked: a hub name goes into URLs and label values.
+fn hub_names(figment: &Figment) -> Result<Vec<String>, ConfigError> {
+    let Ok(hubs) = figment.find_value("kobo.hubs") else {
+        return Ok(Vec::new());
+    };
+    let figment::value::Value::Dict(_, tables) = hubs else {
+        return Err(ConfigError(format!(
+            "`kobo.hubs` ({}): give a table of hubs, `[kobo.hubs.<name>]`",
+            origin(figment, "kobo.hubs")
+        )));
+    };
+    for (name, table) in &tables {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_HUB_NAME
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        // No `.`: figment reads `kobo.hubs.a.b.url` as the key path a -> b -> url.
+        if !valid {
+            return Err(ConfigError(format!(
+                "hub name {name:?} in `kobo.hubs` ({}): give 1 to {MAX_HUB_NAME} ASCII letters, \
+                 digits, `-` or `_`",
+                origin(figment, "kobo.hubs")
+            )));
+        }
+        if !matches!(table, figment::value::Value::Dict(..)) {
+            return Err(ConfigError(format!(
+                "`kobo.hubs.{name}` ({}): give a table of the hub's keys",
+                origin(figment, &format!("kobo.hubs.{name}"))
+            )));
+        }
+    }
+    Ok(tables.into_keys().collect())
+}
+
+/// `path_prefix` and `basic_auth_users`, checked.
+fn process_settings(
+    figment: &Figment,
+    table: &KoboTable,
+) -> Result<(String, BasicAuthUsers), ConfigError> {
+    let key_error = |key: &str, message: &str| {
+        ConfigError(format!("`{key}` ({}): {message}", origin(figment, key)))
+    };
+    let path_prefix = match table.path_prefix.as_deref().map(str::trim) {
+        None | Some("") | Some("/") => "/".to_string(),
+        Some(prefix) => check_path_prefix(prefix).map_err(|e| key_error("kobo.path_prefix", &e))?,
+    };
+    let basic_auth_users = BasicAuthUsers(table.basic_auth_users.clone().unwrap_or_default());
+    if let Err(e) = crate::auth::BasicAuth::new(basic_auth_users.0.clone()) {
+        return Err(key_error("kobo.basic_auth_users", &e));
+    }
+    Ok((path_prefix, basic_auth_users))
+}
+
+/// The [`Settings::identity`] of a hub: a hash of the values of every key it reads (with the contents
+/// of the files they name) in a canonical form.
+fn identity(scope: Scope<'_>) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let backend_keys = crate::source::BACKENDS
+        .iter()
+        .flat_map(|b| b.keys.iter().copied());
+    for key in COMMON_KEYS.iter().copied().chain(backend_keys) {
+        if PROCESS_KEYS.contains(&key) {
+            continue;
+        }
+        let Some(value) = scope.find_value(key) else {
+            continue;
+        };
+        key.hash(&mut hasher);
+        let mut text = String::new();
+        canonical(&value, &mut text);
+        text.hash(&mut hasher);
+        if key.ends_with("_file")
+            && let Some(path) = value.as_str()
+        {
+            // A rotated password, token or CA is another hub: it is reconnected.
+            match std::fs::read(path) {
+                Ok(bytes) => bytes.hash(&mut hasher),
+                Err(e) => e.kind().to_string().hash(&mut hasher),
+            }
+        }
+    }
+    hasher.finish()
+}
+
+/// A figment value as text that depends on the value only (not on where it was read).
+fn canonical(value: &figment::value::Value, out: &mut String) {
+    use figment::value::Value;
+    use std::fmt::Write as _;
+
+    match value {
+        Value::String(_, s) => {
+            let _ = write!(out, "{s:?}");
+        }
+        Value::Char(_, c) => {
+            let _ = write!(out, "{c:?}");
+        }
+        Value::Bool(_, b) => {
+            let _ = write!(out, "{b}");
+        }
+        Value::Num(_, n) => {
+            // `3` and `3.0` are the same number of seconds.
+            let n = *n;
+            let number = n
+                .to_f64()
+                .or_else(|| n.to_i128().map(|i| i as f64))
+                .or_else(|| n.to_u128().map(|u| u as f64));
+            let _ = write!(out, "{number:?}");
+        }
+        Value::Empty(..) => out.push_str("()"),
+        Value::Dict(_, dict) => {
+            out.push('{');
+            for (key, value) in dict {
+                let _ = write!(out, "{key:?}=");
+                canonical(value, out);
+                out.push(',');
+            }
+            out.push('}');
+        }
+        Value::Array(_, values) => {
+            out.push('[');
+            for value in values {
+                canonical(value, out);
+                out.push(',');
+            }
+            out.push(']');
+        }
+    }
 }
 
 /// Basic-auth users and their bcrypt hashes; `Debug` shows the names only.
@@ -428,13 +732,24 @@ pub fn origin(figment: &Figment, key: &str) -> String {
                 format!("{place}, key {}", meta.interpolate(&profile, &keys))
             }
         }
-        None => format!(
-            "not set: set `{}` in the [{}.kobo] table of {} or the environment variable {}",
-            key.trim_start_matches("kobo."),
-            figment.profile(),
-            config_file(),
-            env_var_name(key)
-        ),
+        None => match key
+            .strip_prefix("kobo.hubs.")
+            .and_then(|rest| rest.split_once('.'))
+        {
+            Some((hub, bare)) => format!(
+                "not set: set `{bare}` in the [{}.kobo.hubs.{hub}] table of {}, or in the [{0}.kobo] \
+                 table for every hub",
+                figment.profile(),
+                config_file(),
+            ),
+            None => format!(
+                "not set: set `{}` in the [{}.kobo] table of {} or the environment variable {}",
+                key.trim_start_matches("kobo."),
+                figment.profile(),
+                config_file(),
+                env_var_name(key)
+            ),
+        },
     }
 }
 
@@ -452,21 +767,41 @@ fn env_var_name(key: &str) -> String {
 impl Settings {
     /// Reads and validates the `kobo` table.
     pub fn from_figment(figment: &Figment) -> Result<Settings, ConfigError> {
-        // Extracted through the whole figment (not `extract_inner`) so that errors give the key's full path.
-        let table = figment
-            .extract::<Root>()
-            .map_err(|e| ConfigError(format_figment_error(e)))?
-            .kobo
-            .unwrap_or_default();
+        Settings::read(figment, None)
+    }
+
+    /// Reads and validates one hub's keys: the `kobo` table's own hub (`hub` is `None`), or
+    /// `kobo.hubs.<hub>` over the `kobo` table.
+    fn read(figment: &Figment, hub: Option<&str>) -> Result<Settings, ConfigError> {
+        let scope = Scope { figment, hub };
+        let kobo = table_of(figment)?;
+        let table = match hub {
+            None => kobo.clone(),
+            Some(name) => figment
+                .extract::<HubsRoot>()
+                .map_err(|e| ConfigError(format_figment_error(e)))?
+                .kobo
+                .and_then(|tables| tables.hubs)
+                .and_then(|mut hubs| hubs.remove(name))
+                .unwrap_or_default()
+                .inherit(&kobo),
+        };
+        // `key` is the bare name (`url`): the message names the path its value came from.
         let key_error = |key: &str, message: &str| {
-            ConfigError(format!("`{key}` ({}): {message}", origin(figment, key)))
+            let path = scope.path(key);
+            ConfigError(format!("`{path}` ({}): {message}", origin(figment, &path)))
         };
         check_known_keys(figment)?;
 
         let url = table.url.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
+            let path = scope.path("url");
+            let inherit = match hub {
+                Some(_) => " (nor `kobo.url` to inherit)",
+                None => "",
+            };
             ConfigError(format!(
-                "missing key `kobo.url` ({})",
-                origin(figment, "kobo.url")
+                "missing key `{path}`{inherit} ({})",
+                origin(figment, &path)
             ))
         })?;
         let (scheme, rest) = url.split_once(':').unwrap_or(("", ""));
@@ -476,7 +811,7 @@ impl Settings {
                 .flat_map(|b| b.schemes.iter().map(|s| format!("{s}:")))
                 .collect();
             key_error(
-                "kobo.url",
+                "url",
                 &format!("unknown URL scheme `{scheme}`: use {}", schemes.join(", ")),
             )
         })?;
@@ -491,14 +826,14 @@ impl Settings {
         database.ca_file = path(table.ca_file);
         if let Some(path) = &path(table.password_file) {
             database.password =
-                Some(read_secret(path).map_err(|e| key_error("kobo.password_file", &e))?);
+                Some(read_secret(path).map_err(|e| key_error("password_file", &e))?);
         }
         let out_of_range = |key: &str, value: &dyn fmt::Display, range: &dyn fmt::Display| {
             key_error(key, &format!("{value} is out of range: give {range}"))
         };
         // Every backend reads its own keys (whatever the URL, so that a bad value is named now); the
         // one of the URL keeps what it read.
-        let keys = FigmentKeys { figment };
+        let keys = FigmentKeys { scope };
         let mut own = OwnOptions::none();
         for candidate in crate::source::BACKENDS {
             let read = (candidate.read_options)(&keys).map_err(ConfigError)?;
@@ -509,7 +844,7 @@ impl Settings {
         if let Some(n) = table.max_connections {
             if !MAX_CONNECTIONS.contains(&n) {
                 let range = format!("{} to {}", MAX_CONNECTIONS.start(), MAX_CONNECTIONS.end());
-                return Err(out_of_range("kobo.max_connections", &n, &range));
+                return Err(out_of_range("max_connections", &n, &range));
             }
             database.max_connections = n;
         }
@@ -519,7 +854,6 @@ impl Settings {
                 .find(|(key, _, _)| *key == name)
                 .map(|&(_, max, zero)| (max, zero))
                 .unwrap_or((0, false));
-            let key = format!("kobo.{name}");
             let ok = seconds.is_finite()
                 && seconds <= max as f64
                 && (seconds > 0.0 || (zero_allowed && seconds == 0.0));
@@ -532,7 +866,7 @@ impl Settings {
                         "greater than 0 and"
                     };
                     Err(out_of_range(
-                        &key,
+                        name,
                         &seconds,
                         &format!("a number of seconds {lowest} up to {max}"),
                     ))
@@ -575,30 +909,21 @@ impl Settings {
             .filter(|n| !n.is_empty())
         {
             database.task_flow.time_zone =
-                HubZone::named(name).map_err(|e| key_error("kobo.time_zone", &e))?;
+                HubZone::named(name).map_err(|e| key_error("time_zone", &e))?;
         }
         if let Some(buckets) = table.task_duration_buckets {
             let buckets: Vec<f64> = buckets.into_iter().map(|Seconds(s)| s).collect();
-            check_buckets(&buckets).map_err(|e| key_error("kobo.task_duration_buckets", &e))?;
+            check_buckets(&buckets).map_err(|e| key_error("task_duration_buckets", &e))?;
             collector.task_duration_buckets = buckets;
         }
         if let Some(n) = table.max_task_methods {
             if !MAX_TASK_METHODS.contains(&n) {
                 let range = format!("{} to {}", MAX_TASK_METHODS.start(), MAX_TASK_METHODS.end());
-                return Err(out_of_range("kobo.max_task_methods", &n, &range));
+                return Err(out_of_range("max_task_methods", &n, &range));
             }
             collector.max_task_methods = n as usize;
         }
-        let path_prefix = match table.path_prefix.as_deref().map(str::trim) {
-            None | Some("") | Some("/") => "/".to_string(),
-            Some(prefix) => {
-                check_path_prefix(prefix).map_err(|e| key_error("kobo.path_prefix", &e))?
-            }
-        };
-        let basic_auth_users = BasicAuthUsers(table.basic_auth_users.unwrap_or_default());
-        if let Err(e) = crate::auth::BasicAuth::new(basic_auth_users.0.clone()) {
-            return Err(key_error("kobo.basic_auth_users", &e));
-        }
+        let (path_prefix, basic_auth_users) = process_settings(figment, &kobo)?;
         Ok(Settings {
             backend,
             own,
@@ -606,8 +931,12 @@ impl Settings {
             basic_auth_users,
             database,
             collector,
-            url_origin: origin(figment, "kobo.url"),
-            worker_dir_origin: origin(figment, "kobo.worker_dir"),
+            url_origin: origin(figment, &scope.path("url")),
+            worker_dir_origin: origin(figment, &scope.path("worker_dir")),
+            hub: hub.map(str::to_string),
+            url_key: scope.path("url"),
+            worker_dir_key: scope.path("worker_dir"),
+            identity: identity(scope),
         })
     }
 }
@@ -644,13 +973,34 @@ fn check_known_keys(figment: &Figment) -> Result<(), ConfigError> {
                 .iter()
                 .any(|backend| backend.keys.contains(&key))
     };
-    match table.keys().find(|key| !known(key)) {
-        Some(key) => Err(ConfigError(format!(
-            "unknown key `kobo.{key}` ({})",
-            origin(figment, &format!("kobo.{key}"))
-        ))),
-        None => Ok(()),
+    let unknown = |path: String| {
+        Err(ConfigError(format!(
+            "unknown key `{path}` ({})",
+            origin(figment, &path)
+        )))
+    };
+    if let Some(key) = table.keys().find(|key| !known(key) && *key != "hubs") {
+        return unknown(format!("kobo.{key}"));
     }
+    if let Some(figment::value::Value::Dict(_, hubs)) = table.get("hubs") {
+        for (name, hub) in hubs {
+            let figment::value::Value::Dict(_, keys) = hub else {
+                continue;
+            };
+            if let Some(key) = keys.keys().find(|key| !known(key)) {
+                return unknown(format!("kobo.hubs.{name}.{key}"));
+            }
+            if let Some(key) = keys.keys().find(|key| PROCESS_KEYS.contains(&key.as_str())) {
+                let path = format!("kobo.hubs.{name}.{key}");
+                return Err(ConfigError(format!(
+                    "`{path}` ({}): `{key}` is the whole exporter's, not a hub's: set it in the \
+                     `kobo` table",
+                    origin(figment, &path)
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The secret in the file at `path`: a small regular UTF-8 file, its trailing line break dropped, not
@@ -667,23 +1017,23 @@ fn read_secret(path: &Path) -> Result<String, String> {
 /// The keys of the `kobo` table as a backend reads them ([`SourceKeys`]), from the figment: an error
 /// names `kobo.<key>` and where its value was set.
 struct FigmentKeys<'a> {
-    figment: &'a Figment,
+    scope: Scope<'a>,
 }
 
 impl FigmentKeys<'_> {
     fn error(&self, key: &str, message: &dyn fmt::Display) -> String {
-        let key = format!("kobo.{key}");
-        format!("`{key}` ({}): {message}", origin(self.figment, &key))
+        let key = self.scope.path(key);
+        format!("`{key}` ({}): {message}", origin(self.scope.figment, &key))
     }
 
-    /// The value of `kobo.<key>`, if it is set.
+    /// The hub's value of `<key>`, if it is set.
     fn value<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, String> {
-        match self.figment.find_value(&format!("kobo.{key}")) {
-            Ok(value) => value
+        match self.scope.find_value(key) {
+            Some(value) => value
                 .deserialize::<T>()
                 .map(Some)
                 .map_err(|e| self.error(key, &format_figment_error(e))),
-            Err(_) => Ok(None),
+            None => Ok(None),
         }
     }
 }
@@ -817,6 +1167,7 @@ mod tests {
             task_late_commit_window: Some(Seconds(1.0)),
             task_duration_buckets: Some(vec![Seconds(1.0)]),
             max_task_methods: Some(1),
+            enable_reload: Some(true),
         };
         let value = figment::value::Value::serialize(&every_field).expect("serialise");
         let figment::value::Value::Dict(_, fields) = value else {

@@ -1,7 +1,9 @@
 //! kobo-exporter: a Prometheus exporter for kobo hubs.
 //!
-//! - [`config`]: the `kobo` table of the figment config (Rocket.toml, `KOBO_*` environment variables).
-//! - [`source`]: picks and opens the data source from `kobo.url`.
+//! - [`config`]: the `kobo` table of the figment config (Rocket.toml, `KOBO_*` environment variables),
+//!   with its named hubs (`kobo.hubs.<name>`).
+//! - [`source`]: picks and opens the data source from `kobo.url`; [`hubs`]: the hubs served, each with
+//!   its own collector; [`reload`]: the configuration read again on SIGHUP or `POST /-/reload`.
 //! - [`collector`]: the collection policy of a scrape: deadline, single flight, minimum interval,
 //!   back-off, task data between refreshes, statistics; [`render`]: the outcome and the exporter's
 //!   status to exposition text, with its encoding cache.
@@ -10,8 +12,8 @@
 //! - [`exposition`]: writes metric families as Prometheus text or ([`openmetrics`]) OpenMetrics.
 //! - [`negotiation`]: the one parser of `Accept` and `Accept-Encoding` weighted lists.
 //! - [`routes`]: the HTTP endpoints and the Rocket instance; [`auth`]: optional HTTP basic auth.
-//! - [`cli`]: the command line (`--config`, `--check-config`, `--once`) and start-up; [`signals`]: the
-//!   signals ignored while serving; [`logging`]: the logger at `log_level = "debug"`; [`idle`]: closes
+//! - [`cli`]: the command line (`--config`, `--check-config`, `--once`, `--target`) and start-up;
+//!   [`signals`]: SIGHUP reloads, the other unused signals are ignored; [`logging`]: the logger at `log_level = "debug"`; [`idle`]: closes
 //!   connections that send no request.
 
 pub mod auth;
@@ -20,11 +22,13 @@ pub mod collector;
 pub mod compression;
 pub mod config;
 pub mod exposition;
+pub mod hubs;
 pub mod idle;
 pub mod logging;
 pub mod metrics;
 pub mod negotiation;
 pub mod openmetrics;
+pub mod reload;
 pub mod render;
 pub mod routes;
 pub mod signals;

@@ -34,15 +34,25 @@ pub struct Renderer {
 impl Renderer {
     pub fn new(set: MetricSet) -> Self {
         Renderer {
-            set,
             process: cfg!(target_os = "linux").then(ProcessCollector::for_self),
+            ..Renderer::without_process_metrics(set)
+        }
+    }
+
+    /// A renderer whose exposition has no `process_*` families: a named hub's, probed with the other
+    /// hubs of the process (the process metrics are on `/metrics` once).
+    pub fn without_process_metrics(set: MetricSet) -> Self {
+        Renderer {
+            set,
+            process: None,
             last_size: AtomicUsize::new(0),
             reused: Mutex::new(HashMap::new()),
         }
     }
 
     /// The exposition of `outcome` in `format`: the hub's families, then (full set) the exporter's own
-    /// from `status`, with the task flow's between them. With the full set a failed collection still gives metrics (`kobo_up 0`); with the
+    /// from `status` and the process-wide ones given (`/metrics`' reload status), with the task flow's
+    /// between them. With the full set a failed collection still gives metrics (`kobo_up 0`); with the
     /// reference set it is an error. Written group by group ([`hub_family_groups`]) into a buffer of the
     /// last one's size.
     pub fn render(
@@ -51,6 +61,7 @@ impl Renderer {
         status: &ExporterStatus,
         flow: Option<&FlowTotals>,
         format: Format,
+        process_wide: &[MetricFamily],
     ) -> Result<String, ScrapeError> {
         let failed =
             |e: prometheus::Error| ScrapeError(format!("rendering the metrics failed: {e}"));
@@ -74,6 +85,7 @@ impl Renderer {
         if self.set == MetricSet::All {
             sink.families(exporter::families(status, self.process.as_ref()))
                 .map_err(failed)?;
+            sink.families(process_wide.to_vec()).map_err(failed)?;
         }
         let mut out = sink.out;
         format.finish(&mut out);

@@ -34,11 +34,15 @@ pub fn open(settings: &Settings) -> Result<Arc<dyn DataSource>, ConfigError> {
     if let Some(dir) = &settings.database.worker_dir {
         dir.check().map_err(|e| {
             ConfigError(format!(
-                "`kobo.worker_dir` ({}): {e}",
-                settings.worker_dir_origin
+                "`{}` ({}): {e}",
+                settings.worker_dir_key, settings.worker_dir_origin
             ))
         })?;
     }
-    (settings.backend.open)(settings.database.clone(), &settings.own)
-        .map_err(|e| ConfigError(format!("`kobo.url` ({}): {e}", settings.url_origin)))
+    (settings.backend.open)(settings.database.clone(), &settings.own).map_err(|e| {
+        ConfigError(format!(
+            "`{}` ({}): {e}",
+            settings.url_key, settings.url_origin
+        ))
+    })
 }

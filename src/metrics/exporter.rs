@@ -79,3 +79,51 @@ pub fn families(
     }
     families
 }
+
+/// The outcome of the configuration reloads ([`crate::reload`]), for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadStatus {
+    /// Whether the last reload (or, before any, the start-up) applied the configuration.
+    pub successful: bool,
+    /// When the configuration last applied (a reload, or the start), in seconds since the Unix epoch.
+    pub success_timestamp: f64,
+}
+
+/// The process-wide families of `/metrics` beside its hub's: the reload status.
+pub fn reload_families(status: &ReloadStatus) -> Vec<MetricFamily> {
+    vec![
+        single_gauge(
+            "kobo_exporter_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was asked for since the start), 0 if it was refused",
+            if status.successful { 1.0 } else { 0.0 },
+        ),
+        single_gauge(
+            "kobo_exporter_config_last_reload_success_timestamp_seconds",
+            "When the configuration last applied (the start or a successful reload), in seconds since the Unix epoch",
+            status.success_timestamp,
+        ),
+    ]
+}
+
+/// `/metrics` of a process whose `kobo` table has no hub of its own (only named hubs, on `/probe`): the
+/// build, the process metrics and the reload status.
+pub fn process_families(
+    reload: &ReloadStatus,
+    process: Option<&prometheus::process_collector::ProcessCollector>,
+) -> Vec<MetricFamily> {
+    let mut build = gauge_family(
+        "kobo_exporter_build_info",
+        "Version of kobo-exporter and the kind of source it reads, value 1",
+    );
+    push_gauge(
+        &mut build,
+        &[("version", env!("CARGO_PKG_VERSION")), ("source", "")],
+        1.0,
+    );
+    let mut families = vec![build];
+    if let Some(process) = process {
+        families.extend(process.collect());
+    }
+    families.extend(reload_families(reload));
+    families
+}

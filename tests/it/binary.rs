@@ -250,7 +250,7 @@ fn sigterm_during_a_slow_collection_answers_the_scrape_and_exits_0() {
 }
 
 #[test]
-fn sighup_sigusr1_and_sigusr2_are_ignored_with_a_log_line() {
+fn sighup_reloads_and_sigusr1_and_sigusr2_are_ignored_with_a_log_line() {
     let mut server = common::Exporter::start(&[]);
     for signal in ["HUP", "USR1", "USR2"] {
         send_signal(&server, signal);
@@ -262,9 +262,17 @@ fn sighup_sigusr1_and_sigusr2_are_ignored_with_a_log_line() {
         let (status, _, body) = get(server.port, "/metrics");
         assert!(status.contains("200"), "after SIG{signal}: {status}");
         assert!(body.contains("\nkobo_up 1\n"), "{body}");
+        assert!(
+            body.contains("\nkobo_exporter_config_last_reload_successful 1\n"),
+            "{body}"
+        );
     }
     let log = server.log();
-    for signal in ["SIGHUP", "SIGUSR1", "SIGUSR2"] {
+    assert!(
+        log.contains("configuration reloaded (SIGHUP): unchanged: (kobo table)"),
+        "SIGHUP not logged as a reload: {log}"
+    );
+    for signal in ["SIGUSR1", "SIGUSR2"] {
         assert!(
             log.contains(&format!("received {signal}: ignored")),
             "{signal} not logged: {log}"

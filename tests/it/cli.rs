@@ -545,3 +545,79 @@ fn once_and_check_config_print_the_sources_warnings_on_stderr() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn check_config_checks_every_hub_and_once_reads_the_target() {
+    let (_hub_dir, hub) = common::fixture_sqlite();
+    let url = format!("sqlite://{}", hub.display());
+    let config = format!(
+        "[default.kobo]\nurl = \"{url}\"\n\
+         [default.kobo.hubs.good]\nurl = \"{url}\"\n\
+         [default.kobo.hubs.gone]\nurl = \"sqlite:///nonexistent/hub.sqlite3\"\n\
+         [default.kobo.hubs.down]\nurl = \"postgres://u:s3cret@127.0.0.1:1/hub\"\nconnect_timeout = 1\n"
+    );
+    let out = run_with_config(&config, "--check-config");
+    assert_eq!(out.status.code(), Some(1), "a hub fails: exit 1");
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "a line per hub: {stdout}");
+    assert!(
+        lines[0].starts_with("ok: hub (kobo table): SQLite database "),
+        "{stdout}"
+    );
+    // Then by name.
+    assert!(lines[1].starts_with("error: hub down: "), "{stdout}");
+    assert!(
+        lines[1].contains("postgres source of hub down failed"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("error: hub gone: configuration error: `kobo.hubs.gone.url`"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].starts_with("ok: hub good: SQLite database "),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[0].rsplit(", ").next(),
+        lines[3].rsplit(", ").next(),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+
+    let only_good = config.replace(
+        "[default.kobo.hubs.gone]",
+        "[default.kobo.hubs.gone]\nmetrics = \"all\"",
+    );
+    let (dir, path) = config_file(&only_good);
+    let once = |target: &str| {
+        run(
+            dir.path(),
+            &[
+                "--config",
+                &path.display().to_string(),
+                "--once",
+                "--target",
+                target,
+            ],
+            &[],
+        )
+    };
+    let out = once("good");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let metrics = text(&out.stdout);
+    assert!(metrics.contains("\nkobo_up 1\n"));
+    assert!(!metrics.contains("process_"), "a named hub's metrics");
+    let out = once("nope");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(
+            "--target: no hub of that name in `kobo.hubs` (the hubs configured: down, gone, good)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(repo(), &["--target", "good"], &[]);
+    assert_eq!(out.status.code(), Some(2), "--target needs --once");
+}

@@ -30,6 +30,7 @@ mod conformance;
 mod deadline;
 mod deploy;
 mod faults;
+mod hubs;
 mod monitoring;
 mod negotiation;
 mod prometheus;

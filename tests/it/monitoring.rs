@@ -1,7 +1,9 @@
 //! The monitoring kit uses only metrics that exist: every metric name in the PromQL of
 //! `monitoring/alerts.yml` and `monitoring/dashboard.json` is one the exporter serves for the fixture hub
-//! (the families of a `--once`-like rendering, which include `process_*`), `up`, or a recording rule of
-//! alerts.yml; and every dashboard query follows its `job` and `instance` variables.
+//! (the families of a `--once`-like rendering, which include `process_*`, and the reload status that
+//! `/metrics` adds), `up`, or a recording rule of alerts.yml; and every dashboard query follows its `job`
+//! and `instance` variables, both multi-select (several hubs, and the exporter's own job beside the probe
+//! job).
 
 use crate::common;
 
@@ -197,7 +199,8 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
-/// The metric names the exporter serves for the fixture hub with its worker directory.
+/// The metric names the exporter serves for the fixture hub with its worker directory, and the
+/// process-wide ones of `/metrics` (the reload status, in no hub's rendering).
 async fn exported_names() -> BTreeSet<String> {
     let (_dir, hub) = common::fixture_sqlite();
     let workers = common::fixture_worker_dir();
@@ -220,6 +223,15 @@ async fn exported_names() -> BTreeSet<String> {
         names.iter().any(|n| n.starts_with("process_")),
         "process metrics"
     );
+    let reload = kobo_exporter::metrics::exporter::reload_families(
+        &kobo_exporter::metrics::exporter::ReloadStatus {
+            successful: true,
+            success_timestamp: 0.0,
+        },
+    );
+    let text = kobo_exporter::exposition::encode(&reload).expect("encodes");
+    let parsed = kobo_testkit::exposition::parse(&text).expect("parses");
+    names.extend(parsed.families.keys().cloned());
     names.insert("up".into());
     names
 }
@@ -289,6 +301,7 @@ async fn alerts_and_dashboard_use_only_exported_metrics() {
         "kobo_task_run_seconds_bucket",
         "kobo_tasks_finished_total",
         "kobo_tasks_by_method",
+        "kobo_exporter_config_last_reload_successful",
     ] {
         assert!(used.contains(name), "{name} is not used");
     }
@@ -298,13 +311,16 @@ async fn alerts_and_dashboard_use_only_exported_metrics() {
 fn dashboard_panels_follow_the_job_and_instance_variables() {
     let dashboard: serde_json::Value =
         serde_json::from_str(&read("monitoring/dashboard.json")).expect("JSON");
-    let variables: Vec<&str> = dashboard["templating"]["list"]
+    let list = dashboard["templating"]["list"]
         .as_array()
-        .expect("templating")
-        .iter()
-        .filter_map(|v| v["name"].as_str())
-        .collect();
+        .expect("templating");
+    let variables: Vec<&str> = list.iter().filter_map(|v| v["name"].as_str()).collect();
     assert_eq!(variables, ["datasource", "job", "instance"]);
+    // Several hubs (instances) at once, and the hubs' job with the exporter's own.
+    for variable in &list[1..] {
+        assert_eq!(variable["multi"].as_bool(), Some(true), "{variable}");
+        assert_eq!(variable["includeAll"].as_bool(), Some(true), "{variable}");
+    }
     let panels = dashboard["panels"].as_array().expect("panels");
     let mut targets = 0;
     for panel in panels.iter().filter(|p| p["type"] != "row") {
@@ -316,7 +332,7 @@ fn dashboard_panels_follow_the_job_and_instance_variables() {
             let selectors = expr.matches('{').count();
             assert!(selectors > 0, "{title}: {expr}");
             assert_eq!(
-                expr.matches("job=\"$job\"").count(),
+                expr.matches("job=~\"$job\"").count(),
                 selectors,
                 "{title}: {expr}"
             );

@@ -111,9 +111,10 @@ fn sample(value: &Value) -> (Vec<(String, String)>, f64) {
     (labels, number)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_real_prometheus_scrapes_the_exporter_and_evaluates_the_rules() {
-    let Some(prometheus) = prometheus_binary() else {
+/// The `prometheus` binary, or `None` after a loud skip (a failure under `CI=true`).
+fn prometheus_or_skip() -> Option<String> {
+    let found = prometheus_binary();
+    if found.is_none() {
         if common::in_ci() {
             panic!("prometheus is not installed and CI=true (apt-get install prometheus)");
         }
@@ -121,14 +122,14 @@ async fn a_real_prometheus_scrapes_the_exporter_and_evaluates_the_rules() {
             "\n*** SKIPPED: the real-Prometheus test: no `prometheus` binary (apt-get install prometheus; \
              set CI=true to make this a failure) ***\n"
         );
-        return;
-    };
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    found
+}
 
-    let fixture = common::FixtureVars::create();
-    let exporter = common::Exporter::start(&fixture.vars(&[("ROCKET_ADDRESS", "127.0.0.1")]));
-    let exporter_port = exporter.port;
-
+/// A Prometheus on a free loopback port, scraping every second with these `scrape_configs` entries (YAML
+/// indented for the list) and loading `monitoring/alerts.yml`; its port. Its data is in a temporary
+/// directory that lives as long as the process.
+fn start_prometheus(binary: &str, scrape_configs: &str) -> ((Process, tempfile::TempDir), u16) {
     let dir = tempfile::tempdir().expect("temp dir");
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/alerts.yml");
     let config = dir.path().join("prometheus.yml");
@@ -137,15 +138,14 @@ async fn a_real_prometheus_scrapes_the_exporter_and_evaluates_the_rules() {
         format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n  - {rules}\n\
-             scrape_configs:\n  - job_name: kobo\n    metrics_path: /metrics\n    static_configs:\n      \
-             - targets: ['127.0.0.1:{exporter_port}']\n",
+             scrape_configs:\n{scrape_configs}",
             rules = rules.display()
         ),
     )
     .expect("prometheus.yml");
     let port = free_port();
-    let _prometheus = Process(
-        Command::new(&prometheus)
+    let process = Process(
+        Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -159,6 +159,27 @@ async fn a_real_prometheus_scrapes_the_exporter_and_evaluates_the_rules() {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start prometheus"),
+    );
+    ((process, dir), port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_prometheus_scrapes_the_exporter_and_evaluates_the_rules() {
+    let Some(prometheus) = prometheus_or_skip() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let fixture = common::FixtureVars::create();
+    let exporter = common::Exporter::start(&fixture.vars(&[("ROCKET_ADDRESS", "127.0.0.1")]));
+    let exporter_port = exporter.port;
+
+    let (_prometheus, port) = start_prometheus(
+        &prometheus,
+        &format!(
+            "  - job_name: kobo\n    metrics_path: /metrics\n    static_configs:\n      \
+         - targets: ['127.0.0.1:{exporter_port}']\n"
+        ),
     );
     let client = reqwest::Client::new();
     let limit = Duration::from_secs(60);
@@ -275,4 +296,135 @@ async fn a_real_prometheus_scrapes_the_exporter_and_evaluates_the_rules() {
             .then_some(()))
     })
     .await;
+}
+
+/// The multi-target pattern, as the README gives it: one job probes each hub by name through
+/// `/probe?target=`, relabeled so that the hub is the `instance`; another scrapes the exporter's own
+/// `/metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_prometheus_probes_two_hubs_through_relabeling() {
+    let Some(prometheus) = prometheus_or_skip() else {
+        return;
+    };
+    let (_a_dir, hub_a) = common::fixture_sqlite();
+    let (_b_dir, hub_b) = common::fixture_sqlite();
+    // Hub b differs from a in one worker's max load.
+    rusqlite::Connection::open(&hub_b)
+        .and_then(|conn| conn.execute("UPDATE hub_worker SET max_load = 42 WHERE id = 1", []))
+        .expect("change hub b");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("kobo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[default.kobo.hubs.hub-a]\nurl = \"sqlite://{}\"\n[default.kobo.hubs.hub-b]\nurl = \"sqlite://{}\"\n",
+            hub_a.display(),
+            hub_b.display()
+        ),
+    )
+    .expect("kobo.toml");
+    let exporter = common::Exporter::start(&[
+        ("ROCKET_CONFIG", &config.display().to_string()),
+        ("ROCKET_ADDRESS", "127.0.0.1"),
+    ]);
+    let exporter_port = exporter.port;
+    let (_prometheus, port) = start_prometheus(
+        &prometheus,
+        &format!(
+            "  - job_name: kobo\n    metrics_path: /probe\n    static_configs:\n      \
+             - targets: ['hub-a', 'hub-b']\n    relabel_configs:\n      \
+             - source_labels: [__address__]\n        target_label: __param_target\n      \
+             - source_labels: [__param_target]\n        target_label: instance\n      \
+             - target_label: __address__\n        replacement: 127.0.0.1:{exporter_port}\n  \
+             - job_name: kobo_exporter\n    static_configs:\n      \
+             - targets: ['127.0.0.1:{exporter_port}']\n"
+        ),
+    );
+    let client = reqwest::Client::new();
+    let limit = Duration::from_secs(60);
+
+    let instances = |result: &[Value]| -> Vec<String> {
+        let mut names: Vec<String> = result
+            .iter()
+            .filter_map(|s| s["metric"]["instance"].as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    };
+    let up = eventually("both probes up", limit, || async {
+        let result = query(&client, port, "up{job=\"kobo\"} == 1").await?;
+        Ok((result.len() == 2).then_some(result))
+    })
+    .await;
+    assert_eq!(instances(&up), ["hub-a", "hub-b"]);
+    let kobo_up = eventually("kobo_up of both hubs", limit, || async {
+        let result = query(&client, port, "kobo_up{job=\"kobo\"} == 1").await?;
+        Ok((result.len() == 2).then_some(result))
+    })
+    .await;
+    assert_eq!(instances(&kobo_up), ["hub-a", "hub-b"]);
+
+    // Each instance is its own hub's data.
+    let max_load = eventually("max load by hub", limit, || async {
+        let result = query(
+            &client,
+            port,
+            "kobo_worker_max_load{job=\"kobo\",worker=\"worker-0001.example.com\"}",
+        )
+        .await?;
+        Ok((result.len() == 2).then_some(result))
+    })
+    .await;
+    let by_instance: BTreeMap<String, f64> = max_load
+        .iter()
+        .map(|s| {
+            let instance = s["metric"]["instance"].as_str().unwrap_or("").to_string();
+            (instance, sample(s).1)
+        })
+        .collect();
+    assert_eq!(
+        by_instance,
+        BTreeMap::from([("hub-a".to_string(), 2.0), ("hub-b".to_string(), 42.0)])
+    );
+
+    // The exporter's own metrics are its job's, once; the probes have the per-hub health only.
+    eventually("the exporter's own job", limit, || async {
+        let result = query(
+            &client,
+            port,
+            "kobo_exporter_config_last_reload_successful{job=\"kobo_exporter\"} == 1",
+        )
+        .await?;
+        Ok((result.len() == 1).then_some(()))
+    })
+    .await;
+    for (series, want) in [
+        ("process_resident_memory_bytes{job=\"kobo_exporter\"}", 1),
+        ("process_resident_memory_bytes{job=\"kobo\"}", 0),
+        (
+            "kobo_exporter_collect_errors_total{job=\"kobo\",collector=\"workers\"}",
+            2,
+        ),
+        ("kobo_up{job=\"kobo_exporter\"}", 0),
+    ] {
+        let result = query(&client, port, series).await.expect(series);
+        assert_eq!(result.len(), want, "{series}: {result:?}");
+    }
+    // The rules evaluate on the probed series without error.
+    eventually("rules evaluated", limit, || async {
+        let data = api(&client, port, "/api/v1/rules").await?;
+        let rules: Vec<Value> = data["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        if let Some(bad) = rules.iter().find(|r| r["health"] == "err") {
+            return Err(format!("rule failed: {bad}"));
+        }
+        Ok((!rules.is_empty() && rules.iter().all(|r| r["health"] == "ok")).then_some(()))
+    })
+    .await;
+    drop(exporter);
 }

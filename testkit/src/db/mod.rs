@@ -91,6 +91,10 @@ pub trait TestDb: Sized + Send + 'static {
     /// Whether the server accepts TLS connections.
     async fn tls_available(&self) -> bool;
 
+    /// The ids of the other sessions connected to this database now (the sources' pooled ones, idle or
+    /// not), as the server's activity view shows them (read from a session of its own), in order.
+    async fn connection_ids(&self) -> Vec<u64>;
+
     /// The statements that other sessions on this database are running or waiting on, as the server's
     /// activity view shows them (read from a session of its own).
     async fn running_statements(&self) -> Vec<String>;

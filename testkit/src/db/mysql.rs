@@ -166,6 +166,20 @@ impl TestDb for MysqlDb {
         running.into_iter().flatten().collect()
     }
 
+    async fn connection_ids(&self) -> Vec<u64> {
+        let mut conn = self.connect().await;
+        let ids: Vec<u64> = conn
+            .exec(
+                "SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE DB = ? AND ID <> CONNECTION_ID() ORDER BY ID",
+                (&self.name,),
+            )
+            .await
+            .expect("processlist");
+        drop(conn.disconnect().await);
+        ids
+    }
+
     async fn tls_available(&self) -> bool {
         let mut conn = self.connect().await;
         let have_ssl: Option<(String, String)> = conn

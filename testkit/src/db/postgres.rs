@@ -154,6 +154,21 @@ impl TestDb for PostgresDb {
         running.into_iter().flatten().collect()
     }
 
+    async fn connection_ids(&self) -> Vec<u64> {
+        let mut conn = self.connect().await;
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY pid",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("pg_stat_activity");
+        drop(conn.close().await);
+        pids.into_iter()
+            .filter_map(|pid| u64::try_from(pid).ok())
+            .collect()
+    }
+
     async fn tls_available(&self) -> bool {
         let mut conn = self.connect().await;
         let ssl: String = sqlx::query_scalar("SHOW ssl")
