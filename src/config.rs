@@ -437,10 +437,11 @@ fn identity(scope: Scope<'_>) -> u64 {
         if key.ends_with("_file")
             && let Some(path) = value.as_str()
         {
-            // A rotated password, token or CA is another hub: it is reconnected.
-            match std::fs::read(path) {
-                Ok(bytes) => bytes.hash(&mut hasher),
-                Err(e) => e.kind().to_string().hash(&mut hasher),
+            // A rotated password, token or CA is another hub: it is reconnected. Read as the files
+            // themselves are (a regular file, bounded: never a FIFO that blocks).
+            match read_small_file(Path::new(path), MAX_FILE_BYTES) {
+                Ok(text) => text.hash(&mut hasher),
+                Err(e) => e.hash(&mut hasher),
             }
         }
     }

@@ -98,9 +98,9 @@ fn tls_files(figment: &Figment) -> u64 {
     };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for path in [tls.certs().left(), tls.key().left()].into_iter().flatten() {
-        match std::fs::read(&path) {
-            Ok(bytes) => bytes.hash(&mut hasher),
-            Err(e) => e.kind().to_string().hash(&mut hasher),
+        match config::read_small_file(&path, config::MAX_FILE_BYTES) {
+            Ok(text) => text.hash(&mut hasher),
+            Err(e) => e.hash(&mut hasher),
         }
     }
     hasher.finish()
