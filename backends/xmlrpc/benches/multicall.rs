@@ -3,9 +3,7 @@
 //! with it after the HTTP read (`decode_worker_infos`: UTF-8, the XML-RPC response, the multicall results,
 //! each worker's record and the id directory).
 //!
-//! - `multicall/one_response`: all the workers in one response (2,000 and 10,000 workers), through the
-//!   streaming reader a scrape uses;
-//! - `multicall/dxr`: the same bodies through dxr alone (the reader of before), the baseline of the run.
+//! - `multicall/one_response`: all the workers in one response (2,000 and 10,000 workers).
 //!
 //! Run with `cargo bench -p kobo-backend-xmlrpc --bench multicall`.
 
@@ -22,7 +20,7 @@ use std::time::Duration;
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use kobo_backend_xmlrpc::{Decoder, decode_worker_infos, decode_worker_infos_by};
+use kobo_backend_xmlrpc::decode_worker_infos;
 use kobo_hubgen::HubSpec;
 use kobo_testkit::wire::{Export, py};
 use kobo_testkit::xmlrpc_hub::exports_from_sqlite;
@@ -60,13 +58,12 @@ fn responses(exports: &[Export], chunk: usize) -> Vec<(Vec<u8>, Vec<String>)> {
         .collect()
 }
 
-/// Decodes every response with `decoder`; the number of workers decoded.
-fn decode_all(responses: &[(Vec<u8>, Vec<String>)], decoder: Decoder) -> usize {
+/// Decodes every response; the number of workers decoded.
+fn decode_all(responses: &[(Vec<u8>, Vec<String>)]) -> usize {
     responses
         .iter()
         .map(|(body, names)| {
-            let (workers, _) =
-                decode_worker_infos_by(body, names, decoder).expect("the response decodes");
+            let (workers, _) = decode_worker_infos(body, names).expect("the response decodes");
             black_box(workers).len()
         })
         .sum()
@@ -109,12 +106,9 @@ fn bench_multicall(c: &mut Criterion) {
             responses.len()
         );
         group.throughput(Throughput::Elements(workers as u64));
-        // The same bodies through dxr alone: the baseline, in the same run.
-        for (decoder, name) in [(Decoder::Streaming, id), (Decoder::Dxr, "dxr")] {
-            group.bench_function(BenchmarkId::new(name, workers), |b| {
-                b.iter(|| decode_all(black_box(&responses), decoder))
-            });
-        }
+        group.bench_function(BenchmarkId::new(id, workers), |b| {
+            b.iter(|| decode_all(black_box(&responses)))
+        });
     }
     group.finish();
 }

@@ -66,7 +66,6 @@ mod client;
 mod decode;
 pub mod flow;
 pub mod options;
-mod reader;
 mod rpc;
 mod tasks;
 
@@ -376,32 +375,8 @@ pub fn decode_worker_infos(
     body: &[u8],
     names: &[String],
 ) -> Result<(Vec<WorkerRecord>, usize), String> {
-    decode_worker_infos_by(body, names, Decoder::Streaming)
-}
-
-/// Not an API: which XML reader [`decode_worker_infos_by`] uses, for the benchmark's comparison.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decoder {
-    /// What a scrape uses: the streaming reader (`reader.rs`), dxr for what it refuses.
-    Streaming,
-    /// dxr alone, the reader of before.
-    Dxr,
-}
-
-/// Not an API: [`decode_worker_infos`] with the XML reader chosen.
-#[doc(hidden)]
-pub fn decode_worker_infos_by(
-    body: &[u8],
-    names: &[String],
-    decoder: Decoder,
-) -> Result<(Vec<WorkerRecord>, usize), String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8 ({e})"))?;
-    let decoded = match decoder {
-        Decoder::Streaming => rpc::decode(text)?,
-        Decoder::Dxr => rpc::decode_with_dxr(text)?,
-    };
-    let value = decoded.map_err(|fault| format!("fault {}", fault.code()))?;
+    let value = rpc::decode(text)?.map_err(|fault| format!("fault {}", fault.code()))?;
     let mut directory = Directory::default();
     let mut workers = Vec::with_capacity(names.len());
     let mut left_out = 0;

@@ -129,17 +129,8 @@ pub(crate) fn encode(request: &Request) -> Result<String, String> {
     Ok(format!("<?xml version=\"1.0\"?>\n{xml}"))
 }
 
-/// A decoded response: the value, or the fault the hub answered with. Read by the streaming
-/// [`reader`](crate::reader); dxr reads what that refuses (then the error is dxr's verdict).
+/// A decoded response: the value, or the fault the hub answered with.
 pub(crate) fn decode(body: &str) -> Result<Result<Value, Fault>, String> {
-    if let Ok(decoded) = crate::reader::response(body) {
-        return Ok(decoded);
-    }
-    decode_with_dxr(body)
-}
-
-/// [`decode`] with dxr alone: the reference the streaming reader is checked against.
-pub(crate) fn decode_with_dxr(body: &str) -> Result<Result<Value, Fault>, String> {
     if let Ok(response) = MethodResponse::from_xml(body) {
         return Ok(Ok(response.value));
     }
