@@ -82,6 +82,13 @@ fn containerfile_builds_the_binary_with_a_supported_toolchain() {
         "the build stage must use Rust {rust_version}"
     );
     assert!(containerfile.contains("--bin kobo-exporter"));
+    // The packages' layout (Cargo.toml's package metadata): the binary in /usr/bin, the configuration in
+    // /etc/kobo-exporter.
+    assert!(manifest.contains(r#"["target/release/kobo-exporter", "usr/bin/", "755"]"#));
+    assert!(manifest.contains(r#"dest = "/usr/bin/kobo-exporter""#));
+    assert!(containerfile.contains("COPY --from=build /kobo-exporter /usr/bin/kobo-exporter"));
+    assert!(containerfile.contains(r#"ENTRYPOINT ["/usr/bin/kobo-exporter"]"#));
+    assert!(containerfile.contains("ROCKET_CONFIG=/etc/kobo-exporter/Rocket.toml"));
     assert!(containerfile.contains("ROCKET_ADDRESS=0.0.0.0"));
     assert!(containerfile.contains("USER nonroot"));
     let ignore =
@@ -282,4 +289,30 @@ fn nginx_snippet_proxies_the_path_prefix() {
     assert_eq!(request(port, "GET", "/kobo/metrics", "").0, 401);
     assert_eq!(request(port, "POST", "/kobo/metrics", auth).0, 403);
     assert_eq!(request(port, "GET", "/kobo", "").0, 301);
+}
+
+/// The PrometheusRule of the Kubernetes base is `monitoring/alerts.yml`, generated (never edited twice): its
+/// spec is the file's text indented by two spaces.
+#[test]
+fn the_kubernetes_prometheus_rule_is_the_alerts_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rule = std::fs::read_to_string(root.join("deploy/kubernetes/prometheusrule.yaml"))
+        .expect("prometheusrule.yaml");
+    let alerts = std::fs::read_to_string(root.join("monitoring/alerts.yml")).expect("alerts.yml");
+    let (_, spec) = rule.split_once("\nspec:\n").expect("a spec");
+    let indented: String = alerts
+        .lines()
+        .map(|line| {
+            if line.is_empty() {
+                "\n".to_string()
+            } else {
+                format!("  {line}\n")
+            }
+        })
+        .collect();
+    assert_eq!(
+        spec, indented,
+        "run python3 deploy/kubernetes/gen-prometheusrule.py"
+    );
+    assert!(rule.contains("kind: PrometheusRule"));
 }
