@@ -62,6 +62,18 @@ impl BasicAuth {
         })
     }
 
+    /// The users of the configuration; `None` when it has none (auth is off).
+    pub fn of(
+        config: &crate::config::ExporterConfig,
+    ) -> Result<Option<BasicAuth>, crate::config::ConfigError> {
+        if config.basic_auth_users.0.is_empty() {
+            return Ok(None);
+        }
+        BasicAuth::new(config.basic_auth_users.0.clone())
+            .map(Some)
+            .map_err(|e| crate::config::ConfigError(format!("`kobo.basic_auth_users`: {e}")))
+    }
+
     /// Whether this `Authorization` header value lets the request in.
     pub async fn allows(&self, header: Option<&str>) -> bool {
         let Some(header) = header else {

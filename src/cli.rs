@@ -53,16 +53,6 @@ fn prepare() -> Result<Prepared, ConfigError> {
     Ok(Prepared { figment, config })
 }
 
-/// The basic-auth users of the configuration (none: auth is off).
-fn basic_auth(config: &ExporterConfig) -> Result<Option<BasicAuth>, ConfigError> {
-    if config.basic_auth_users.0.is_empty() {
-        return Ok(None);
-    }
-    BasicAuth::new(config.basic_auth_users.0.clone())
-        .map(Some)
-        .map_err(|e| ConfigError(format!("`kobo.basic_auth_users`: {e}")))
-}
-
 /// Runs the command line: parses the arguments, then checks, collects once or serves.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -146,14 +136,7 @@ fn once_settings<'a>(
     config: &'a ExporterConfig,
     target: Option<&str>,
 ) -> Result<&'a Settings, ConfigError> {
-    let names = || {
-        let names: Vec<&str> = config.hubs.keys().map(String::as_str).collect();
-        if names.is_empty() {
-            "none".to_string()
-        } else {
-            names.join(", ")
-        }
-    };
+    let names = || crate::hubs::name_list(config.hubs.keys());
     match target {
         Some(name) => config.hubs.get(name).ok_or_else(|| {
             ConfigError(format!(
@@ -181,7 +164,7 @@ async fn check_every_hub(config: &ExporterConfig) -> ExitCode {
         let prefix = match name {
             Some(name) => format!("hub {name}: "),
             None if single => String::new(),
-            None => "hub (kobo table): ".into(),
+            None => format!("hub {}: ", crate::hubs::label(None)),
         };
         let hub = Hub::open(settings);
         checks.push((
@@ -307,7 +290,7 @@ async fn serve(prepared: Prepared) -> ExitCode {
     };
     let config = prepared.config;
     let (hubs, auth) = match HubSet::open(&config, None).and_then(|(set, _)| {
-        let auth = basic_auth(&config)?;
+        let auth = BasicAuth::of(&config)?;
         Ok((set, auth))
     }) {
         Ok(opened) => opened,

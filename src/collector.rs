@@ -111,11 +111,14 @@ impl HubCollector {
         HubCollector::with_renderer(source, options, renderer)
     }
 
-    /// The collector of a named hub, served on `/probe`: no `process_*` families (they are the process's,
-    /// on `/metrics`).
-    pub fn for_probe(source: Arc<dyn DataSource>, options: CollectorOptions) -> Self {
+    /// The collector of the named hub `hub`, served on `/probe`: no `process_*` families (they are the
+    /// process's, on `/metrics`); its log lines and error messages name the hub.
+    pub fn for_probe(source: Arc<dyn DataSource>, options: CollectorOptions, hub: &str) -> Self {
         let renderer = Renderer::without_process_metrics(options.metrics);
-        HubCollector::with_renderer(source, options, renderer)
+        HubCollector {
+            hub: Some(hub.to_string()),
+            ..HubCollector::with_renderer(source, options, renderer)
+        }
     }
 
     fn with_renderer(
@@ -171,12 +174,6 @@ impl HubCollector {
 
     pub fn source(&self) -> &dyn DataSource {
         self.source.as_ref()
-    }
-
-    /// Names this collector's hub (a named one) in its log lines and error messages.
-    pub fn named(mut self, hub: &str) -> Self {
-        self.hub = Some(hub.to_string());
-        self
     }
 
     /// `the postgres source`, or `the postgres source of hub pub-prod` for a named hub.

@@ -314,24 +314,43 @@ impl ExporterConfig {
             .ok()
             .and_then(|value| value.into_string())
             .is_some_and(|url| !url.trim().is_empty());
+        // The tables are read once, and the keys checked once, for all the hubs.
+        let kobo;
         let default = if url_set || names.is_empty() {
-            Some(Settings::read(figment, None)?)
+            kobo = table_of(figment)?;
+            check_known_keys(figment)?;
+            Some(Settings::read(figment, None, &kobo, kobo.clone())?)
         } else {
             check_known_keys(figment)?;
+            kobo = table_of(figment)?;
             None
+        };
+        let mut tables = if names.is_empty() {
+            BTreeMap::new()
+        } else {
+            figment
+                .extract::<HubsRoot>()
+                .map_err(|e| ConfigError(format_figment_error(e)))?
+                .kobo
+                .and_then(|tables| tables.hubs)
+                .unwrap_or_default()
         };
         let mut hubs = BTreeMap::new();
         for name in &names {
-            hubs.insert(name.clone(), Settings::read(figment, Some(name))?);
+            let table = tables.remove(name).unwrap_or_default().inherit(&kobo);
+            hubs.insert(
+                name.clone(),
+                Settings::read(figment, Some(name), &kobo, table)?,
+            );
         }
         let (path_prefix, basic_auth_users) = match &default {
             Some(settings) => (
                 settings.path_prefix.clone(),
                 settings.basic_auth_users.clone(),
             ),
-            None => process_settings(figment, &table_of(figment)?)?,
+            None => process_settings(figment, &kobo)?,
         };
-        let enable_reload = table_of(figment)?.enable_reload.unwrap_or(false);
+        let enable_reload = kobo.enable_reload.unwrap_or(false);
         Ok(ExporterConfig {
             default,
             hubs,
@@ -768,31 +787,26 @@ fn env_var_name(key: &str) -> String {
 impl Settings {
     /// Reads and validates the `kobo` table.
     pub fn from_figment(figment: &Figment) -> Result<Settings, ConfigError> {
-        Settings::read(figment, None)
+        let kobo = table_of(figment)?;
+        check_known_keys(figment)?;
+        Settings::read(figment, None, &kobo, kobo.clone())
     }
 
-    /// Reads and validates one hub's keys: the `kobo` table's own hub (`hub` is `None`), or
-    /// `kobo.hubs.<hub>` over the `kobo` table.
-    fn read(figment: &Figment, hub: Option<&str>) -> Result<Settings, ConfigError> {
+    /// Validates one hub's keys, `table`: the `kobo` table itself for its own hub (`hub` is `None`), or
+    /// `kobo.hubs.<hub>` inheriting from it. The tables are read and their keys checked
+    /// ([`check_known_keys`]) by the caller.
+    fn read(
+        figment: &Figment,
+        hub: Option<&str>,
+        kobo: &KoboTable,
+        table: KoboTable,
+    ) -> Result<Settings, ConfigError> {
         let scope = Scope { figment, hub };
-        let kobo = table_of(figment)?;
-        let table = match hub {
-            None => kobo.clone(),
-            Some(name) => figment
-                .extract::<HubsRoot>()
-                .map_err(|e| ConfigError(format_figment_error(e)))?
-                .kobo
-                .and_then(|tables| tables.hubs)
-                .and_then(|mut hubs| hubs.remove(name))
-                .unwrap_or_default()
-                .inherit(&kobo),
-        };
         // `key` is the bare name (`url`): the message names the path its value came from.
         let key_error = |key: &str, message: &str| {
             let path = scope.path(key);
             ConfigError(format!("`{path}` ({}): {message}", origin(figment, &path)))
         };
-        check_known_keys(figment)?;
 
         let url = table.url.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
             let path = scope.path("url");
@@ -924,7 +938,7 @@ impl Settings {
             }
             collector.max_task_methods = n as usize;
         }
-        let (path_prefix, basic_auth_users) = process_settings(figment, &kobo)?;
+        let (path_prefix, basic_auth_users) = process_settings(figment, kobo)?;
         Ok(Settings {
             backend,
             own,

@@ -30,7 +30,7 @@ impl Hub {
         let options = settings.collector.clone();
         let collector = match &settings.hub {
             None => HubCollector::new(source, options),
-            Some(name) => HubCollector::for_probe(source, options).named(name),
+            Some(name) => HubCollector::for_probe(source, options, name),
         };
         Ok(Hub {
             name: settings.hub.clone(),
@@ -38,10 +38,20 @@ impl Hub {
             identity: settings.identity,
         })
     }
+}
 
-    /// The name to show: the hub's, or `(kobo table)`.
-    pub fn label(&self) -> &str {
-        self.name.as_deref().unwrap_or("(kobo table)")
+/// How messages name a hub: by its name, the `kobo` table's own as `(kobo table)`.
+pub fn label(name: Option<&str>) -> &str {
+    name.unwrap_or("(kobo table)")
+}
+
+/// The names of the named hubs, for messages: `a, b`, or `none`.
+pub fn name_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -106,10 +116,7 @@ impl HubSet {
         let mut changes = Changes::default();
         let mut open =
             |settings: &Settings, old: Option<&Arc<Hub>>| -> Result<Arc<Hub>, ConfigError> {
-                let label = settings
-                    .hub
-                    .clone()
-                    .unwrap_or_else(|| "(kobo table)".into());
+                let label = label(settings.hub.as_deref()).to_string();
                 match old {
                     Some(old) if old.identity == settings.identity => {
                         changes.kept.push(label);
@@ -140,7 +147,7 @@ impl HubSet {
         }
         if let Some(previous) = previous {
             if previous.default.is_some() && default.is_none() {
-                changes.removed.push("(kobo table)".into());
+                changes.removed.push(label(None).into());
             }
             changes.removed.extend(
                 previous
@@ -160,11 +167,7 @@ impl HubSet {
 
     /// The named hubs' names, for messages.
     pub fn names(&self) -> String {
-        if self.named.is_empty() {
-            "none".into()
-        } else {
-            self.named.keys().cloned().collect::<Vec<_>>().join(", ")
-        }
+        name_list(self.named.keys())
     }
 }
 

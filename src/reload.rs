@@ -32,7 +32,8 @@ pub struct Launched {
 
 impl Launched {
     pub fn of(figment: &Figment, config: &ExporterConfig) -> Launched {
-        let rocket = match figment.extract::<rocket::Config>() {
+        let rocket_config = figment.extract::<rocket::Config>();
+        let rocket = match &rocket_config {
             Ok(c) => format!(
                 "address {} port {} workers {} max_blocking {} keep_alive {} tls {} ident {:?} \
                  ip_header {:?} log_level {:?} limits {:?} shutdown {:?} temp_dir {:?}",
@@ -54,7 +55,7 @@ impl Launched {
         Launched {
             path_prefix: config.path_prefix.clone(),
             rocket,
-            tls_files: tls_files(figment),
+            tls_files: rocket_config.as_ref().map_or(0, tls_files),
         }
     }
 
@@ -87,12 +88,9 @@ impl Launched {
 }
 
 /// A hash of the TLS files' contents (0 without TLS).
-fn tls_files(figment: &Figment) -> u64 {
+fn tls_files(config: &rocket::Config) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
 
-    let Ok(config) = figment.extract::<rocket::Config>() else {
-        return 0;
-    };
     let Some(tls) = &config.tls else {
         return 0;
     };
@@ -192,14 +190,7 @@ impl Reloader {
         let figment = (self.read)()?;
         let config = ExporterConfig::from_figment(&figment)?;
         config::check_tls(&figment)?;
-        let auth = if config.basic_auth_users.0.is_empty() {
-            None
-        } else {
-            Some(
-                BasicAuth::new(config.basic_auth_users.0.clone())
-                    .map_err(|e| ConfigError(format!("`kobo.basic_auth_users`: {e}")))?,
-            )
-        };
+        let auth = BasicAuth::of(&config)?;
         for warning in self
             .launched
             .restart_needed(&Launched::of(&figment, &config))
