@@ -3,7 +3,9 @@
 //! with it after the HTTP read (`decode_worker_infos`: UTF-8, the XML-RPC response, the multicall results,
 //! each worker's record and the id directory).
 //!
-//! - `multicall/one_response`: all the workers in one response (2,000 and 10,000 workers).
+//! - `multicall/streamed`: all the workers in one response, fed in 16 KiB pieces to the streaming decoder
+//!   (what a scrape does; 2,000 and 10,000 workers);
+//! - `multicall/dxr`: the same response read whole by dxr (the old path), as the baseline of the same run.
 //!
 //! Run with `cargo bench -p kobo-backend-xmlrpc --bench multicall`.
 
@@ -58,12 +60,17 @@ fn responses(exports: &[Export], chunk: usize) -> Vec<(Vec<u8>, Vec<String>)> {
         .collect()
 }
 
-/// Decodes every response; the number of workers decoded.
-fn decode_all(responses: &[(Vec<u8>, Vec<String>)]) -> usize {
+/// Bytes per piece fed to the streaming decoder: about what hyper hands over per read.
+const PIECE: usize = 16 * 1024;
+
+/// Decodes every response (in pieces of `piece` bytes; whole with dxr when 0); the number of workers
+/// decoded.
+fn decode_all(responses: &[(Vec<u8>, Vec<String>)], piece: usize) -> usize {
     responses
         .iter()
         .map(|(body, names)| {
-            let (workers, _) = decode_worker_infos(body, names).expect("the response decodes");
+            let (workers, _) =
+                decode_worker_infos(body, names, piece).expect("the response decodes");
             black_box(workers).len()
         })
         .sum()
@@ -76,39 +83,40 @@ fn bench_multicall(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .sample_size(20)
         .measurement_time(Duration::from_secs(12));
-    for (id, workers, chunk) in [
-        ("one_response", 2_000u32, 2_000usize),
-        ("one_response", 10_000, 10_000),
-    ] {
+    for workers in [2_000u32, 10_000] {
         let exports = exports(workers);
-        let responses = responses(&exports, chunk);
-        // Outside the timed loop: every worker decodes, with its fields.
-        let mut decoded = Vec::new();
-        for (body, names) in &responses {
-            let (records, left_out) = decode_worker_infos(body, names).expect("decodes");
-            assert_eq!(left_out, 0, "{id}/{workers}: workers left out");
-            decoded.extend(records);
-        }
-        assert_eq!(
-            decoded.len(),
-            workers as usize,
-            "{id}/{workers}: decoded workers"
-        );
-        for (record, export) in decoded.iter().zip(&exports) {
-            assert_eq!(record.name, export.name);
-            assert_eq!(record.arches.len(), export.arches.len());
-            assert_eq!(record.channels.len(), export.channels.len());
-            assert_eq!(record.current_load, export.current_load);
+        let responses = responses(&exports, workers as usize);
+        // Outside the timed loop: every worker decodes, with its fields, and both paths agree.
+        for piece in [PIECE, 0] {
+            let mut decoded = Vec::new();
+            for (body, names) in &responses {
+                let (records, left_out) = decode_worker_infos(body, names, piece).expect("decodes");
+                assert_eq!(left_out, 0, "{workers}: workers left out");
+                decoded.extend(records);
+            }
+            assert_eq!(
+                decoded.len(),
+                workers as usize,
+                "{workers}: decoded workers"
+            );
+            for (record, export) in decoded.iter().zip(&exports) {
+                assert_eq!(record.name, export.name);
+                assert_eq!(record.arches.len(), export.arches.len());
+                assert_eq!(record.channels.len(), export.channels.len());
+                assert_eq!(record.current_load, export.current_load);
+            }
         }
         let bytes: usize = responses.iter().map(|(body, _)| body.len()).sum();
         eprintln!(
-            "multicall/{id}/{workers}: {} response(s), {bytes} bytes",
+            "multicall/{workers}: {} response(s), {bytes} bytes",
             responses.len()
         );
         group.throughput(Throughput::Elements(workers as u64));
-        group.bench_function(BenchmarkId::new(id, workers), |b| {
-            b.iter(|| decode_all(black_box(&responses)))
-        });
+        for (id, piece) in [("streamed", PIECE), ("dxr", 0)] {
+            group.bench_function(BenchmarkId::new(id, workers), |b| {
+                b.iter(|| decode_all(black_box(&responses), piece))
+            });
+        }
     }
     group.finish();
 }

@@ -15,6 +15,7 @@ use reqwest::{Certificate, StatusCode};
 
 use crate::options::{Credentials, Endpoint, XmlRpcOptions, endpoint};
 use crate::rpc::{self, Call, ItemError, Request};
+use crate::worker_infos::{Answer, Decoded, WorkerInfos};
 
 /// The hub's XML-RPC client endpoint, reached over one connection pool.
 #[derive(Debug)]
@@ -125,19 +126,49 @@ impl HubClient {
         Ok((enabled, disabled))
     }
 
-    /// `client.get_worker_info(name)` for each name, in one `system.multicall` request; one result per
-    /// name, in order.
-    pub(crate) async fn worker_infos(
-        &self,
-        names: &[String],
-    ) -> Result<Vec<Result<Value, ItemError>>, SourceError> {
+    /// `client.get_worker_info(name)` for each name, in one `system.multicall` request; one answer per
+    /// name, in order. The response is decoded as it arrives ([`WorkerInfos`]); one that is not a
+    /// multicall's array is read whole and judged as any other call's.
+    pub(crate) async fn worker_infos(&self, names: &[String]) -> Result<Vec<Answer>, SourceError> {
         let calls = names
             .iter()
             .map(|name| Call::GetWorkerInfo { name: name.clone() })
             .collect();
-        let value = self.call(&Request::Multicall(calls)).await?;
-        rpc::multicall_results(value, names.len())
-            .map_err(|why| self.data(format!("system.multicall of client.get_worker_info: {why}")))
+        let request = Request::Multicall(calls);
+        let method = request.method();
+        let label = "system.multicall of client.get_worker_info";
+        let mut decoder = WorkerInfos::new(names);
+        let (status, headers) = self.exchange(&request, method, &mut decoder).await?;
+        let answers = match decoder.finish() {
+            Ok(Decoded::Answers(answers)) if status.is_success() => answers,
+            Ok(Decoded::Answers(_)) => {
+                return Err(self.query(format!(
+                    "{method}: HTTP {status}, with a multicall's answer as the body"
+                )));
+            }
+            Ok(Decoded::Whole(body)) => {
+                let value = self.value_of(
+                    method,
+                    &Reply {
+                        status,
+                        headers,
+                        body,
+                    },
+                )?;
+                return rpc::multicall_results(value, names.len())
+                    .map(|results| results.into_iter().map(Answer::Value).collect())
+                    .map_err(|why| self.data(format!("{label}: {why}")));
+            }
+            Err(why) => return Err(self.not_xml_rpc(method, status, &why)),
+        };
+        if answers.len() != names.len() {
+            return Err(self.data(format!(
+                "{label}: system.multicall answered {} results for {} calls",
+                answers.len(),
+                names.len()
+            )));
+        }
+        Ok(answers)
     }
 
     /// `client.get_tasks([], states)`: the flat exports of every non-archived task in these states, in one
@@ -188,16 +219,39 @@ impl HubClient {
 
     /// [`call`](Self::call), with errors naming the request as `method` (for a multicall, what it holds).
     async fn call_as(&self, request: &Request, method: &str) -> Result<Value, SourceError> {
+        let mut body = Vec::new();
+        let (status, headers) = self.exchange(request, method, &mut body).await?;
+        self.value_of(
+            method,
+            &Reply {
+                status,
+                headers,
+                body,
+            },
+        )
+    }
+
+    /// Sends one request, the response's body into `sink` as it arrives; its status and headers.
+    async fn exchange(
+        &self,
+        request: &Request,
+        method: &str,
+        sink: &mut dyn BodySink,
+    ) -> Result<(StatusCode, HeaderMap), SourceError> {
         let body = rpc::encode(request).map_err(|why| self.query(why))?;
         let started = Instant::now();
-        let reply = self.post(method, body).await?;
+        let (status, headers, read) = self.post(method, body, sink).await?;
         log::debug!(
-            "XML-RPC {method} on {}: HTTP {}, {} bytes in {} ms",
+            "XML-RPC {method} on {}: HTTP {status}, {read} bytes in {} ms",
             self.endpoint.shown,
-            reply.status,
-            reply.body.len(),
             started.elapsed().as_millis()
         );
+        Ok((status, headers))
+    }
+
+    /// The result value of a whole response; faults, HTTP errors and anything that is not an XML-RPC
+    /// response are errors naming `method`.
+    fn value_of(&self, method: &str, reply: &Reply) -> Result<Value, SourceError> {
         let text = std::str::from_utf8(&reply.body);
         let decoded = text
             .map_err(|e| format!("the body is not UTF-8 ({e})"))
@@ -205,7 +259,7 @@ impl HubClient {
         if !reply.status.is_success() {
             return Err(self.query(format!(
                 "{method}: {}",
-                self.http_error(&reply, decoded.ok())
+                self.http_error(reply, decoded.ok())
             )));
         }
         match decoded {
@@ -223,8 +277,21 @@ impl HubClient {
         }
     }
 
-    /// POSTs a `methodCall` and reads the whole response, up to the size cap.
-    async fn post(&self, method: &str, body: String) -> Result<Reply, SourceError> {
+    /// The error for a response refused while it streamed in.
+    fn not_xml_rpc(&self, method: &str, status: StatusCode, why: &str) -> SourceError {
+        self.query(format!(
+            "{method}: HTTP {status}, but the response is not XML-RPC: {why}"
+        ))
+    }
+
+    /// POSTs a `methodCall` and passes the response's body to `sink` as it arrives, up to the size cap;
+    /// the status, the headers and the bytes read.
+    async fn post(
+        &self,
+        method: &str,
+        body: String,
+        sink: &mut dyn BodySink,
+    ) -> Result<(StatusCode, HeaderMap, usize), SourceError> {
         let request = self
             .http
             .post(self.endpoint.url.clone())
@@ -254,27 +321,22 @@ impl HubClient {
         {
             return Err(too_large(format!("Content-Length {length}")));
         }
-        let mut data = Vec::new();
+        let mut read = 0usize;
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    if (data.len() + chunk.len()) as u64 > self.max_response_bytes {
-                        return Err(too_large(format!(
-                            "more than {} bytes",
-                            data.len() + chunk.len()
-                        )));
+                    if (read + chunk.len()) as u64 > self.max_response_bytes {
+                        return Err(too_large(format!("more than {} bytes", read + chunk.len())));
                     }
-                    data.extend_from_slice(&chunk);
+                    read += chunk.len();
+                    sink.take(&chunk)
+                        .map_err(|why| self.not_xml_rpc(method, status, &why))?;
                 }
                 Ok(None) => break,
-                Err(e) => return Err(self.transport_error(method, Some((status, data.len())), &e)),
+                Err(e) => return Err(self.transport_error(method, Some((status, read)), &e)),
             }
         }
-        Ok(Reply {
-            status,
-            headers: response.headers().clone(),
-            body: data,
-        })
+        Ok((status, response.headers().clone(), read))
     }
 
     /// The message for an HTTP status that is not a success.
@@ -384,6 +446,26 @@ struct Reply {
     status: StatusCode,
     headers: HeaderMap,
     body: Vec<u8>,
+}
+
+/// Where [`HubClient::post`] puts a response's body as it arrives.
+pub(crate) trait BodySink: Send {
+    /// Takes the next piece; an error says why the body is not what was asked for, and ends the read.
+    fn take(&mut self, chunk: &[u8]) -> Result<(), String>;
+}
+
+/// The whole body, for the calls decoded through dxr.
+impl BodySink for Vec<u8> {
+    fn take(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+impl BodySink for WorkerInfos {
+    fn take(&mut self, chunk: &[u8]) -> Result<(), String> {
+        WorkerInfos::take(self, chunk)
+    }
 }
 
 fn python_bool(b: bool) -> &'static str {

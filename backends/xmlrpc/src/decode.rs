@@ -119,7 +119,7 @@ pub(crate) fn last_seen(value: &Value) -> Result<LastSeen, String> {
 }
 
 /// Unix seconds of `YYYY-MM-DDTHH:MM:SSZ` (exactly that form, UTC).
-fn parse_utc(text: &str) -> Option<i64> {
+pub(crate) fn parse_utc(text: &str) -> Option<i64> {
     let format =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     let datetime = time::PrimitiveDateTime::parse(text, &format).ok()?;

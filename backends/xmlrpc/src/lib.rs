@@ -68,6 +68,7 @@ pub mod flow;
 pub mod options;
 mod rpc;
 mod tasks;
+mod worker_infos;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -90,6 +91,7 @@ use client::HubClient;
 use flow::{FlowState, Plan};
 use rpc::ItemError;
 use tasks::{Directory, TaskExport};
+use worker_infos::{Answer, Decoded, WorkerInfos};
 
 /// A kobo hub's XML-RPC client API.
 #[derive(Debug)]
@@ -134,10 +136,10 @@ impl XmlRpcSource {
         // Why the first worker left out for another reason than having been deleted was left out.
         let mut first_failure: Option<String> = None;
         for chunk in names.chunks(self.multicall_chunk) {
-            let results = self.client.worker_infos(chunk).await?;
-            for (name, result) in chunk.iter().zip(results) {
-                let deleted = matches!(&result, Ok(Value::Struct(fields)) if fields.is_empty());
-                match worker(name, result, self.client.secrets()) {
+            let answers = self.client.worker_infos(chunk).await?;
+            for (name, answer) in chunk.iter().zip(answers) {
+                let deleted = is_deleted(&answer);
+                match worker(name, answer, self.client.secrets()) {
                     Ok(decoded) => {
                         if let Some(note) = &decoded.note {
                             warnings.push(Warning::new(
@@ -346,13 +348,18 @@ impl XmlRpcSource {
     }
 }
 
+/// Whether the answer is `{}`: the worker was deleted since the list was read.
+fn is_deleted(answer: &Answer) -> bool {
+    matches!(answer, Answer::Value(Ok(Value::Struct(fields))) if fields.is_empty())
+}
+
 /// One worker's record from its answer inside the multicall, or why it has none (a fault string is
 /// scrubbed of `secrets` before it is shortened).
-fn worker(
-    name: &str,
-    result: Result<Value, ItemError>,
-    secrets: &Secrets,
-) -> Result<decode::DecodedWorker, String> {
+fn worker(name: &str, answer: Answer, secrets: &Secrets) -> Result<decode::DecodedWorker, String> {
+    let result = match answer {
+        Answer::Worker(decoded) => return Ok(*decoded),
+        Answer::Value(result) => result,
+    };
     let value = result.map_err(|error| match error {
         ItemError::Fault(fault) => format!(
             "client.get_worker_info answered fault {}: {}",
@@ -367,31 +374,57 @@ fn worker(
 }
 
 /// Not an API: exposed for the multicall benchmark (`benches/multicall.rs`) only. What a scrape does with
-/// the body of one `system.multicall` of `client.get_worker_info` for `names`, without HTTP: the UTF-8 and
-/// XML-RPC decoding, the multicall results, each worker's record and the id directory. Returns the records
-/// and how many workers were left out.
+/// the body of one `system.multicall` of `client.get_worker_info` for `names`, without HTTP: the body fed
+/// in pieces of `piece` bytes (as they arrive from the network) to the streaming decoder, or read whole by
+/// dxr when `piece` is 0 (the old path, for comparison); each worker's record and the id directory.
+/// Returns the records and how many workers were left out.
 #[doc(hidden)]
 pub fn decode_worker_infos(
     body: &[u8],
     names: &[String],
+    piece: usize,
 ) -> Result<(Vec<WorkerRecord>, usize), String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8 ({e})"))?;
-    let value = rpc::decode(text)?.map_err(|fault| format!("fault {}", fault.code()))?;
+    let answers = if piece == 0 {
+        whole_answers(body, names)?
+    } else {
+        let mut decoder = WorkerInfos::new(names);
+        for part in body.chunks(piece) {
+            decoder.take(part)?;
+        }
+        match decoder.finish()? {
+            Decoded::Answers(answers) => answers,
+            Decoded::Whole(body) => whole_answers(&body, names)?,
+        }
+    };
+    if answers.len() != names.len() {
+        return Err(format!(
+            "{} answers for {} calls",
+            answers.len(),
+            names.len()
+        ));
+    }
     let mut directory = Directory::default();
     let mut workers = Vec::with_capacity(names.len());
     let mut left_out = 0;
     let secrets = Secrets::default();
-    for (name, result) in names
-        .iter()
-        .zip(rpc::multicall_results(value, names.len())?)
-    {
-        match worker(name, result, &secrets) {
+    for (name, answer) in names.iter().zip(answers) {
+        match worker(name, answer, &secrets) {
             Ok(decoded) => workers.push(directory.learn(decoded)),
             Err(_) => left_out += 1,
         }
     }
     std::hint::black_box(&directory);
     Ok((workers, left_out))
+}
+
+/// The answers of a whole body read by dxr (the path of a body that is not a multicall's array).
+fn whole_answers(body: &[u8], names: &[String]) -> Result<Vec<Answer>, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8 ({e})"))?;
+    let value = rpc::decode(text)?.map_err(|fault| format!("fault {}", fault.code()))?;
+    Ok(rpc::multicall_results(value, names.len())?
+        .into_iter()
+        .map(Answer::Value)
+        .collect())
 }
 
 /// `text` ending with a full stop.
@@ -457,21 +490,25 @@ mod tests {
         )));
         let none = Secrets::default();
         assert_eq!(
-            worker("w", fault, &none).unwrap_err(),
+            worker("w", Answer::Value(fault), &none).unwrap_err(),
             "client.get_worker_info answered fault 1: ValueError: bad"
         );
         let odd = Err(ItemError::Malformed(
             "a string instead of [value] or a fault".into(),
         ));
         assert!(
-            worker("w", odd, &none)
+            worker("w", Answer::Value(odd), &none)
                 .unwrap_err()
                 .starts_with("system.multicall answered a string")
         );
         assert!(
-            worker("w", Ok(Value::Struct(Default::default())), &none)
-                .unwrap_err()
-                .contains("no such worker")
+            worker(
+                "w",
+                Answer::Value(Ok(Value::Struct(Default::default()))),
+                &none
+            )
+            .unwrap_err()
+            .contains("no such worker")
         );
         assert_eq!(sentence("a.".into()), "a.");
         assert_eq!(sentence("a".into()), "a.");

@@ -170,7 +170,8 @@ pub(crate) fn multicall_results(
     Ok(items.into_iter().map(multicall_item).collect())
 }
 
-fn multicall_item(item: Value) -> Result<Value, ItemError> {
+/// One result of a `system.multicall`: `[value]`, or a fault struct.
+pub(crate) fn multicall_item(item: Value) -> Result<Value, ItemError> {
     match item {
         Value::Array(mut values) if values.len() == 1 => match values.pop() {
             Some(value) => Ok(value),
