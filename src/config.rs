@@ -36,8 +36,9 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// typo, and a huge one overflowed the deadline arithmetic (`Instant + Duration`) at the first scrape.
 /// `query_timeout` also stays well under PostgreSQL's `statement_timeout` limit (an int4 of milliseconds,
 /// 2147483 s).
-pub const DURATION_LIMITS: [(&str, u64, bool); 7] = [
+pub const DURATION_LIMITS: [(&str, u64, bool); 8] = [
     ("task_late_commit_window", 86400, true),
+    ("worker_dir_rescan_interval", 86400, true),
     ("connect_timeout", 300, false),
     ("query_timeout", 3600, false),
     ("scrape_timeout", 3600, false),
@@ -51,9 +52,11 @@ pub const MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 1..=100;
 
 /// The keys of the `kobo` table that every source shares: the fields of [`KoboTable`] (a test holds the
 /// two together). The backends own theirs ([`Backend::keys`]).
-const COMMON_KEYS: [&str; 20] = [
+const COMMON_KEYS: [&str; 22] = [
     "url",
     "worker_dir",
+    "worker_dir_watch",
+    "worker_dir_rescan_interval",
     "password_file",
     "ca_file",
     "max_connections",
@@ -107,6 +110,9 @@ fn env_keys() -> Vec<&'static str> {
 struct KoboTable {
     url: Option<String>,
     worker_dir: Option<PathBuf>,
+    worker_dir_watch: Option<bool>,
+    /// Seconds.
+    worker_dir_rescan_interval: Option<Seconds>,
     password_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
     max_connections: Option<u32>,
@@ -145,6 +151,10 @@ impl KoboTable {
         KoboTable {
             url: self.url.or(parent.url),
             worker_dir: self.worker_dir.or(parent.worker_dir),
+            worker_dir_watch: self.worker_dir_watch.or(parent.worker_dir_watch),
+            worker_dir_rescan_interval: self
+                .worker_dir_rescan_interval
+                .or(parent.worker_dir_rescan_interval),
             password_file: self.password_file.or(parent.password_file),
             ca_file: self.ca_file.or(parent.ca_file),
             max_connections: self.max_connections.or(parent.max_connections),
@@ -888,6 +898,18 @@ impl Settings {
                 }
             }
         };
+        // Checked with or without a worker_dir, so that a bad value is named now.
+        let mut freshness = kobo_backend_api::worker_dir::Freshness::default();
+        if let Some(watch) = table.worker_dir_watch {
+            freshness.watch = watch;
+        }
+        if let Some(s) = table.worker_dir_rescan_interval {
+            freshness.rescan_interval = seconds("worker_dir_rescan_interval", s)?;
+        }
+        database.worker_dir = database
+            .worker_dir
+            .take()
+            .map(|dir| dir.with_freshness(freshness));
         if let Some(s) = table.connect_timeout {
             database.connect_timeout = seconds("connect_timeout", s)?;
         }
@@ -1165,6 +1187,8 @@ mod tests {
         let every_field = KoboTable {
             url: Some(String::new()),
             worker_dir: Some(PathBuf::new()),
+            worker_dir_watch: Some(true),
+            worker_dir_rescan_interval: Some(Seconds(1.0)),
             password_file: Some(PathBuf::new()),
             ca_file: Some(PathBuf::new()),
             max_connections: Some(1),

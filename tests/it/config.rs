@@ -254,6 +254,7 @@ fn durations_are_bounded_and_the_message_names_key_source_and_limit() {
         ("task_refresh_interval", "86400", true),
         ("min_scrape_interval", "3600", true),
         ("reconnect_backoff_max", "3600", true),
+        ("worker_dir_rescan_interval", "86400", true),
     ];
     for (key, limit, zero_allowed) in keys {
         let over = format!("{}.5", limit);
@@ -543,6 +544,37 @@ fn task_flow_keys_are_read_and_bad_values_named() {
         assert_eq!(
             settings.database.task_flow.time_zone.name(),
             "America/New_York"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_worker_dir_freshness_keys_reach_the_source_options() {
+    use kobo_exporter::api::worker_dir::Freshness;
+    use std::time::Duration;
+    common::jail(|jail| {
+        std::fs::create_dir(jail.directory().join("workers")).expect("mkdir");
+        settings_config(jail, "worker_dir = \"workers\"")?;
+        let dir = settings_or_error().expect("settings").database.worker_dir;
+        assert_eq!(dir.map(|d| d.freshness()), Some(Freshness::default()));
+        settings_config(
+            jail,
+            "worker_dir = \"workers\"\nworker_dir_watch = false\nworker_dir_rescan_interval = 30",
+        )?;
+        let dir = settings_or_error().expect("settings").database.worker_dir;
+        assert_eq!(
+            dir.map(|d| d.freshness()),
+            Some(Freshness {
+                watch: false,
+                rescan_interval: Duration::from_secs(30),
+            })
+        );
+        jail.set_env("KOBO_WORKER_DIR_WATCH", "maybe");
+        let error = settings_or_error().expect_err("not a boolean");
+        assert_mentions(
+            &error,
+            &["WORKER_DIR_WATCH", "`KOBO_` environment", "boolean"],
         );
         Ok(())
     });

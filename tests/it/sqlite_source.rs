@@ -284,3 +284,17 @@ async fn a_hub_file_deleted_fails_and_one_replaced_by_rename_is_read_anew() {
             .any(|w| w.name == "worker-0001.example.com" && w.max_load == 42)
     );
 }
+
+#[tokio::test]
+async fn changes_show_at_the_next_scrape_in_every_last_seen_mode() {
+    let (_tmp, path) = common::fixture_sqlite();
+    common::changes_show_at_the_next_scrape(
+        |dir| Box::new(kobo_backend_sqlite::open(&path, Some(dir)).expect("open")),
+        async |sql: &str| {
+            rusqlite::Connection::open(&path)
+                .and_then(|hub| hub.execute_batch(sql))
+                .expect("the hub's write");
+        },
+    )
+    .await;
+}

@@ -3,11 +3,17 @@
 //! kobo touches `WORKER_DIR/<urlsafe-base64(name)>` (with `=` padding) on every authenticated `worker.*`
 //! call; the file's mtime is the worker's last seen. A missing file means the worker was never seen. A
 //! missing or unreadable directory is an error of its own: it must not look like "nobody was ever seen".
+//!
+//! The directory is listed in full once, then kept up to date from inotify's events where it can be
+//! ([`watch`]): a scrape then stats only the files changed since the last one.
+
+mod watch;
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
@@ -16,11 +22,25 @@ use crate::SourceError;
 use crate::records::{HubSnapshot, LastSeen, WorkerRecord};
 use crate::request::{Part, Warning};
 
-/// kobo's worker directory, read for last seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+pub use watch::{Freshness, Mode};
+
+/// kobo's worker directory, read for last seen, and what is known of it between scrapes (shared by the
+/// clones: a source's collections share one cache).
+#[derive(Debug, Clone)]
 pub struct WorkerDir {
     path: PathBuf,
+    freshness: Freshness,
+    state: Arc<Mutex<watch::State>>,
 }
+
+/// Two worker directories are the same when their path and freshness are (whatever they have cached).
+impl PartialEq for WorkerDir {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.path, self.freshness) == (&other.path, other.freshness)
+    }
+}
+
+impl Eq for WorkerDir {}
 
 /// The file name kobo uses for a worker: the URL-safe base64 of its UTF-8 name, with padding.
 pub fn file_name(worker_name: &str) -> String {
@@ -28,13 +48,151 @@ pub fn file_name(worker_name: &str) -> String {
 }
 
 impl WorkerDir {
-    /// A worker directory at `path`. Checked at every read, not here.
+    /// A worker directory at `path`, watched where it can be ([`Freshness::default`]). Checked at every
+    /// read, not here.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        WorkerDir { path: path.into() }
+        WorkerDir {
+            path: path.into(),
+            freshness: Freshness::default(),
+            state: Arc::default(),
+        }
+    }
+
+    /// The same directory, kept fresh as `freshness` says.
+    pub fn with_freshness(self, freshness: Freshness) -> Self {
+        WorkerDir { freshness, ..self }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn freshness(&self) -> Freshness {
+        self.freshness
+    }
+
+    /// How the directory is being read, once it has been read.
+    pub fn mode(&self) -> Option<Mode> {
+        self.lock().mode.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, watch::State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn error(&self, e: io::Error) -> SourceError {
+        SourceError::WorkerDir {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Every file's mtime, as fresh as [`Freshness`] says: a full listing when one is due (the first,
+    /// after inotify lost events or the directory was replaced, every `rescan_interval`, or at every call
+    /// without inotify); otherwise the last one with the files inotify saw change since stat'ed again.
+    /// On error the cache is dropped, so that the next call lists the directory again.
+    pub fn mtimes(&self) -> Result<Arc<HashMap<String, i64>>, SourceError> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let interval = self.freshness.rescan_interval;
+        let mut due = match state.listed_at {
+            None => true,
+            Some(at) if !interval.is_zero() => now.duration_since(at) >= interval,
+            Some(_) => state.watch.is_none(),
+        };
+        if !due && let Some(watch) = state.watch.as_mut() {
+            match watch.drain() {
+                Ok(changes) if changes.relist => {
+                    state.watch = None;
+                    due = true;
+                }
+                Ok(changes) => {
+                    if !changes.names.is_empty() {
+                        let mtimes = Arc::make_mut(&mut state.mtimes);
+                        for name in changes.names {
+                            let Ok(name) = name.into_string() else {
+                                continue;
+                            };
+                            match std::fs::metadata(self.path.join(&name)) {
+                                Ok(meta) => {
+                                    if let Some(seconds) = meta.modified().ok().map(unix_seconds) {
+                                        mtimes.insert(name, seconds);
+                                    }
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                                    mtimes.remove(&name);
+                                }
+                                Err(e) => {
+                                    *state = watch::State::default();
+                                    return Err(self.error(e));
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::warn!(
+                        "last seen: the inotify watch of {} failed ({e}): listing it instead",
+                        self.path.display()
+                    );
+                    state.watch = None;
+                    due = true;
+                }
+            }
+        }
+        if due {
+            // The watch first: a change made while the directory is listed is then not lost.
+            let mode = match (&state.watch, self.freshness.watch) {
+                (Some(_), _) => Mode::Watching,
+                (None, false) => Mode::Listing("worker_dir_watch is false".into()),
+                (None, true) => match watch::Watch::new(&self.path) {
+                    Ok(watch) => {
+                        state.watch = Some(watch);
+                        Mode::Watching
+                    }
+                    Err(why) => Mode::Listing(why),
+                },
+            };
+            match self.read_mtimes() {
+                Ok(listing) => {
+                    // The events queued meanwhile stay queued: the next call stats their files again,
+                    // which may have changed after the listing read them.
+                    state.mtimes = Arc::new(listing);
+                    state.listed_at = Some(now);
+                    state.listings += 1;
+                }
+                Err(e) => {
+                    *state = watch::State::default();
+                    return Err(e);
+                }
+            }
+            if state.mode.as_ref() != Some(&mode) {
+                match &mode {
+                    Mode::Watching => log::info!(
+                        "last seen: {} is watched with inotify: a scrape reads only the files changed since the last one{}",
+                        self.path.display(),
+                        match interval.is_zero() {
+                            true => String::new(),
+                            false =>
+                                format!(", and lists it in full every {} s", interval.as_secs_f64()),
+                        }
+                    ),
+                    Mode::Listing(why) => log::info!(
+                        "last seen: {} is not watched ({why}): it is listed in full {}",
+                        self.path.display(),
+                        match interval.is_zero() {
+                            true => "at every scrape".to_string(),
+                            false => format!(
+                                "every {} s, and last seen is up to that old",
+                                interval.as_secs_f64()
+                            ),
+                        }
+                    ),
+                }
+                state.mode = Some(mode);
+            }
+        }
+        Ok(Arc::clone(&state.mtimes))
     }
 
     /// Checks that the directory exists and can be listed: for a clear error at start-up.
@@ -47,13 +205,9 @@ impl WorkerDir {
     /// One directory listing per scrape instead of one `stat` per worker by name; names that are not
     /// valid UTF-8 cannot be kobo's base64 names and are skipped.
     pub fn read_mtimes(&self) -> Result<HashMap<String, i64>, SourceError> {
-        let error = |e: io::Error| SourceError::WorkerDir {
-            path: self.path.clone(),
-            message: e.to_string(),
-        };
         let mut mtimes = HashMap::new();
-        for entry in std::fs::read_dir(&self.path).map_err(error)? {
-            let entry = entry.map_err(error)?;
+        for entry in std::fs::read_dir(&self.path).map_err(|e| self.error(e))? {
+            let entry = entry.map_err(|e| self.error(e))?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
@@ -61,20 +215,12 @@ impl WorkerDir {
             let meta = match entry.metadata() {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(error(e)),
+                Err(e) => return Err(self.error(e)),
             };
             let Ok(modified) = meta.modified() else {
                 continue;
             };
-            let seconds = match modified.duration_since(UNIX_EPOCH) {
-                Ok(after) => after.as_secs() as i64,
-                // Before 1970: whole seconds towards minus infinity, like Python's int(st_mtime).
-                Err(before) => {
-                    let d = before.duration();
-                    -(d.as_secs() as i64) - i64::from(d.subsec_nanos() > 0)
-                }
-            };
-            mtimes.insert(name, seconds);
+            mtimes.insert(name, unix_seconds(modified));
         }
         Ok(mtimes)
     }
@@ -82,8 +228,20 @@ impl WorkerDir {
     /// Sets every worker's last seen from the directory: `At(mtime)` where its file exists, `Never` where
     /// it does not. On error the workers are left untouched and the error is returned.
     pub fn apply(&self, workers: &mut [WorkerRecord]) -> Result<(), SourceError> {
-        apply_mtimes(&self.read_mtimes()?, workers);
+        let mtimes = self.mtimes()?;
+        apply_mtimes(&mtimes, workers);
         Ok(())
+    }
+}
+
+/// Whole Unix seconds of a file time; before 1970, towards minus infinity, like Python's `int(st_mtime)`.
+fn unix_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_secs() as i64,
+        Err(before) => {
+            let d = before.duration();
+            -(d.as_secs() as i64) - i64::from(d.subsec_nanos() > 0)
+        }
     }
 }
 
@@ -111,7 +269,7 @@ pub struct LastSeenTask {
 }
 
 /// A directory listing ([`WorkerDir::read_mtimes`]) and how long it took.
-type Listing = (Result<HashMap<String, i64>, SourceError>, Duration);
+type Listing = (Result<Arc<HashMap<String, i64>>, SourceError>, Duration);
 
 impl LastSeenTask {
     /// Starts listing `dir` (nothing to do without one). Must be called inside a tokio runtime.
@@ -119,7 +277,7 @@ impl LastSeenTask {
         let listing = dir.cloned().map(|dir| {
             tokio::task::spawn_blocking(move || {
                 let started = Instant::now();
-                let mtimes = dir.read_mtimes();
+                let mtimes = dir.mtimes();
                 (mtimes, started.elapsed())
             })
         });
@@ -155,6 +313,144 @@ impl LastSeenTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn set_mtime(path: &Path, seconds: u64) {
+        std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(seconds)))
+            .expect("set the mtime");
+    }
+
+    fn listings(dir: &WorkerDir) -> u64 {
+        dir.lock().listings
+    }
+
+    fn seen(dir: &WorkerDir, name: &str) -> Option<i64> {
+        dir.mtimes().expect("read").get(name).copied()
+    }
+
+    #[test]
+    fn watched_a_touched_created_removed_or_renamed_file_shows_at_the_next_read_without_a_listing()
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        set_mtime(&tmp.path().join("a"), 1_000);
+        let dir = WorkerDir::new(tmp.path());
+        assert_eq!(dir.mode(), None);
+        assert_eq!(seen(&dir, "a"), Some(1_000));
+        assert_eq!(dir.mode(), Some(Mode::Watching), "{:?}", dir.mode());
+        set_mtime(&tmp.path().join("a"), 2_000);
+        assert_eq!(seen(&dir, "a"), Some(2_000), "touched");
+        set_mtime(&tmp.path().join("b"), 3_000);
+        assert_eq!(seen(&dir, "b"), Some(3_000), "created");
+        std::fs::remove_file(tmp.path().join("a")).unwrap();
+        assert_eq!(seen(&dir, "a"), None, "removed");
+        std::fs::rename(tmp.path().join("b"), tmp.path().join("c")).unwrap();
+        let mtimes = dir.mtimes().unwrap();
+        assert_eq!(
+            (mtimes.get("b"), mtimes.get("c")),
+            (None, Some(&3_000)),
+            "renamed"
+        );
+        // A clone shares the cache (a source's collections do).
+        assert_eq!(seen(&dir.clone(), "c"), Some(3_000));
+        assert_eq!(listings(&dir), 1, "one listing, then only events");
+    }
+
+    #[test]
+    fn unwatched_every_read_lists_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = WorkerDir::new(tmp.path()).with_freshness(Freshness {
+            watch: false,
+            rescan_interval: Duration::ZERO,
+        });
+        assert_eq!(seen(&dir, "a"), None);
+        set_mtime(&tmp.path().join("a"), 1_000);
+        assert_eq!(seen(&dir, "a"), Some(1_000));
+        set_mtime(&tmp.path().join("a"), 2_000);
+        assert_eq!(seen(&dir, "a"), Some(2_000));
+        assert_eq!(listings(&dir), 3);
+        assert_eq!(
+            dir.mode(),
+            Some(Mode::Listing("worker_dir_watch is false".into()))
+        );
+    }
+
+    #[test]
+    fn a_rescan_interval_bounds_the_listings_and_inotify_still_sees_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        set_mtime(&tmp.path().join("a"), 1_000);
+        let hour = Duration::from_secs(3_600);
+        let unwatched = WorkerDir::new(tmp.path()).with_freshness(Freshness {
+            watch: false,
+            rescan_interval: hour,
+        });
+        let watched = WorkerDir::new(tmp.path()).with_freshness(Freshness {
+            watch: true,
+            rescan_interval: hour,
+        });
+        assert_eq!(
+            (seen(&unwatched, "a"), seen(&watched, "a")),
+            (Some(1_000), Some(1_000))
+        );
+        set_mtime(&tmp.path().join("a"), 2_000);
+        // Without inotify last seen is up to the interval old: what the operator chose.
+        assert_eq!(seen(&unwatched, "a"), Some(1_000));
+        assert_eq!(seen(&watched, "a"), Some(2_000));
+        assert_eq!((listings(&unwatched), listings(&watched)), (1, 1));
+        // Once the interval has passed, a full listing.
+        unwatched.lock().listed_at = Instant::now().checked_sub(hour);
+        assert_eq!(seen(&unwatched, "a"), Some(2_000));
+        assert_eq!(listings(&unwatched), 2);
+    }
+
+    #[test]
+    fn a_replaced_directory_or_an_overflowed_queue_is_listed_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("worker");
+        std::fs::create_dir(&path).unwrap();
+        set_mtime(&path.join("a"), 1_000);
+        let dir = WorkerDir::new(&path);
+        assert_eq!(seen(&dir, "a"), Some(1_000));
+        // Replaced: the watch of the old directory is gone (IN_DELETE_SELF, IN_IGNORED).
+        std::fs::remove_dir_all(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        set_mtime(&path.join("b"), 2_000);
+        let mtimes = dir.mtimes().unwrap();
+        assert_eq!((mtimes.get("a"), mtimes.get("b")), (None, Some(&2_000)));
+        assert_eq!(listings(&dir), 2);
+        assert_eq!(seen(&dir, "b"), Some(2_000));
+        assert_eq!(listings(&dir), 2, "the new directory is watched");
+        // More events than the queue holds (touches of two files in turn are not merged): the overflow
+        // makes the next read list the directory.
+        let queued: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(16_384);
+        for i in 0..=queued {
+            set_mtime(&path.join(if i % 2 == 0 { "b" } else { "c" }), 3_000 + i);
+        }
+        let mtimes = dir.mtimes().unwrap();
+        assert_eq!(listings(&dir), 3, "listed after the overflow");
+        assert_eq!(
+            mtimes.get("b").copied().max(mtimes.get("c").copied()),
+            Some(3_000 + queued as i64)
+        );
+        // Removed for good: an error, and the cache is dropped.
+        std::fs::remove_dir_all(&path).unwrap();
+        assert!(matches!(dir.mtimes(), Err(SourceError::WorkerDir { .. })));
+        std::fs::create_dir(&path).unwrap();
+        assert_eq!(dir.mtimes().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_network_filesystem_is_known_by_its_magic_number() {
+        assert_eq!(watch::remote_filesystem(Path::new("/nonexistent")), None);
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(watch::remote_filesystem(tmp.path()), None, "a local disk");
+    }
 
     #[test]
     fn file_names_are_urlsafe_base64_with_padding() {

@@ -17,6 +17,7 @@ macro_rules! backend_suite {
         backend_suite!(@tests $backend:
             fixture_gives_the_same_snapshot_as_the_sqlite_source,
             last_seen_comes_from_the_worker_dir,
+            changes_show_at_the_next_scrape_in_every_last_seen_mode,
             old_schema_without_min_priority_and_canceled_by_works,
             a_database_that_is_not_a_hub_names_the_missing_table,
             odd_names_empty_hubs_and_bytewise_grouping,
@@ -161,6 +162,24 @@ pub async fn last_seen_comes_from_the_worker_dir<B: Backend>() {
         .expect("collect");
     assert_eq!(snapshot.workers[1].last_seen, LastSeen::Unavailable);
     assert_eq!(snapshot.warnings.len(), 1, "{:?}", snapshot.warnings);
+}
+
+pub async fn changes_show_at_the_next_scrape_in_every_last_seen_mode<B: Backend>() {
+    let Some(db) = B::Db::with_fixture().await else {
+        return;
+    };
+    let options = db.options();
+    crate::common::changes_show_at_the_next_scrape(
+        |dir| {
+            B::source(DatabaseOptions {
+                worker_dir: Some(dir),
+                ..options.clone()
+            })
+            .expect("source")
+        },
+        async |sql: &str| db.execute(sql).await,
+    )
+    .await;
 }
 
 pub async fn old_schema_without_min_priority_and_canceled_by_works<B: Backend>() {

@@ -367,3 +367,139 @@ pub async fn scrape_within(
     let body = response.into_string().await.expect("a body");
     (status, body, started.elapsed())
 }
+
+/// The last-seen cache modes a database source is checked in: inotify (the default), a full listing
+/// at every scrape, and inotify with a periodic full listing.
+pub fn last_seen_modes() -> [kobo_exporter::api::worker_dir::Freshness; 3] {
+    use kobo_exporter::api::worker_dir::Freshness;
+    [
+        Freshness::default(),
+        Freshness {
+            watch: false,
+            rescan_interval: Duration::ZERO,
+        },
+        Freshness {
+            watch: true,
+            rescan_interval: Duration::from_secs(3_600),
+        },
+    ]
+}
+
+/// Issue 17's correctness check for a source over the fixture hub, in every last-seen mode: a changed,
+/// an added and a deleted worker row, and a touched, a new and a removed last-seen file, each show at
+/// the very next scrape. `open` makes the source on a worker directory; `write` runs SQL on the hub
+/// through another connection (as the hub does). Each mode starts from the fixture's rows again.
+pub async fn changes_show_at_the_next_scrape<W>(
+    open: impl Fn(kobo_exporter::api::WorkerDir) -> Box<dyn kobo_exporter::api::DataSource>,
+    write: W,
+) where
+    W: AsyncFn(&str),
+{
+    use kobo_exporter::api::worker_dir::file_name;
+    use kobo_exporter::api::{LastSeen, WorkerDir};
+    use kobo_testkit::CollectExt;
+
+    let set_mtime = |dir: &Path, name: &str, seconds: u64| {
+        std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(file_name(name)))
+            .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(seconds)))
+            .expect("set the mtime");
+    };
+    for mode in last_seen_modes() {
+        write("DELETE FROM hub_worker WHERE id IN (6, 7)").await;
+        write("UPDATE hub_worker SET max_load = 4, ready = TRUE WHERE id = 3").await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        set_mtime(dir.path(), "worker-0002.example.com", 1_700_000_000);
+        let source = open(WorkerDir::new(dir.path()).with_freshness(mode));
+        let scrape = async || {
+            let snapshot = source
+                .collect_workers()
+                .await
+                .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+            assert!(
+                snapshot.warnings.is_empty(),
+                "{mode:?}: {:?}",
+                snapshot.warnings
+            );
+            snapshot.workers
+        };
+        let worker = |workers: &[kobo_exporter::api::WorkerRecord], name: &str| {
+            workers.iter().find(|w| w.name == name).cloned()
+        };
+        let first = scrape().await;
+        assert_eq!(first.len(), 5, "{mode:?}");
+        assert_eq!(
+            worker(&first, "worker-0002.example.com").map(|w| w.last_seen),
+            Some(LastSeen::At(1_700_000_000)),
+            "{mode:?}"
+        );
+        // Unchanged: the same records (a source may serve them without asking the database again).
+        assert_eq!(scrape().await, first, "{mode:?}");
+
+        write("UPDATE hub_worker SET max_load = 7, ready = FALSE WHERE id = 3").await;
+        let w = worker(&scrape().await, "worker-0003.example.com").expect("still there");
+        assert_eq!((w.max_load, w.ready), (7, false), "{mode:?}: a changed row");
+
+        for (id, name) in [
+            (6, "worker-0006.example.com"),
+            (7, "worker-0007.example.com"),
+        ] {
+            write(&format!(
+                "INSERT INTO hub_worker (id, worker_key, name, enabled, max_load, max_tasks, ready, \
+                 task_count, current_load, min_priority) VALUES ({id}, 'k{id}', '{name}', TRUE, 3, 0, \
+                 TRUE, 0, 0, 0)"
+            ))
+            .await;
+        }
+        let workers = scrape().await;
+        let added = worker(&workers, "worker-0006.example.com")
+            .unwrap_or_else(|| panic!("{mode:?}: added"));
+        assert_eq!(
+            (added.max_load, added.last_seen),
+            (3, LastSeen::Never),
+            "{mode:?}"
+        );
+        assert_eq!(workers.len(), 7, "{mode:?}");
+
+        write("DELETE FROM hub_worker WHERE id = 7").await;
+        let workers = scrape().await;
+        assert!(
+            worker(&workers, "worker-0007.example.com").is_none(),
+            "{mode:?}: deleted"
+        );
+        assert_eq!(workers.len(), 6, "{mode:?}");
+
+        // Last-seen files: touched, created, removed. With a rescan interval and no inotify they would
+        // wait for the interval; every mode checked here reads them at once.
+        set_mtime(dir.path(), "worker-0002.example.com", 1_750_000_000);
+        set_mtime(dir.path(), "worker-0006.example.com", 1_760_000_000);
+        std::fs::remove_file(dir.path().join(file_name("worker-0002.example.com")))
+            .and_then(|()| {
+                std::fs::File::create(dir.path().join(file_name("worker-0002.example.com")))
+                    .map(drop)
+            })
+            .expect("recreate");
+        set_mtime(dir.path(), "worker-0002.example.com", 1_750_000_000);
+        let workers = scrape().await;
+        assert_eq!(
+            worker(&workers, "worker-0002.example.com").map(|w| w.last_seen),
+            Some(LastSeen::At(1_750_000_000)),
+            "{mode:?}: touched"
+        );
+        assert_eq!(
+            worker(&workers, "worker-0006.example.com").map(|w| w.last_seen),
+            Some(LastSeen::At(1_760_000_000)),
+            "{mode:?}: created"
+        );
+        std::fs::remove_file(dir.path().join(file_name("worker-0006.example.com"))).expect("rm");
+        let workers = scrape().await;
+        assert_eq!(
+            worker(&workers, "worker-0006.example.com").map(|w| w.last_seen),
+            Some(LastSeen::Never),
+            "{mode:?}: removed"
+        );
+    }
+}
