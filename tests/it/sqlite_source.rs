@@ -298,3 +298,32 @@ async fn changes_show_at_the_next_scrape_in_every_last_seen_mode() {
     )
     .await;
 }
+
+/// `PRAGMA data_version`: while no other connection has committed, the worker query is not run again;
+/// a commit, and a task refresh (its snapshot transaction), run it.
+#[tokio::test]
+async fn an_unchanged_hub_is_not_queried_again() {
+    let (_tmp, path) = common::fixture_sqlite();
+    let source = kobo_backend_sqlite::open(&path, None).expect("open");
+    let run = || source.driver().statements_run();
+    let first = source.collect_workers().await.expect("collect");
+    assert_eq!(run(), 1);
+    for _ in 0..3 {
+        let again = source.collect_workers().await.expect("collect");
+        assert_eq!(again.workers, first.workers);
+    }
+    assert_eq!(run(), 1, "served from the last result");
+    rusqlite::Connection::open(&path)
+        .and_then(|hub| hub.execute_batch("UPDATE hub_worker SET max_load = 9 WHERE id = 5"))
+        .expect("the hub's write");
+    let changed = source.collect_workers().await.expect("collect");
+    assert_eq!(run(), 2, "queried after the commit");
+    assert_eq!(changed.workers[4].max_load, 9);
+    let before = run();
+    source.collect_tasks().await.expect("collect with tasks");
+    assert!(
+        run() >= before + 3,
+        "a task refresh runs every statement: {}",
+        run()
+    );
+}

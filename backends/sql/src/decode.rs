@@ -46,8 +46,9 @@ pub trait Row {
     fn value(&self, index: usize) -> Result<Value<'_>, String>;
 }
 
-/// A record read from rows of one statement.
-pub trait FromRow: Sized + Send + 'static {
+/// A record read from rows of one statement (`Clone`: a driver may keep a result it can prove unchanged,
+/// SQLite's `PRAGMA data_version`).
+pub trait FromRow: Sized + Send + Clone + 'static {
     /// The names of the columns it reads, in the order [`decode`](FromRow::decode) asks for them.
     const COLUMNS: &'static [&'static str];
     /// Those a result may lack (read as NULL).

@@ -13,6 +13,8 @@
 
 mod url;
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -89,11 +91,27 @@ impl Sqlite {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Statements the kept connection has run, not counting results it served again unchanged (for the
+    /// tests; 0 while a collection holds the connection).
+    pub fn statements_run(&self) -> u64 {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, |hub| hub.statements_run)
+    }
 }
 
 /// An open database and the file it was opened on.
 struct HubConnection {
     conn: Connection,
+    /// The last result of each statement run outside a transaction, with the `PRAGMA data_version` read
+    /// just before it: while the version is the same, no other connection has committed, and the result
+    /// is served again without running the statement.
+    results: HashMap<String, (i64, Box<dyn Any + Send>)>,
+    /// Statements run (not served from `results`), for the tests.
+    statements_run: u64,
     /// The device and inode of the file the connection was opened on, to notice the file at the path being
     /// deleted or replaced (by a rename, the usual way to replace a file atomically): SQLite keeps reading
     /// the open file, i.e. the old rows, for ever.
@@ -135,7 +153,12 @@ impl HubConnection {
         conn.busy_timeout(BUSY_TIMEOUT)
             .and_then(|()| conn.pragma_update(None, "query_only", true))
             .map_err(|e| e.to_string())?;
-        Ok(HubConnection { conn, file })
+        Ok(HubConnection {
+            conn,
+            file,
+            results: HashMap::new(),
+            statements_run: 0,
+        })
     }
 
     /// Whether the file at `path` is still the one this connection reads. `Ok(false)`: another file
@@ -242,13 +265,13 @@ impl SqliteConn {
     /// connection is closed when `op` returns.
     async fn blocking<T: Send + 'static>(
         &mut self,
-        op: impl FnOnce(&Connection) -> Result<T, DriverError> + Send + 'static,
+        op: impl FnOnce(&mut HubConnection) -> Result<T, DriverError> + Send + 'static,
     ) -> Result<T, DriverError> {
-        let hub = self.hub.take().ok_or_else(|| {
+        let mut hub = self.hub.take().ok_or_else(|| {
             DriverError::Query("the connection was lost by an earlier error".into())
         })?;
         let (hub, result) = tokio::task::spawn_blocking(move || {
-            let result = op(&hub.conn);
+            let result = op(&mut hub);
             (hub, result)
         })
         .await
@@ -272,18 +295,20 @@ impl SqlConnection for SqliteConn {
 
     async fn catalog(&mut self, deadline: Instant) -> Result<Catalog, DriverError> {
         let busy = busy_timeout(deadline);
-        self.blocking(move |conn| {
-            conn.busy_timeout(busy)
+        self.blocking(move |hub| {
+            hub.conn
+                .busy_timeout(busy)
                 .map_err(|e| e.to_string())
-                .and_then(|()| read_catalog(conn))
+                .and_then(|()| read_catalog(&hub.conn))
                 .map_err(DriverError::Query)
         })
         .await
     }
 
     async fn execute(&mut self, sql: &'static str, _deadline: Instant) -> Result<(), DriverError> {
-        self.blocking(move |conn| {
-            conn.execute_batch(sql)
+        self.blocking(move |hub| {
+            hub.conn
+                .execute_batch(sql)
                 .map_err(|e| DriverError::Query(e.to_string()))
         })
         .await
@@ -296,9 +321,26 @@ impl SqlConnection for SqliteConn {
     ) -> Result<Vec<R>, DriverError> {
         let sql = statement.sql();
         let busy = busy_timeout(deadline);
-        self.blocking(move |conn| {
+        self.blocking(move |hub| {
             let query = |e: rusqlite::Error| DriverError::Query(e.to_string());
+            let conn = &hub.conn;
             conn.busy_timeout(busy).map_err(query)?;
+            // Outside a transaction (a scrape's worker query), a result no other connection can have
+            // changed is served again. Inside one (the task refresh) every statement runs, on the
+            // transaction's snapshot.
+            let version = match conn.is_autocommit() {
+                true => Some(
+                    conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
+                        .map_err(query)?,
+                ),
+                false => None,
+            };
+            if let (Some(version), Some((seen, rows))) = (version, hub.results.get(&sql))
+                && *seen == version
+                && let Some(rows) = rows.downcast_ref::<Vec<R>>()
+            {
+                return Ok(rows.clone());
+            }
             let mut stmt = conn.prepare_cached(&sql).map_err(query)?;
             let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -307,6 +349,16 @@ impl SqlConnection for SqliteConn {
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(query)? {
                 out.push(R::decode(&SqliteValues(row), &columns).map_err(DriverError::Data)?);
+            }
+            drop(rows);
+            drop(stmt);
+            hub.statements_run += 1;
+            if let Some(version) = version {
+                // A handful of statements run outside a transaction; never let the map grow.
+                if hub.results.len() >= 8 {
+                    hub.results.clear();
+                }
+                hub.results.insert(sql, (version, Box::new(out.clone())));
             }
             Ok(out)
         })
