@@ -8,7 +8,11 @@
 //! `--quick` (what `.ci/run` runs): the smallest hub, a few hundred scrapes with the debug exporter; it fails
 //! (exit 1) when a scrape fails, a query count is not what the design says, or the XML-RPC request count
 //! grows with the workers. Latency targets are reported, not enforced, in quick mode (debug build).
+//!
+//! The results are drawn as `chart.svg` too (chart.rs); `--chart-from FILE.json` draws it from an earlier
+//! run's results.json without measuring.
 
+mod chart;
 mod counters;
 mod exporter;
 mod floor;
@@ -58,7 +62,7 @@ pub struct Args {
     /// The exporter binary (default target/release/kobo-exporter; target/debug/kobo-exporter with --quick).
     #[arg(long)]
     pub exporter: Option<PathBuf>,
-    /// Where hubs, exporter configs and the results (results.md, results.json) go.
+    /// Where hubs, exporter configs and the results (results.md, results.json, chart.svg) go.
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
     /// PostgreSQL administrator URL: the runner creates (and drops) its hub databases there.
@@ -81,6 +85,9 @@ pub struct Args {
     /// The hub generator's seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u32,
+    /// Measure nothing: draw the chart of an earlier run's results.json into --out/chart.svg.
+    #[arg(long, value_name = "FILE.json")]
+    pub chart_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -266,6 +273,11 @@ fn main() -> ExitCode {
 
 /// Runs every row; `Ok(false)` when a check failed.
 async fn run(args: &Args) -> Result<bool> {
+    if let Some(json) = &args.chart_from {
+        let path = chart::write_from(json, &args.out)?;
+        eprintln!("chart: {}", path.display());
+        return Ok(true);
+    }
     let plan = Plan::from_args(args);
     if !plan.exporter.is_file() {
         return Err(anyhow::anyhow!(

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::chart::{self, Point};
 use crate::{Context, Plan, Result, Scenario, Size, Source};
 
 /// What the server counted per scrape.
@@ -154,7 +155,8 @@ impl Row {
     }
 }
 
-fn count(n: u32) -> String {
+/// A count as the table shows it: 1k, 1M.
+pub fn count(n: u32) -> String {
     match n {
         n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
         n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
@@ -220,7 +222,7 @@ fn environment(plan: &Plan, quick: bool) -> Value {
     })
 }
 
-/// Prints the table and writes `results.md` and `results.json` into `out`.
+/// Prints the table and writes `results.md`, `results.json` and `chart.svg` into `out`.
 pub fn write(out: &Path, rows: &[Row], plan: &Plan, quick: bool) -> Result<()> {
     let env = environment(plan, quick);
     let table = markdown(rows);
@@ -243,7 +245,16 @@ pub fn write(out: &Path, rows: &[Row], plan: &Plan, quick: bool) -> Result<()> {
     });
     let text = serde_json::to_string_pretty(&document).context("encoding the results")?;
     std::fs::write(&json_path, text).context(format!("writing {}", json_path.display()))?;
-    eprintln!("results: {} and {}", md.display(), json_path.display());
+    let chart_path = out.join("chart.svg");
+    let points: Vec<Point> = rows.iter().map(Point::from).collect();
+    std::fs::write(&chart_path, chart::svg(&points, &chart::caption(&env)))
+        .context(format!("writing {}", chart_path.display()))?;
+    eprintln!(
+        "results: {}, {} and {}",
+        md.display(),
+        json_path.display(),
+        chart_path.display()
+    );
     Ok(())
 }
 
