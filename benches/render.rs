@@ -4,7 +4,11 @@
 //!
 //! - `render/text_all`: every family (hub and exporter), Prometheus text format 0.0.4;
 //! - `render/text_reference`: django-kobo-exporter's six families only (`MetricSet::Reference`);
-//! - `render/openmetrics_all`: every family, OpenMetrics 1.0.0.
+//! - `render/openmetrics_all`: every family, OpenMetrics 1.0.0;
+//! - `render/steady_all`, `render/steady_reference`: what a scrape of an unchanged hub costs, through the
+//!   exporter's `Renderer`, which reuses the encoding of the groups whose inputs did not change;
+//! - `gzip/level_N`: the text exposition of every family gzipped at levels 1, 3 and 6 (the sizes are
+//!   printed), to weigh the time against the bytes sent.
 //!
 //! Each iteration builds the families and encodes them (both are per-scrape work). The process metrics
 //! (`process_*`, read from /proc) are left out: they do not depend on the hub and would make the runs
@@ -28,6 +32,7 @@ use kobo_exporter::api::{HubSnapshot, Part, WorkerDir};
 use kobo_exporter::exposition::Format;
 use kobo_exporter::metrics::exporter::{self, ExporterStatus};
 use kobo_exporter::metrics::{MetricSet, hub_families};
+use kobo_exporter::render::Renderer;
 use kobo_hubgen::HubSpec;
 
 /// A hub of `workers` workers with task data: kobo-hubgen's synthetic hub (the one kobo-bench serves),
@@ -122,8 +127,41 @@ fn bench_render(c: &mut Criterion) {
                 b.iter(|| render(black_box(&hub), &status, set, format))
             });
         }
+        let outcome = Ok(std::sync::Arc::new(hub.clone()));
+        for (id, set) in [
+            ("steady_all", MetricSet::All),
+            ("steady_reference", MetricSet::Reference),
+        ] {
+            let renderer = Renderer::without_process_metrics(set);
+            let first = renderer
+                .render(&outcome, &status, None, Format::Text, &[])
+                .expect("renders");
+            assert_eq!(first, render(&hub, &status, set, Format::Text), "{id}");
+            group.bench_function(BenchmarkId::new(id, workers), |b| {
+                b.iter(|| {
+                    renderer
+                        .render(black_box(&outcome), &status, None, Format::Text, &[])
+                        .expect("renders")
+                })
+            });
+        }
     }
     group.finish();
+    let text = render(&snapshot(1_000), &status, MetricSet::All, Format::Text);
+    let mut gzip = c.benchmark_group("gzip");
+    gzip.throughput(Throughput::Bytes(text.len() as u64));
+    for level in [1u32, 3, 6] {
+        let packed = kobo_exporter::compression::gzip_at(text.as_bytes(), level).expect("gzip");
+        eprintln!(
+            "gzip/level_{level}: {} bytes of text to {} bytes",
+            text.len(),
+            packed.len()
+        );
+        gzip.bench_function(BenchmarkId::new(format!("level_{level}"), 1_000), |b| {
+            b.iter(|| kobo_exporter::compression::gzip_at(black_box(text.as_bytes()), level))
+        });
+    }
+    gzip.finish();
 }
 
 criterion_group!(benches, bench_render);

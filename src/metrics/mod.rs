@@ -64,9 +64,10 @@ pub fn hub_families(snapshot: &HubSnapshot, set: MetricSet) -> Vec<MetricFamily>
 
 /// [`hub_families`] group by group: each group is handed to `sink` (to be encoded) and dropped before the
 /// next is built, so a scrape holds one group of the prometheus crate's data model at a time (some 400
-/// bytes per sample), not every sample of a hub of thousands of workers at once. The groups that change
-/// only with the hub's configuration (the arches and channels workers accept) or its task data go through
-/// [`FamilySink::keyed`], so that the scrapes between task refreshes can reuse their encoding.
+/// bytes per sample), not every sample of a hub of thousands of workers at once. Every group but the
+/// queue families goes through [`FamilySink::keyed`] with what it depends on as the key: the per-worker
+/// families their samples, the accepted arches and channels the workers' configuration, the task groups
+/// the task data; so a scrape reuses the encoding of every group that did not change.
 pub fn hub_family_groups<S: FamilySink>(
     snapshot: &HubSnapshot,
     set: MetricSet,
@@ -74,11 +75,19 @@ pub fn hub_family_groups<S: FamilySink>(
 ) -> Result<(), S::Error> {
     // Sorted once for every per-worker family.
     let sorted = workers::sorted(snapshot);
-    for family in workers::reference_families(&sorted) {
-        sink.families(vec![family])?;
+    // Each per-worker family is keyed by its samples: a family no worker's value changed in since the
+    // last scrape (every one on a quiet hub; enabled, max_load, max_tasks on most) is not encoded again.
+    for gauge in &workers::REFERENCE_GAUGES {
+        sink.keyed(gauge.0, workers::gauge_key(&sorted, gauge.2), &|| {
+            vec![workers::reference_family(&sorted, gauge)]
+        })?;
     }
     if set == MetricSet::All {
-        sink.families(vec![workers::max_tasks_family(&sorted)])?;
+        sink.keyed(
+            "kobo_worker_max_tasks",
+            workers::gauge_key(&sorted, workers::max_tasks),
+            &|| vec![workers::max_tasks_family(&sorted)],
+        )?;
         sink.keyed("accepted", workers::accepted_key(&sorted), &|| {
             workers::accepted_families(&sorted)
         })?;

@@ -11,7 +11,7 @@ use prometheus::proto::MetricFamily;
 use super::family::{gauge_family, push_gauge};
 
 /// A reference metric: name, HELP text, and its value for a worker (`None`: no sample for that worker).
-type WorkerGauge = (&'static str, &'static str, fn(&WorkerRecord) -> Option<f64>);
+pub type WorkerGauge = (&'static str, &'static str, fn(&WorkerRecord) -> Option<f64>);
 
 /// The six reference gauges, in the reference's order.
 pub const REFERENCE_GAUGES: [WorkerGauge; 6] = [
@@ -66,15 +66,32 @@ pub fn sorted(snapshot: &HubSnapshot) -> Vec<&WorkerRecord> {
 pub fn reference_families<'a>(
     workers: &'a [&'a WorkerRecord],
 ) -> impl Iterator<Item = MetricFamily> + 'a {
-    REFERENCE_GAUGES.iter().map(move |(name, help, value)| {
-        let mut family = gauge_family(name, help);
-        for worker in workers {
-            if let Some(v) = value(worker) {
-                push_gauge(&mut family, &[("worker", &worker.name)], v);
-            }
+    REFERENCE_GAUGES
+        .iter()
+        .map(move |gauge| reference_family(workers, gauge))
+}
+
+/// One reference gauge's family: a function of [`gauge_key`] alone.
+pub fn reference_family(
+    workers: &[&WorkerRecord],
+    (name, help, value): &WorkerGauge,
+) -> MetricFamily {
+    let mut family = gauge_family(name, help);
+    for worker in workers {
+        if let Some(v) = value(worker) {
+            push_gauge(&mut family, &[("worker", &worker.name)], v);
         }
-        family
-    })
+    }
+    family
+}
+
+/// What a per-worker gauge's family depends on: every worker's name and value, in order.
+pub fn gauge_key(workers: &[&WorkerRecord], value: fn(&WorkerRecord) -> Option<f64>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for worker in workers {
+        (&worker.name, value(worker).map(f64::to_bits)).hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// The states `kobo_worker_tasks` counts per worker.
@@ -85,15 +102,20 @@ const WORKER_TASK_STATES: [TaskState; 2] = [TaskState::Assigned, TaskState::Open
 // and OPEN tasks counted from the task table (0 where it has none). Samples in the order of `workers`
 // (`sorted`); `hub_family_groups` puts them together.
 
-/// `kobo_worker_max_tasks`.
+/// `kobo_worker_max_tasks`'s value for a worker ([`gauge_key`]).
+pub fn max_tasks(worker: &WorkerRecord) -> Option<f64> {
+    worker.max_tasks.map(|n| n as f64)
+}
+
+/// `kobo_worker_max_tasks`: a function of `gauge_key(workers, max_tasks)` alone.
 pub fn max_tasks_family(workers: &[&WorkerRecord]) -> MetricFamily {
     let mut max_tasks = gauge_family(
         "kobo_worker_max_tasks",
         "Maximum number of tasks the worker takes at once (0 = no limit)",
     );
     for worker in workers {
-        if let Some(n) = worker.max_tasks {
-            push_gauge(&mut max_tasks, &[("worker", &worker.name)], n as f64);
+        if let Some(n) = self::max_tasks(worker) {
+            push_gauge(&mut max_tasks, &[("worker", &worker.name)], n);
         }
     }
     max_tasks

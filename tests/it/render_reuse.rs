@@ -73,6 +73,15 @@ async fn every_scrape_renders_its_own_snapshot_whatever_changed() {
     renamed[1].name = "w3".into();
     let mut not_ready = base();
     not_ready[0].ready = false;
+    // Each per-worker family is keyed by its samples (values, and no sample for an unknown last seen).
+    let mut loaded = base();
+    loaded[0].current_load = 3;
+    let mut seen = base();
+    seen[1].last_seen = kobo_exporter::api::LastSeen::At(1_700_000_123);
+    let mut never = base();
+    never[1].last_seen = kobo_exporter::api::LastSeen::Never;
+    let mut limited = base();
+    limited[0].max_tasks = Some(2);
     let snapshots = vec![
         hub(base(), 1, 5),
         hub(base(), 1, 5), // the same: reused
@@ -82,6 +91,13 @@ async fn every_scrape_renders_its_own_snapshot_whatever_changed() {
         hub(base(), 2, 7),    // task groups changed
         hub(not_ready, 2, 7), // only readiness: queue families
         hub(base(), 1, 5),
+        hub(base(), 1, 5),
+        hub(loaded.clone(), 1, 5),
+        hub(loaded, 1, 5),
+        hub(seen, 1, 5),
+        hub(never, 1, 5),
+        hub(base(), 1, 5),
+        hub(limited, 1, 5),
         hub(base(), 1, 5),
     ];
     // Every snapshot in the text format, then every one in OpenMetrics; every scrape collects anew. (The
