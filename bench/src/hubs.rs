@@ -333,7 +333,9 @@ fn floor_queries(sql: &ScrapeSql, scenario: Scenario) -> Vec<String> {
             sql.task_groups.sql(),
             sql.worker_tasks.sql(),
         ],
-        _ => vec![sql.workers.sql()],
+        // The reference six read hub_worker alone (no arches, no channels), as the exporter does.
+        Scenario::Reference => vec![sql.workers_only.sql()],
+        Scenario::Full => vec![sql.workers.sql()],
     }
 }
 

@@ -42,8 +42,14 @@ pub struct Row {
     pub floor_p50_ms: Option<f64>,
 }
 
-/// RSS the issue allows, KiB.
-const RSS_LIMIT_KIB: u64 = 20 * 1024;
+/// RSS the issue allows, KiB: under 20 MiB at 1,000 workers, under 30 MiB at 10,000.
+fn rss_limit_kib(workers: u32) -> u64 {
+    if workers >= 10_000 {
+        30 * 1024
+    } else {
+        20 * 1024
+    }
+}
 
 /// The hub size the issue sets its targets at: 1,000 workers, 1,000,000 tasks.
 pub const TARGET_SIZE: Size = Size {
@@ -300,11 +306,11 @@ pub fn checks(rows: &[Row]) -> Vec<String> {
     failures
 }
 
-/// The issue's targets (at 1,000 workers and 1,000,000 tasks) that a row misses: p50 against the floor,
-/// RSS under 20 MiB. Reported; they do not fail the run.
+/// The issue's targets that a row misses: p50 against the floor (at 1,000 workers and 1,000,000 tasks),
+/// RSS under 20 MiB at 1,000 workers and under 30 MiB at 10,000. Reported; they do not fail the run.
 pub fn missed_targets(rows: &[Row]) -> Vec<String> {
     let mut missed = Vec::new();
-    for row in rows.iter().filter(|r| r.size == TARGET_SIZE) {
+    for row in rows {
         if row.meets_target() == Some(false) {
             missed.push(format!(
                 "{}: p50 {:.2} ms, target {:.2} ms",
@@ -313,11 +319,13 @@ pub fn missed_targets(rows: &[Row]) -> Vec<String> {
                 row.target_ms().unwrap_or(f64::NAN)
             ));
         }
-        if row.rss_kib_end > RSS_LIMIT_KIB {
+        let limit = rss_limit_kib(row.size.workers);
+        if row.size.workers >= TARGET_SIZE.workers && row.rss_kib_end > limit {
             missed.push(format!(
-                "{}: RSS {:.1} MiB, target under 20 MiB",
+                "{}: RSS {:.1} MiB, target under {} MiB",
                 row.what(),
-                row.rss_kib_end as f64 / 1024.0
+                row.rss_kib_end as f64 / 1024.0,
+                limit / 1024
             ));
         }
     }
@@ -398,18 +406,26 @@ mod tests {
     }
 
     #[test]
-    fn targets_are_two_times_the_floor_plus_a_millisecond_at_the_target_size() {
+    fn targets_are_one_and_a_half_times_the_floor_plus_half_a_millisecond_at_the_target_size() {
         let mut r = row(Source::Sqlite, 10, 1.0);
-        assert_eq!(r.target_ms(), Some(1.8));
+        assert!((r.target_ms().unwrap_or_default() - 1.1).abs() < 1e-9);
         assert_eq!(r.meets_target(), None, "no target at 10 workers");
-        assert!(markdown(&[r.clone()]).contains("| (1.80 ms; targets at 1k / 1M) |"));
+        assert!(markdown(&[r.clone()]).contains("| (1.10 ms; targets at 1k / 1M) |"));
         r.size = TARGET_SIZE;
         assert_eq!(r.meets_target(), Some(false));
         assert_eq!(missed_targets(&[r.clone()]).len(), 1);
-        r.p50_ms = 1.7;
+        r.p50_ms = 1.05;
         assert_eq!(r.meets_target(), Some(true));
-        assert!(markdown(&[r.clone()]).contains("| met 2x + 1 ms: 1.80 ms |"));
+        assert!(markdown(&[r.clone()]).contains("| met 1.5x + 0.5 ms: 1.10 ms |"));
         r.rss_kib_end = 21 * 1024;
-        assert_eq!(missed_targets(&[r]).len(), 1, "RSS over 20 MiB");
+        assert_eq!(missed_targets(&[r.clone()]).len(), 1, "RSS over 20 MiB");
+        r.size.workers = 10_000;
+        r.floor_p50_ms = None;
+        assert!(
+            missed_targets(&[r.clone()]).is_empty(),
+            "21 MiB is under 30 at 10,000"
+        );
+        r.rss_kib_end = 31 * 1024;
+        assert_eq!(missed_targets(&[r]).len(), 1, "RSS over 30 MiB");
     }
 }
