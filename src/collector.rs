@@ -19,7 +19,7 @@ use crate::exposition::Format;
 use crate::metrics::MetricSet;
 use crate::metrics::exporter::ExporterStatus;
 use crate::metrics::flow::FlowTotals;
-use crate::render::Renderer;
+use crate::render::{Exposition, Renderer};
 
 /// How the collector works.
 #[derive(Debug, Clone)]
@@ -241,6 +241,19 @@ impl HubCollector {
         format: Format,
         process_wide: &[MetricFamily],
     ) -> Result<String, ScrapeError> {
+        self.scrape_exposition(prometheus_timeout, format, process_wide)
+            .await
+            .map(Exposition::into_string)
+    }
+
+    /// [`scrape_with`](Self::scrape_with), as the pieces it was written in (what `/metrics` gzips without
+    /// making the whole text).
+    pub async fn scrape_exposition(
+        &self,
+        prometheus_timeout: Option<Duration>,
+        format: Format,
+        process_wide: &[MetricFamily],
+    ) -> Result<Exposition, ScrapeError> {
         let arrived = Instant::now();
         let outcome = self
             .outcome(arrived, self.deadline(arrived, prometheus_timeout))
@@ -257,7 +270,7 @@ impl HubCollector {
         match &outcome {
             Ok(snapshot) => {
                 let text = self.render(&outcome, format, &[])?;
-                Ok((snapshot.workers.len(), text))
+                Ok((snapshot.workers.len(), text.into_string()))
             }
             Err(message) => Err(ScrapeError(message.clone())),
         }
@@ -359,7 +372,7 @@ impl HubCollector {
         outcome: &Outcome,
         format: Format,
         process_wide: &[MetricFamily],
-    ) -> Result<String, ScrapeError> {
+    ) -> Result<Exposition, ScrapeError> {
         let status = {
             let stats = self.stats();
             ExporterStatus {
@@ -378,7 +391,7 @@ impl HubCollector {
         let flow = self.flow.lock().unwrap_or_else(PoisonError::into_inner);
         let flow = flow.as_ref().filter(|totals| totals.counting());
         self.renderer
-            .render(outcome, &status, flow, format, process_wide)
+            .render_pieces(outcome, &status, flow, format, process_wide)
     }
 
     /// Adds a task refresh's flow to the totals, and gives its counts by method their label values (the

@@ -29,6 +29,18 @@ pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     gzip_at(body, Compression::fast().level())
 }
 
+/// [`gzip`] of the concatenation of `pieces` (`len` bytes in all), without making it.
+pub fn gzip_pieces<'a>(
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+    len: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(len / 8), Compression::fast());
+    for piece in pieces {
+        encoder.write_all(piece)?;
+    }
+    encoder.finish()
+}
+
 /// The gzip-compressed bytes at `level` (0 to 9), for the benchmark that weighs the levels.
 pub fn gzip_at(body: &[u8], level: u32) -> std::io::Result<Vec<u8>> {
     let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::new(level));

@@ -33,6 +33,7 @@ use crate::exposition::Format;
 use crate::hubs::{Hub, HubSet, Hubs};
 use crate::metrics::exporter;
 use crate::reload::Reloader;
+use crate::render::Exposition;
 
 /// How the routes are served.
 #[derive(Debug)]
@@ -197,10 +198,10 @@ async fn scrape(
     process_wide: &[prometheus::proto::MetricFamily],
 ) -> MetricsResponse {
     match collector
-        .scrape_with(timeout.0, negotiated.format, process_wide)
+        .scrape_exposition(timeout.0, negotiated.format, process_wide)
         .await
     {
-        Ok(text) => metrics_response(text, &negotiated),
+        Ok(exposition) => metrics_response(exposition, &negotiated),
         Err(e) => text_response(Status::ServiceUnavailable, e.0),
     }
 }
@@ -215,18 +216,18 @@ fn text_response(status: Status, message: String) -> MetricsResponse {
     }
 }
 
-/// An exposition in the negotiated format, gzipped if asked for.
-fn metrics_response(text: String, negotiated: &Negotiated) -> MetricsResponse {
+/// An exposition in the negotiated format, gzipped (from its pieces) if asked for.
+fn metrics_response(exposition: Exposition, negotiated: &Negotiated) -> MetricsResponse {
     let (body, gzip) = if negotiated.gzip {
-        match compression::gzip(text.as_bytes()) {
+        match exposition.gzip() {
             Ok(packed) => (packed, true),
             Err(e) => {
                 log::error!("gzip failed, answering uncompressed: {e}");
-                (text.into_bytes(), false)
+                (exposition.into_string().into_bytes(), false)
             }
         }
     } else {
-        (text.into_bytes(), false)
+        (exposition.into_string().into_bytes(), false)
     };
     MetricsResponse {
         status: Status::Ok,
@@ -267,7 +268,7 @@ async fn metrics(
             match negotiated.format.encode_into(&families, &mut text) {
                 Ok(()) => {
                     negotiated.format.finish(&mut text);
-                    metrics_response(text, &negotiated)
+                    metrics_response(Exposition::from(text), &negotiated)
                 }
                 Err(e) => text_response(
                     Status::InternalServerError,
