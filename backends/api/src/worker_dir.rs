@@ -95,104 +95,119 @@ impl WorkerDir {
         let mut state = self.lock();
         let now = Instant::now();
         let interval = self.freshness.rescan_interval;
-        let mut due = match state.listed_at {
+        let due = match state.listed_at {
             None => true,
             Some(at) if !interval.is_zero() => now.duration_since(at) >= interval,
             Some(_) => state.watch.is_none(),
         };
-        if !due && let Some(watch) = state.watch.as_mut() {
-            match watch.drain() {
-                Ok(changes) if changes.relist => {
-                    state.watch = None;
-                    due = true;
-                }
-                Ok(changes) => {
-                    if !changes.names.is_empty() {
-                        let mtimes = Arc::make_mut(&mut state.mtimes);
-                        for name in changes.names {
-                            let Ok(name) = name.into_string() else {
-                                continue;
-                            };
-                            match std::fs::metadata(self.path.join(&name)) {
-                                Ok(meta) => {
-                                    if let Some(seconds) = meta.modified().ok().map(unix_seconds) {
-                                        mtimes.insert(name, seconds);
-                                    }
-                                }
-                                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                                    mtimes.remove(&name);
-                                }
-                                Err(e) => {
-                                    *state = watch::State::default();
-                                    return Err(self.error(e));
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    log::warn!(
-                        "last seen: the inotify watch of {} failed ({e}): listing it instead",
-                        self.path.display()
-                    );
-                    state.watch = None;
-                    due = true;
-                }
-            }
-        }
+        let due = due || !self.apply_events(&mut state)?;
         if due {
-            // The watch first: a change made while the directory is listed is then not lost.
-            let mode = match (&state.watch, self.freshness.watch) {
-                (Some(_), _) => Mode::Watching,
-                (None, false) => Mode::Listing("worker_dir_watch is false".into()),
-                (None, true) => match watch::Watch::new(&self.path) {
-                    Ok(watch) => {
-                        state.watch = Some(watch);
-                        Mode::Watching
-                    }
-                    Err(why) => Mode::Listing(why),
-                },
+            self.relist(&mut state, now)?;
+        }
+        Ok(Arc::clone(&state.mtimes))
+    }
+
+    /// Stats again the files inotify saw change since the last call (nothing to do without a watch);
+    /// `false` when a full listing is needed instead (events were lost, the directory went, the watch
+    /// failed).
+    fn apply_events(&self, state: &mut watch::State) -> Result<bool, SourceError> {
+        let Some(watch) = state.watch.as_mut() else {
+            return Ok(true);
+        };
+        let changes = match watch.drain() {
+            Ok(changes) if !changes.relist => changes,
+            Ok(_) => {
+                state.watch = None;
+                return Ok(false);
+            }
+            Err(e) => {
+                log::warn!(
+                    "last seen: the inotify watch of {} failed ({e}): listing it instead",
+                    self.path.display()
+                );
+                state.watch = None;
+                return Ok(false);
+            }
+        };
+        if changes.names.is_empty() {
+            return Ok(true);
+        }
+        let mtimes = Arc::make_mut(&mut state.mtimes);
+        for name in changes.names {
+            let Ok(name) = name.into_string() else {
+                continue;
             };
-            match self.read_mtimes() {
-                Ok(listing) => {
-                    // The events queued meanwhile stay queued: the next call stats their files again,
-                    // which may have changed after the listing read them.
-                    state.mtimes = Arc::new(listing);
-                    state.listed_at = Some(now);
-                    state.listings += 1;
+            match std::fs::metadata(self.path.join(&name)) {
+                Ok(meta) => {
+                    if let Some(seconds) = meta.modified().ok().map(unix_seconds) {
+                        mtimes.insert(name, seconds);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    mtimes.remove(&name);
                 }
                 Err(e) => {
                     *state = watch::State::default();
-                    return Err(e);
+                    return Err(self.error(e));
                 }
-            }
-            if state.mode.as_ref() != Some(&mode) {
-                match &mode {
-                    Mode::Watching => log::info!(
-                        "last seen: {} is watched with inotify: a scrape reads only the files changed since the last one{}",
-                        self.path.display(),
-                        match interval.is_zero() {
-                            true => String::new(),
-                            false =>
-                                format!(", and lists it in full every {} s", interval.as_secs_f64()),
-                        }
-                    ),
-                    Mode::Listing(why) => log::info!(
-                        "last seen: {} is not watched ({why}): it is listed in full {}",
-                        self.path.display(),
-                        match interval.is_zero() {
-                            true => "at every scrape".to_string(),
-                            false => format!(
-                                "every {} s, and last seen is up to that old",
-                                interval.as_secs_f64()
-                            ),
-                        }
-                    ),
-                }
-                state.mode = Some(mode);
             }
         }
-        Ok(Arc::clone(&state.mtimes))
+        Ok(true)
+    }
+
+    /// A full listing, the watch set up first where it is wanted and can be (a change made while the
+    /// directory is listed is then not lost); logs the mode when it changed. On error the cache is
+    /// dropped.
+    fn relist(&self, state: &mut watch::State, now: Instant) -> Result<(), SourceError> {
+        let mode = match (&state.watch, self.freshness.watch) {
+            (Some(_), _) => Mode::Watching,
+            (None, false) => Mode::Listing("worker_dir_watch is false".into()),
+            (None, true) => match watch::Watch::new(&self.path) {
+                Ok(watch) => {
+                    state.watch = Some(watch);
+                    Mode::Watching
+                }
+                Err(why) => Mode::Listing(why),
+            },
+        };
+        match self.read_mtimes() {
+            // The events queued meanwhile stay queued: the next call stats their files again, which
+            // may have changed after the listing read them.
+            Ok(listing) => {
+                state.mtimes = Arc::new(listing);
+                state.listed_at = Some(now);
+                state.listings += 1;
+            }
+            Err(e) => {
+                *state = watch::State::default();
+                return Err(e);
+            }
+        }
+        if state.mode.as_ref() != Some(&mode) {
+            self.announce(&mode);
+            state.mode = Some(mode);
+        }
+        Ok(())
+    }
+
+    /// Says in the log how last seen is kept, and how fresh it is.
+    fn announce(&self, mode: &Mode) {
+        let interval = self.freshness.rescan_interval.as_secs_f64();
+        let path = self.path.display();
+        match (mode, interval > 0.0) {
+            (Mode::Watching, false) => log::info!(
+                "last seen: {path} is watched with inotify: a scrape reads only the files changed since the last one"
+            ),
+            (Mode::Watching, true) => log::info!(
+                "last seen: {path} is watched with inotify: a scrape reads only the files changed since the last one, and it is listed in full every {interval} s"
+            ),
+            (Mode::Listing(why), false) => log::info!(
+                "last seen: {path} is not watched ({why}): it is listed in full at every scrape"
+            ),
+            (Mode::Listing(why), true) => log::info!(
+                "last seen: {path} is not watched ({why}): it is listed in full every {interval} s, and last seen is up to that old"
+            ),
+        }
     }
 
     /// Checks that the directory exists and can be listed: for a clear error at start-up.

@@ -282,6 +282,9 @@ fn element_end(buf: &[u8], mut pos: usize) -> Result<Option<usize>, String> {
     }
 }
 
+/// The elements around a multicall's results, outermost first (then `<data>`).
+const ENVELOPE: [&[u8]; 5] = [b"methodResponse", b"params", b"param", b"value", b"array"];
+
 /// Why the scanner stopped short.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Stop {
@@ -489,13 +492,7 @@ impl<'a> Scanner<'a> {
         } else if b"<?xml".starts_with(self.rest()) {
             return Err(Stop::More);
         }
-        for tag in [
-            &b"methodResponse"[..],
-            b"params",
-            b"param",
-            b"value",
-            b"array",
-        ] {
+        for tag in ENVELOPE {
             self.open(tag)?;
         }
         match self.tag()? {
@@ -507,13 +504,7 @@ impl<'a> Scanner<'a> {
 
     /// After the results: the closing tags and nothing but whitespace to the end.
     fn epilogue(&mut self) -> Step<()> {
-        for tag in [
-            &b"array"[..],
-            b"value",
-            b"param",
-            b"params",
-            b"methodResponse",
-        ] {
+        for tag in ENVELOPE.iter().rev() {
             self.close(tag)?;
         }
         self.skip_space();
