@@ -10,6 +10,11 @@
 //! At each collection the path's device and inode are compared with those of the file the connection was
 //! opened on: a file deleted (or moved away) fails the collection, one replaced (e.g. by `mv new old`, the
 //! usual atomic replacement) is opened anew; the old inode is never served.
+//!
+//! A scrape's worker query (outside a transaction) is not run again while `PRAGMA data_version`, read just
+//! before it, is what it was at the last run: no other connection has committed since, so the rows are the
+//! same and the kept result is served. The task refresh's statements always run, in their snapshot
+//! transaction.
 
 mod url;
 
