@@ -66,3 +66,12 @@ pub fn single_gauge(name: &str, help: &str, value: f64) -> MetricFamily {
     push_gauge(&mut family, &[], value);
     family
 }
+
+/// The hasher of the render's reuse keys ([`super::FamilySink::keyed`]): foldhash's quality variant with a
+/// fixed seed, 64 bits like SipHash's but several times faster on the many short writes of a key (SipHash
+/// was 8 % of a steady scrape's CPU at 1,000 workers). Keys are compared between scrapes of one process
+/// only, so the seed need not be secret.
+pub fn key_hasher() -> impl std::hash::Hasher {
+    use std::hash::BuildHasher as _;
+    foldhash::quality::FixedState::with_seed(0x6b6f_626f).build_hasher()
+}

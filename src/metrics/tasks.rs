@@ -5,7 +5,6 @@
 //! cardinality is bounded by states x arches x channels. `kobo_tasks_by_method` is by state and method,
 //! with methods beyond `max_task_methods` under one value ([`super::flow`]).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 
@@ -63,7 +62,7 @@ pub fn task_families(tasks: &TaskSummary) -> Vec<MetricFamily> {
 
 /// What [`task_families`] depend on: the task groups.
 pub fn task_key(tasks: &TaskSummary) -> u64 {
-    let mut hasher = DefaultHasher::new();
+    let mut hasher = super::family::key_hasher();
     for g in &tasks.groups {
         (g.state, &g.arch, &g.channel, g.count).hash(&mut hasher);
         g.oldest_created.map(f64::to_bits).hash(&mut hasher);

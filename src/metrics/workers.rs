@@ -2,7 +2,6 @@
 //! label and family order, so existing dashboards and alerts keep working), then the exporter's own.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use kobo_backend_api::{HubSnapshot, LastSeen, TaskState, TaskSummary, WorkerRecord};
@@ -87,7 +86,7 @@ pub fn reference_family(
 
 /// What a per-worker gauge's family depends on: every worker's name and value, in order.
 pub fn gauge_key(workers: &[&WorkerRecord], value: fn(&WorkerRecord) -> Option<f64>) -> u64 {
-    let mut hasher = DefaultHasher::new();
+    let mut hasher = super::family::key_hasher();
     for worker in workers {
         (&worker.name, value(worker).map(f64::to_bits)).hash(&mut hasher);
     }
@@ -148,7 +147,7 @@ pub fn accepted_families(workers: &[&WorkerRecord]) -> Vec<MetricFamily> {
 
 /// What [`accepted_families`] depend on: every worker's name, arches and channels, in order.
 pub fn accepted_key(workers: &[&WorkerRecord]) -> u64 {
-    let mut hasher = DefaultHasher::new();
+    let mut hasher = super::family::key_hasher();
     for worker in workers {
         (&worker.name, &worker.arches, &worker.channels).hash(&mut hasher);
     }
@@ -183,7 +182,7 @@ pub fn worker_tasks_family(workers: &[&WorkerRecord], tasks: &TaskSummary) -> Me
 
 /// What [`worker_tasks_family`] depends on: the workers' names, in order, and the per-worker task counts.
 pub fn worker_tasks_key(workers: &[&WorkerRecord], tasks: &TaskSummary) -> u64 {
-    let mut hasher = DefaultHasher::new();
+    let mut hasher = super::family::key_hasher();
     for worker in workers {
         worker.name.hash(&mut hasher);
     }
