@@ -77,17 +77,13 @@ pub fn hub_family_groups<S: FamilySink>(
     let sorted = workers::sorted(snapshot);
     // Each per-worker family is keyed by its samples: a family no worker's value changed in since the
     // last scrape (every one on a quiet hub; enabled, max_load, max_tasks on most) is not encoded again.
-    for gauge in &workers::REFERENCE_GAUGES {
+    let max_tasks = (set == MetricSet::All).then_some(&workers::MAX_TASKS);
+    for gauge in workers::REFERENCE_GAUGES.iter().chain(max_tasks) {
         sink.keyed(gauge.0, workers::gauge_key(&sorted, gauge.2), &|| {
-            vec![workers::reference_family(&sorted, gauge)]
+            vec![workers::gauge_family_of(&sorted, gauge)]
         })?;
     }
     if set == MetricSet::All {
-        sink.keyed(
-            "kobo_worker_max_tasks",
-            workers::gauge_key(&sorted, workers::max_tasks),
-            &|| vec![workers::max_tasks_family(&sorted)],
-        )?;
         sink.keyed("accepted", workers::accepted_key(&sorted), &|| {
             workers::accepted_families(&sorted)
         })?;

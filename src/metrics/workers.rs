@@ -9,7 +9,7 @@ use prometheus::proto::MetricFamily;
 
 use super::family::{gauge_family, push_gauge};
 
-/// A reference metric: name, HELP text, and its value for a worker (`None`: no sample for that worker).
+/// A per-worker gauge: name, HELP text, and its value for a worker (`None`: no sample for that worker).
 pub type WorkerGauge = (&'static str, &'static str, fn(&WorkerRecord) -> Option<f64>);
 
 /// The six reference gauges, in the reference's order.
@@ -60,18 +60,9 @@ pub fn sorted(snapshot: &HubSnapshot) -> Vec<&WorkerRecord> {
     workers
 }
 
-/// The reference families, samples in the order of `workers` ([`sorted`]).
-/// Each family is built when the iterator reaches it.
-pub fn reference_families<'a>(
-    workers: &'a [&'a WorkerRecord],
-) -> impl Iterator<Item = MetricFamily> + 'a {
-    REFERENCE_GAUGES
-        .iter()
-        .map(move |gauge| reference_family(workers, gauge))
-}
-
-/// One reference gauge's family: a function of [`gauge_key`] alone.
-pub fn reference_family(
+/// A per-worker gauge's family (a reference gauge or [`MAX_TASKS`]), samples in the order of `workers`
+/// ([`sorted`]): a function of [`gauge_key`] alone.
+pub fn gauge_family_of(
     workers: &[&WorkerRecord],
     (name, help, value): &WorkerGauge,
 ) -> MetricFamily {
@@ -101,24 +92,12 @@ const WORKER_TASK_STATES: [TaskState; 2] = [TaskState::Assigned, TaskState::Open
 // and OPEN tasks counted from the task table (0 where it has none). Samples in the order of `workers`
 // (`sorted`); `hub_family_groups` puts them together.
 
-/// `kobo_worker_max_tasks`'s value for a worker ([`gauge_key`]).
-pub fn max_tasks(worker: &WorkerRecord) -> Option<f64> {
-    worker.max_tasks.map(|n| n as f64)
-}
-
-/// `kobo_worker_max_tasks`: a function of `gauge_key(workers, max_tasks)` alone.
-pub fn max_tasks_family(workers: &[&WorkerRecord]) -> MetricFamily {
-    let mut max_tasks = gauge_family(
-        "kobo_worker_max_tasks",
-        "Maximum number of tasks the worker takes at once (0 = no limit)",
-    );
-    for worker in workers {
-        if let Some(n) = self::max_tasks(worker) {
-            push_gauge(&mut max_tasks, &[("worker", &worker.name)], n);
-        }
-    }
-    max_tasks
-}
+/// `kobo_worker_max_tasks` (sources that know it; the others give no sample).
+pub const MAX_TASKS: WorkerGauge = (
+    "kobo_worker_max_tasks",
+    "Maximum number of tasks the worker takes at once (0 = no limit)",
+    |w| w.max_tasks.map(|n| n as f64),
+);
 
 /// `kobo_worker_arch` and `kobo_worker_channel`: a function of [`accepted_key`] alone.
 pub fn accepted_families(workers: &[&WorkerRecord]) -> Vec<MetricFamily> {
