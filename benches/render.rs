@@ -135,13 +135,15 @@ fn bench_render(c: &mut Criterion) {
             let renderer = Renderer::without_process_metrics(set);
             let first = renderer
                 .render(&outcome, &status, None, Format::Text, &[])
-                .expect("renders");
+                .expect("renders")
+                .into_string();
             assert_eq!(first, render(&hub, &status, set, Format::Text), "{id}");
             group.bench_function(BenchmarkId::new(id, workers), |b| {
                 b.iter(|| {
                     renderer
                         .render(black_box(&outcome), &status, None, Format::Text, &[])
                         .expect("renders")
+                        .into_string()
                 })
             });
         }
@@ -151,14 +153,17 @@ fn bench_render(c: &mut Criterion) {
     let mut gzip = c.benchmark_group("gzip");
     gzip.throughput(Throughput::Bytes(text.len() as u64));
     for level in [1u32, 3, 6] {
-        let packed = kobo_exporter::compression::gzip_at(text.as_bytes(), level).expect("gzip");
+        let gzip_at = |text: &str| {
+            kobo_exporter::compression::gzip_pieces([text.as_bytes()], text.len(), level)
+        };
+        let packed = gzip_at(&text).expect("gzip");
         eprintln!(
             "gzip/level_{level}: {} bytes of text to {} bytes",
             text.len(),
             packed.len()
         );
         gzip.bench_function(BenchmarkId::new(format!("level_{level}"), 1_000), |b| {
-            b.iter(|| kobo_exporter::compression::gzip_at(black_box(text.as_bytes()), level))
+            b.iter(|| gzip_at(black_box(&text)))
         });
     }
     gzip.finish();

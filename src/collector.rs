@@ -391,7 +391,7 @@ impl HubCollector {
         let flow = self.flow.lock().unwrap_or_else(PoisonError::into_inner);
         let flow = flow.as_ref().filter(|totals| totals.counting());
         self.renderer
-            .render_pieces(outcome, &status, flow, format, process_wide)
+            .render(outcome, &status, flow, format, process_wide)
     }
 
     /// Adds a task refresh's flow to the totals, and gives its counts by method their label values (the

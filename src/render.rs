@@ -68,11 +68,12 @@ impl Exposition {
         out
     }
 
-    /// The gzip-compressed text ([`crate::compression`]'s level), written piece by piece.
+    /// The gzip-compressed text ([`crate::compression::LEVEL`]), written piece by piece.
     pub fn gzip(&self) -> std::io::Result<Vec<u8>> {
         crate::compression::gzip_pieces(
             self.pieces.iter().map(|p| p.as_str().as_bytes()),
             self.len(),
+            crate::compression::LEVEL,
         )
     }
 }
@@ -116,21 +117,9 @@ impl Renderer {
     /// The exposition of `outcome` in `format`: the hub's families, then (full set) the exporter's own
     /// from `status` and the process-wide ones given (`/metrics`' reload status), with the task flow's
     /// between them. With the full set a failed collection still gives metrics (`kobo_up 0`); with the
-    /// reference set it is an error. Written group by group ([`hub_family_groups`]).
+    /// reference set it is an error. Written group by group ([`hub_family_groups`]), as the pieces it
+    /// was written in: the reused groups shared with the cache, not copied ([`Exposition`]).
     pub fn render(
-        &self,
-        outcome: &Outcome,
-        status: &ExporterStatus,
-        flow: Option<&FlowTotals>,
-        format: Format,
-        process_wide: &[MetricFamily],
-    ) -> Result<String, ScrapeError> {
-        self.render_pieces(outcome, status, flow, format, process_wide)
-            .map(Exposition::into_string)
-    }
-
-    /// [`render`](Self::render), as the pieces it was written in: what `/metrics` gzips.
-    pub fn render_pieces(
         &self,
         outcome: &Outcome,
         status: &ExporterStatus,
@@ -254,7 +243,7 @@ mod tests {
         };
         for scrape in 0..2 {
             let pieces = renderer
-                .render_pieces(&outcome, &status, None, Format::Text, &[])
+                .render(&outcome, &status, None, Format::Text, &[])
                 .unwrap();
             let shared = pieces
                 .pieces
@@ -262,9 +251,11 @@ mod tests {
                 .filter(|p| matches!(p, Piece::Shared(_)))
                 .count();
             assert!(shared >= 7, "scrape {scrape}: {shared} reused pieces");
-            let text = renderer
+            // A fresh renderer, which reuses nothing, gives the same text.
+            let text = Renderer::without_process_metrics(MetricSet::All)
                 .render(&outcome, &status, None, Format::Text, &[])
-                .unwrap();
+                .unwrap()
+                .into_string();
             assert!(text.contains("kobo_worker_max_load{worker=\"worker-049.example.com\"} 49"));
             assert_eq!(pieces.len(), text.len());
             let mut unpacked = String::new();
