@@ -462,7 +462,7 @@ impl BodySink for Vec<u8> {
     }
 }
 
-impl BodySink for WorkerInfos {
+impl BodySink for WorkerInfos<'_> {
     fn take(&mut self, chunk: &[u8]) -> Result<(), String> {
         WorkerInfos::take(self, chunk)
     }

@@ -62,9 +62,9 @@ enum Phase {
 
 /// The decoder: [`WorkerInfos::take`] each chunk as it arrives, then [`WorkerInfos::finish`].
 #[derive(Debug)]
-pub(crate) struct WorkerInfos {
+pub(crate) struct WorkerInfos<'n> {
     /// The worker asked for by each call, in order.
-    names: Vec<String>,
+    names: &'n [String],
     /// What has arrived and is not read yet.
     pending: Vec<u8>,
     phase: Phase,
@@ -73,10 +73,10 @@ pub(crate) struct WorkerInfos {
     held: usize,
 }
 
-impl WorkerInfos {
-    pub(crate) fn new(names: &[String]) -> Self {
+impl<'n> WorkerInfos<'n> {
+    pub(crate) fn new(names: &'n [String]) -> Self {
         WorkerInfos {
-            names: names.to_vec(),
+            names,
             pending: Vec::with_capacity(2 * BATCH),
             phase: Phase::Prologue,
             answers: Vec::with_capacity(names.len()),
